@@ -1,0 +1,175 @@
+"""Benchmark: DB targets and DB post-processing, fast path vs plain reference, on the real receipts.
+
+    python bench/bench_targets_postprocess.py --data ../shared/data/receipts-sroie --image-size 1024 [--json out.json]
+
+Each receipt is resized so that its longest side is ``--image-size`` (polygons scaled alike; images are
+not decoded, only their size is read). Targets are built on the padded S x S canvas. Post-processing
+runs on a realistic probability map made from the ground truth: the shrunk-kernel map of the targets,
+cropped to the image, Gaussian-blurred (sigma 1 px), gained by 1.3, plus N(0, 0.05) noise, clipped to
+[0, 1]. A second targets row rotates every polygon by 10 degrees about the image centre (no axis-aligned
+edges: the general distance path). Single thread (cv2, torch). Per image the best of ``--repeats`` runs
+is kept, in wall-clock time and in the thread's CPU time (the latter is what a busy machine distorts
+least); the table gives median / min / max over images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams, postprocess_plain  # noqa: E402
+from ocr.targets.db_targets import make_db_targets, make_db_targets_plain  # noqa: E402
+from ocr.utils.errors import UserError, exit_on_user_error  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One receipt at network-input scale: polygons (N, 2) float32, valid (h, w), scale."""
+
+    name: str
+    polygons: list[np.ndarray]
+    valid_hw: tuple[int, int]
+    scale: float
+
+
+def load_receipts(data_dir: Path, image_size: int) -> list[Receipt]:
+    """All receipts of every split in ``data_dir/jsons/*.json``, resized to longest side ``image_size``."""
+    jsons = sorted((Path(data_dir) / "jsons").glob("*.json"))
+    if not jsons:
+        raise UserError(f"no jsons/*.json under {data_dir}; pass --data pointing at the receipts folder")
+    receipts = []
+    for path in jsons:
+        for name, entry in json.loads(path.read_text())["images"].items():
+            with Image.open(Path(data_dir) / "images" / path.stem / name) as image:
+                width, height = image.size
+            scale = image_size / max(width, height)
+            polygons = [
+                np.asarray(word["points"], dtype=np.float32) * np.float32(scale)
+                for word in entry["words"].values()
+            ]
+            receipts.append(Receipt(name, polygons, (round(height * scale), round(width * scale)), scale))
+    return receipts
+
+
+def synthetic_prob(receipt: Receipt, rng: np.random.Generator) -> np.ndarray:
+    """Realistic float32 probability map (h, w) for a receipt (see the module docstring)."""
+    height, width = receipt.valid_hw
+    kernels = make_db_targets(receipt.polygons, height, width).prob_map
+    prob = cv2.GaussianBlur(kernels, (0, 0), 1.0) * np.float32(1.3)
+    prob += rng.normal(0.0, 0.05, prob.shape).astype(np.float32)
+    return np.clip(prob, 0.0, 1.0)
+
+
+def rotated(receipt: Receipt, degrees: float, image_size: int) -> list[np.ndarray]:
+    """The receipt's polygons rotated by ``degrees`` about the canvas centre."""
+    matrix = cv2.getRotationMatrix2D((image_size / 2, image_size / 2), degrees, 1.0).astype(np.float32)
+    return [p @ matrix[:, :2].T + matrix[:, 2] for p in receipt.polygons]
+
+
+def _best_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Best wall-clock and best CPU (this thread) time of ``repeats`` calls, in ms."""
+    wall = cpu = float("inf")
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.thread_time()
+        fn()
+        cpu = min(cpu, time.thread_time() - start_cpu)
+        wall = min(wall, time.perf_counter() - start)
+    return wall * 1e3, cpu * 1e3
+
+
+def _rows(task: str, timings: dict[str, list[tuple[float, float]]], extra: dict) -> list[dict]:
+    plain_wall, plain_cpu = np.median(np.array(timings["plain"]), axis=0)
+    rows = []
+    for variant, values in timings.items():
+        wall, cpu = np.array(values).T
+        rows.append({
+            "task": task, "variant": variant, "median_ms": float(np.median(wall)), "min_ms": float(wall.min()),
+            "max_ms": float(wall.max()), "speedup_vs_plain": float(plain_wall / np.median(wall)),
+            "cpu_median_ms": float(np.median(cpu)), "cpu_speedup_vs_plain": float(plain_cpu / np.median(cpu)),
+            "images": len(values), **extra,
+        })
+    return rows
+
+
+def bench_rows(data_dir: Path, image_size: int, repeats: int = 5) -> list[dict]:
+    """Benchmark rows (task, variant, median/min/max ms per image, speed-up vs plain, ...)."""
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # torch plays no part in these functions; only its threads are pinned
+        pass
+    receipts = load_receipts(data_dir, image_size)
+    size = image_size
+    words = float(np.median([len(r.polygons) for r in receipts]))
+    rows = []
+    for task, polygon_sets in (
+        ("targets", [r.polygons for r in receipts]),
+        ("targets, rotated 10 deg", [rotated(r, 10.0, size) for r in receipts]),
+    ):
+        timings = {
+            variant: [_best_ms(lambda p=polys: fn(p, size, size), repeats) for polys in polygon_sets]
+            for variant, fn in (("fast", make_db_targets), ("plain", make_db_targets_plain))
+        }
+        rows += _rows(task, timings, {"median_polygons": words})
+
+    rng = np.random.default_rng(0)
+    maps = [(synthetic_prob(r, rng), r.scale) for r in receipts]
+    for mode, use_polygon in (("postprocess polygon", True), ("postprocess box", False)):
+        fast = DBPostProcessor(use_polygon=use_polygon)
+        params = PostprocessParams(use_polygon=use_polygon)
+        timings = {
+            "fast": [_best_ms(lambda m=m, s=s: fast(m, s), repeats) for m, s in maps],
+            "plain": [_best_ms(lambda m=m, s=s: postprocess_plain(m, s, params), repeats) for m, s in maps],
+        }
+        boxes = float(np.median([len(fast(m, s)[0]) for m, s in maps]))
+        rows += _rows(mode, timings, {"median_boxes": boxes})
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Plain-text table of ``bench_rows`` output (ms per image; CPU = this thread's CPU time)."""
+    lines = [
+        f"{'task':24s} {'variant':7s} {'median':>7s} {'min':>7s} {'max':>7s} {'speed-up':>8s}"
+        f" {'CPU med':>8s} {'CPU x':>6s}   (ms per image, best of repeats)"
+    ]
+    for row in rows:
+        lines.append(
+            f"{row['task']:24s} {row['variant']:7s} {row['median_ms']:7.2f} {row['min_ms']:7.2f} "
+            f"{row['max_ms']:7.2f} {row['speedup_vs_plain']:7.1f}x {row['cpu_median_ms']:8.2f} "
+            f"{row['cpu_speedup_vs_plain']:5.1f}x"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="receipts folder (jsons/, images/)")
+    parser.add_argument("--image-size", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=5, help="runs per image; the best is kept")
+    parser.add_argument("--json", type=Path, help="also write the rows to this JSON file")
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()[0]
+    with exit_on_user_error("bench_targets_postprocess"):
+        rows = bench_rows(args.data, args.image_size, args.repeats)
+    print(format_table(rows))
+    print(f"1-minute load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} CPUs)")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

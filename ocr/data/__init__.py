@@ -1,0 +1,1 @@
+"""Data: the competition layout (annotations, dataset, datamodule), transforms, synthetic receipts."""

@@ -1,0 +1,126 @@
+"""ReceiptDataModule: train / val / test (= predict) loaders over the real or the synthetic dataset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ocr.data.dataset import ReceiptDataset
+from ocr.data.paths import ensure_dataset, resolve_dataset_root
+from ocr.utils.errors import UserError
+
+AUGMENT_KEYS = {
+    "brightness_limit": "brightness_limit",
+    "contrast_limit": "contrast_limit",
+    "p": "brightness_contrast_p",
+}
+SYNTHETIC_KEYS = ("dir", "n_train", "n_val", "n_test", "seed", "size", "text_height")
+SYNTHETIC_DEFAULT_DIR = "data/synthetic"
+
+
+def stack_images(samples: list[dict]) -> dict[str, Any]:
+    """Default collate (no training targets): ``images`` (B, 3, S, S) and ``meta``, each sample minus its image."""
+    return {
+        "images": torch.stack([s["image"] for s in samples]),
+        "meta": [{k: v for k, v in s.items() if k != "image"} for s in samples],
+    }
+
+
+def _checked(section: str, given: Mapping | None, allowed: Any) -> dict[str, Any]:
+    """`given` as a plain dict, refusing keys not in `allowed`."""
+    values = dict(given or {})
+    unknown = sorted(set(values) - set(allowed))
+    if unknown:
+        raise UserError(f"data.{section} has unknown keys {unknown}; allowed: {sorted(allowed)}")
+    return values
+
+
+class ReceiptDataModule(L.LightningDataModule):
+    """Loaders for ROOT in the competition layout, or for synthetic receipts when no root is configured.
+
+    `batch_size` is a plain attribute read whenever a loader is built (so it can be lowered after an OOM);
+    `val_batch_size` None follows it. `augment` holds `brightness_limit`, `contrast_limit`, `p` (train only).
+    `synthetic` holds `dir` (default data/synthetic, relative to the working directory) and the keyword
+    arguments of `ensure_dataset`. `limit_train` / `limit_val` keep the first N images (sorted by name).
+    The test split (images/test, JSON optional) is loaded only for the `test` / `predict` stages.
+    """
+
+    def __init__(
+        self,
+        dataset_base_path: str | None,
+        image_size: int,
+        batch_size: int,
+        num_workers: int = 2,
+        collate_fn: Callable | None = None,
+        val_batch_size: int | None = None,
+        synthetic: Mapping | None = None,
+        augment: Mapping | None = None,
+        limit_train: int | None = None,
+        limit_val: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = resolve_dataset_root(dataset_base_path)
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.val_batch_size = val_batch_size
+        self.num_workers = int(num_workers)
+        self.collate_fn = collate_fn or stack_images
+        self.synthetic = _checked("synthetic", synthetic, SYNTHETIC_KEYS)
+        self.augment = {AUGMENT_KEYS[k]: float(v) for k, v in _checked("augment", augment, AUGMENT_KEYS).items()}
+        self.limit_train = limit_train
+        self.limit_val = limit_val
+        self.datasets: dict[str, Dataset] = {}
+
+    def dataset_root(self) -> Path:
+        """The configured root, or the synthetic dataset (generated on first use)."""
+        params = dict(self.synthetic)
+        synthetic_dir = params.pop("dir", SYNTHETIC_DEFAULT_DIR)
+        if "size" in params:
+            params["size"] = tuple(params["size"])
+        return ensure_dataset(self.root, synthetic_dir, **params)
+
+    def prepare_data(self) -> None:
+        self.dataset_root()
+
+    def setup(self, stage: str | None = None) -> None:
+        root = self.dataset_root()
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in wanted.get(stage, ("train", "val")):
+            if split in self.datasets:
+                continue
+            train = split == "train"
+            dataset: Dataset = ReceiptDataset(
+                root, split, self.image_size, train=train, **(self.augment if train else {})
+            )
+            limit = {"train": self.limit_train, "val": self.limit_val}.get(split)
+            if limit is not None:
+                dataset = Subset(dataset, range(min(int(limit), len(dataset))))
+            self.datasets[split] = dataset
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self.datasets[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=self.collate_fn,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size or self.batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.val_batch_size or self.batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.test_dataloader()

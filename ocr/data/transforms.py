@@ -1,0 +1,185 @@
+"""Image and point transforms: decode, EXIF orientation, resize + pad to a square, augmentation, tensor.
+
+Coordinates are continuous pixels (pixel column j covers x in [j, j+1)), so a horizontal flip maps x to
+W - x and resizing by s maps x to x * s, which is the `original = transformed / scale` convention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+EXIF_ORIENTATION = 0x0112
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_REDUCED_FLAGS = {
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
+
+
+class ImageDecodeError(Exception):
+    """The image file cannot be read or decoded."""
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the file header says: stored (width, height), EXIF orientation (1..8; 1 = none), and format."""
+
+    size: tuple[int, int]
+    orientation: int
+    format: str | None
+
+
+def read_header(path: Path) -> ImageHeader:
+    """Header of the image at `path` (no pixel decoding). Raises ImageDecodeError when unreadable."""
+    try:
+        with Image.open(path) as im:
+            orientation = im.getexif().get(EXIF_ORIENTATION, 1)
+            return ImageHeader(im.size, orientation if orientation in range(1, 9) else 1, im.format)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ImageDecodeError(f"{path}: {err}") from err
+
+
+def reduction_factor(header: ImageHeader, target_long_side: int) -> int:
+    """Largest JPEG DCT reduction (1, 2, 4 or 8) that still decodes at least `target_long_side` pixels."""
+    if header.format != "JPEG":
+        return 1
+    long_side = max(header.size)
+    for factor in (8, 4, 2):
+        if long_side // factor >= target_long_side:
+            return factor
+    return 1
+
+
+def decode_bgr(path: Path, factor: int = 1) -> np.ndarray:
+    """Pixels as stored (EXIF orientation NOT applied), BGR uint8 (H, W, 3), decoded at 1/`factor` size.
+
+    The reduced size rounds up (libjpeg), so callers must not derive geometry from the decoded shape.
+    """
+    flags = _REDUCED_FLAGS.get(factor, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+    bgr = cv2.imread(str(path), flags)
+    if bgr is None:
+        raise ImageDecodeError(f"{path}: OpenCV could not decode it")
+    return bgr
+
+
+def oriented_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """(width, height) after applying EXIF `orientation` to an image stored as `size` = (width, height)."""
+    width, height = size
+    return (height, width) if orientation >= 5 else (width, height)
+
+
+# The 8 EXIF orientations as PIL.ImageOps.exif_transpose applies them. Image: numpy ops on (H, W, C).
+# Points: (x, y) in a stored image of width W, height H -> displayed coordinates.
+_IMAGE_OPS = {
+    1: lambda a: a,
+    2: lambda a: a[:, ::-1],  # FLIP_LEFT_RIGHT
+    3: lambda a: a[::-1, ::-1],  # ROTATE_180
+    4: lambda a: a[::-1],  # FLIP_TOP_BOTTOM
+    5: lambda a: a.swapaxes(0, 1),  # TRANSPOSE
+    6: lambda a: np.rot90(a, -1),  # ROTATE_270 (90 degrees clockwise)
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),  # TRANSVERSE
+    8: lambda a: np.rot90(a, 1),  # ROTATE_90 (90 degrees counter-clockwise)
+}
+_POINT_OPS = {
+    1: lambda x, y, w, h: (x, y),
+    2: lambda x, y, w, h: (w - x, y),
+    3: lambda x, y, w, h: (w - x, h - y),
+    4: lambda x, y, w, h: (x, h - y),
+    5: lambda x, y, w, h: (y, x),
+    6: lambda x, y, w, h: (h - y, x),
+    7: lambda x, y, w, h: (h - y, w - x),
+    8: lambda x, y, w, h: (y, w - x),
+}
+
+
+def orient_image(image: np.ndarray, orientation: int) -> np.ndarray:
+    """`image` (stored pixels) as displayed under EXIF `orientation`; same result as ImageOps.exif_transpose."""
+    return np.ascontiguousarray(_IMAGE_OPS[orientation](image))
+
+
+def orient_points(points: np.ndarray, orientation: int, size: tuple[int, int]) -> np.ndarray:
+    """(N, 2) points of a stored image of `size` = (width, height), mapped like `orient_image` maps pixels."""
+    x, y = _POINT_OPS[orientation](points[:, 0], points[:, 1], *size)
+    return np.stack([x, y], axis=1).astype(np.float32)
+
+
+def fit_scale(orig_hw: tuple[int, int], image_size: int) -> float:
+    """Scale that makes the longest side of an image of `orig_hw` equal `image_size`."""
+    return image_size / max(orig_hw)
+
+
+def scaled_hw(orig_hw: tuple[int, int], scale: float) -> tuple[int, int]:
+    """The unpadded (h, w) of an image of `orig_hw` resized by `scale`."""
+    return max(1, round(orig_hw[0] * scale)), max(1, round(orig_hw[1] * scale))
+
+
+def resize(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """`image` resized to `hw` = (h, w): INTER_AREA when shrinking, INTER_LINEAR when enlarging."""
+    if image.shape[:2] == tuple(hw):
+        return image
+    shrinking = hw[0] * hw[1] < image.shape[0] * image.shape[1]
+    return cv2.resize(image, (hw[1], hw[0]), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def pad_square(image: np.ndarray, size: int) -> np.ndarray:
+    """`image` padded with zeros at the bottom and right to `size` x `size`."""
+    h, w = image.shape[:2]
+    return cv2.copyMakeBorder(image, 0, size - h, 0, size - w, cv2.BORDER_CONSTANT, value=0)
+
+
+def brightness_contrast(image: np.ndarray, alpha: float, beta: float) -> np.ndarray:
+    """uint8 `image` * alpha + beta * 255, clipped (albumentations' RandomBrightnessContrast formula)."""
+    lut = np.clip(np.arange(256, dtype=np.float32) * alpha + beta * 255.0, 0, 255).astype(np.uint8)
+    return cv2.LUT(image, lut)
+
+
+def sample_brightness_contrast(
+    brightness_limit: float, contrast_limit: float, p: float, generator: torch.Generator | None = None
+) -> tuple[float, float] | None:
+    """(alpha, beta) drawn uniformly within the limits with probability `p`, else None (torch RNG, so
+    DataLoader workers and `seed_everything` give distinct, reproducible draws)."""
+    u = torch.rand(3, generator=generator).tolist()
+    if u[0] >= p:
+        return None
+    return 1.0 + (2 * u[1] - 1) * contrast_limit, (2 * u[2] - 1) * brightness_limit
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> ImageNet-normalised float32 (3, H, W)."""
+    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous().float()
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1) * 255.0
+    inv_std = 1.0 / (torch.tensor(IMAGENET_STD).view(3, 1, 1) * 255.0)
+    return chw.sub_(mean).mul_(inv_std)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image oriented and resized for the network: `image` is (h, w, 3) uint8, unpadded."""
+
+    image: np.ndarray
+    scale: float
+    orig_hw: tuple[int, int]
+    header: ImageHeader
+
+
+def load_resized(path: Path, image_size: int, reduced_decode: bool = True) -> LoadedImage:
+    """Decode, apply EXIF orientation and resize so the longest side is `image_size`.
+
+    With `reduced_decode`, JPEGs at least twice `image_size` are decoded at 1/2, 1/4 or 1/8 size first;
+    `scale` is always relative to the full-size (oriented) image. Raises ImageDecodeError for unreadable files.
+    """
+    header = read_header(path)
+    width, height = oriented_size(header.size, header.orientation)
+    scale = fit_scale((height, width), image_size)
+    hw = scaled_hw((height, width), scale)
+    factor = reduction_factor(header, image_size) if reduced_decode else 1
+    bgr = resize(orient_image(decode_bgr(path, factor), header.orientation), hw)
+    return LoadedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), scale, (height, width), header)

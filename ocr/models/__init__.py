@@ -1,0 +1,1 @@
+"""DBNet parts: timm encoder, FPN decoder, DB head, DB loss, and their assembly."""

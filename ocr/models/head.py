@@ -1,0 +1,43 @@
+"""DB head: probability logits (always) and threshold map (training only), upsampled x4 to input resolution."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ocr.postprocess.db_postprocess import DBPostProcessor
+
+
+def upsampling_branch(in_channels: int) -> nn.Sequential:
+    """conv3x3 -> BN -> ReLU -> 2x deconv -> BN -> ReLU -> 2x deconv to one channel."""
+    mid = in_channels // 4
+    return nn.Sequential(
+        nn.Conv2d(in_channels, mid, 3, padding=1, bias=False),
+        nn.BatchNorm2d(mid),
+        nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(mid, mid, 2, stride=2),
+        nn.BatchNorm2d(mid),
+        nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(mid, 1, 2, stride=2),
+    )
+
+
+class DBHead(nn.Module):
+    """Differentiable binarization: binary = sigmoid(k * (P - T)); `postprocess` turns P into polygons."""
+
+    def __init__(self, in_channels: int, k: float = 50.0, postprocess: DBPostProcessor | None = None) -> None:
+        super().__init__()
+        self.k = k
+        self.prob_branch = upsampling_branch(in_channels)
+        self.thresh_branch = upsampling_branch(in_channels)
+        self.postprocess = postprocess or DBPostProcessor()
+
+    def forward(self, features: torch.Tensor, with_threshold: bool | None = None) -> dict[str, torch.Tensor]:
+        """Logits of P always; T and binary logits when training (or when `with_threshold`)."""
+        prob_logits = self.prob_branch(features)
+        out = {"prob_logits": prob_logits}
+        if self.training if with_threshold is None else with_threshold:
+            thresh = torch.sigmoid(self.thresh_branch(features))
+            out["thresh"] = thresh
+            out["binary_logits"] = self.k * (torch.sigmoid(prob_logits) - thresh)
+        return out

@@ -1,0 +1,345 @@
+"""Command line of wandb_sweep.py: preview, create, run agents, show the best trials."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from ocr.sweep import online
+from ocr.sweep.hydra_check import DEFAULT_CONFIGS_DIR, check_model_names, check_parameters, command_overrides
+from ocr.sweep.local_agent import AgentOptions, Interrupted, run_agent
+from ocr.sweep.preview import Destination, preview_text
+from ocr.sweep.report import best_summary, leaderboard, rows_from_trials
+from ocr.sweep.spec import EPOCHS_KEY, METHODS, MODEL_KEY, Narrowing, apply_narrowing, load_sweep_config
+from ocr.sweep.store import DEFAULT_ROOT, LOCAL_PREFIX, LocalSweep, create_sweep, has_sweep, open_sweep, sweep_ids
+from ocr.utils.env import load_env, wandb_key_is_set, wandb_mode
+from ocr.utils.errors import UserError, exit_on_user_error
+
+PROG = "wandb_sweep.py"
+DEFAULT_CONFIG = Path("sweep_config.yaml")
+DEFAULT_PROJECT = "OCR-HRNet-Sweep"
+
+EPILOG = """\
+modes:
+  (no action)                      print the sweep that would be created, where it would go, and the
+                                   batch-size caps for the visible GPU
+  --create-sweep [--count N]       create the sweep (and, with --count or --gpus, run agents on it now)
+  --sweep-id ID [--count N]        run an agent on an existing sweep (each trial is its own process)
+  --best [--sweep-id ID]           the best trials and the Hydra overrides that reproduce the best one
+
+where sweeps run:
+  W&B server     when an API key is set (WANDB_API_KEY or `wandb login`) and WANDB_MODE is not
+                 offline/disabled; `wandb agent ENTITY/PROJECT/ID` works on these sweeps too.
+  embedded       otherwise, or with --offline: the `sweeps` engine (W&B's own bayes/grid/random and
+                 hyperband) runs here, state in --store; trials are W&B offline runs for `wandb sync`
+                 (WANDB_MODE=disabled: no W&B at all). Several agents may share one sweep.
+
+examples:
+  python wandb_sweep.py                                         # preview
+  python wandb_sweep.py --create-sweep --models hrnet_w18,hrnet_w32 --image-sizes 800,1024
+  python wandb_sweep.py --sweep-id abc123de --count 50 --gpus 0,1
+  python wandb_sweep.py --config sweep_configs/demo_cpu.yaml --offline --create-sweep --count 4
+  python wandb_sweep.py --best --sweep-id local-abc123de
+"""
+
+
+def _list_of(cast: Callable[[str], Any], name: str) -> Callable[[str], tuple[Any, ...]]:
+    def parse(text: str) -> tuple[Any, ...]:
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        try:
+            values = tuple(cast(s) for s in items)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {name}, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected at least one {name}")
+        return values
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def positive(text: str) -> int:
+    try:
+        return _positive_int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Hyperparameter sweeps of DBNet + timm HRNet training (python -m ocr.train) on W&B or offline.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    act = p.add_argument_group("actions (none: preview)")
+    act.add_argument(
+        "--create-sweep",
+        action="store_true",
+        help="create the sweep, print how to start agents (with --count/--gpus: run them now)",
+    )
+    act.add_argument("--sweep-id", metavar="ID", help="run an agent on sweep ID (W&B id or path, or a local- id)")
+    act.add_argument("--best", action="store_true", help="show the best trials of --sweep-id (default: newest local)")
+    act.add_argument("--count", type=positive, metavar="N", help="trials per agent (default: until the sweep ends)")
+    act.add_argument("--gpus", type=_list_of(int, "GPU indices"), metavar="0,1", help="one agent per GPU index")
+    act.add_argument("--top", type=positive, default=10, metavar="N", help="rows of --best (default 10)")
+
+    src = p.add_argument_group("sweep definition")
+    src.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, metavar="PATH", help="sweep YAML (default sweep_config.yaml)"
+    )
+    src.add_argument("--method", choices=METHODS, help="replace the YAML's search method")
+    src.add_argument("--run-cap", type=positive, metavar="N", help="stop creating trials after N (sweep-wide)")
+    for flag, cast, metavar, key in (
+        ("--models", str, "M,...", MODEL_KEY),
+        ("--image-sizes", _positive_int, "N,...", "image_size"),
+        ("--batch-sizes", _positive_int, "N,...", "batch_size"),
+        ("--max-epochs", _positive_int, "N,...", EPOCHS_KEY),
+        ("--optimizers", str, "NAME,...", "the optimizer config group"),
+        ("--schedulers", str, "NAME,...", "the scheduler config group"),
+    ):
+        src.add_argument(flag, type=_list_of(cast, flag[2:]), metavar=metavar, help=f"replace the values of {key}")
+    src.add_argument(
+        "--configs-dir",
+        type=Path,
+        default=DEFAULT_CONFIGS_DIR,
+        metavar="DIR",
+        help="Hydra configs the parameters are checked against (default: the repo's configs/)",
+    )
+
+    dst = p.add_argument_group("destination")
+    dst.add_argument("--project", help="W&B project (default: $WANDB_PROJECT, the YAML's project, OCR-HRNet-Sweep)")
+    dst.add_argument("--entity", help="W&B entity (default: $WANDB_ENTITY, the YAML's entity, your default)")
+    dst.add_argument("--offline", action="store_true", help="use the embedded controller even when a key is set")
+    dst.add_argument(
+        "--store", type=Path, default=DEFAULT_ROOT, metavar="DIR", help="folder of local sweeps (default .sweeps)"
+    )
+    p.add_argument("--agent-label", help=argparse.SUPPRESS)  # set on the agents --gpus starts
+    return p
+
+
+def narrowing_of(args: argparse.Namespace) -> Narrowing:
+    return Narrowing(
+        method=args.method,
+        run_cap=args.run_cap,
+        models=args.models,
+        image_sizes=args.image_sizes,
+        batch_sizes=args.batch_sizes,
+        max_epochs=args.max_epochs,
+        optimizers=args.optimizers,
+        schedulers=args.schedulers,
+    )
+
+
+def check_combination(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Refuse option combinations that mean nothing (argparse-style message, exit status 2)."""
+    if args.create_sweep and args.sweep_id:
+        parser.error("--create-sweep makes a new sweep; --sweep-id runs an existing one: give one of them")
+    if args.best and args.create_sweep:
+        parser.error("--best reads an existing sweep: drop --create-sweep")
+    if (args.count or args.gpus) and not (args.create_sweep or args.sweep_id):
+        parser.error("--count/--gpus run agents: add --create-sweep (new sweep) or --sweep-id ID")
+    if args.best and (args.count or args.gpus):
+        parser.error("--best only reads results: drop --count/--gpus")
+    defining = narrowing_of(args) != Narrowing() or args.config != DEFAULT_CONFIG
+    if defining and (args.sweep_id or args.best):
+        parser.error("--config and the narrowing options define a new sweep: use them with --create-sweep or alone")
+
+
+def sweep_definition(args: argparse.Namespace) -> dict[str, Any]:
+    """The YAML with command-line narrowing applied, checked against the schema and the Hydra config."""
+    where = str(args.config)
+    config = load_sweep_config(args.config)
+    if args.models:
+        check_model_names(list(args.models), "--models")
+    config = apply_narrowing(config, narrowing_of(args), where)
+    check_parameters({**command_overrides(config, where), **config["parameters"]}, where, args.configs_dir)
+    return config
+
+
+def destination(args: argparse.Namespace, config: dict[str, Any]) -> Destination:
+    """Where the sweep goes, from --offline, WANDB_MODE and whether an API key is set."""
+    mode = wandb_mode()
+    embedded = args.offline or mode in ("offline", "disabled")
+    return Destination(
+        backend="embedded" if embedded else "wandb",
+        trial_mode=("disabled" if mode == "disabled" else "offline") if embedded else "online",
+        project=args.project or os.environ.get("WANDB_PROJECT") or config.get("project") or DEFAULT_PROJECT,
+        entity=args.entity or os.environ.get("WANDB_ENTITY") or config.get("entity"),
+        key_set=wandb_key_is_set(),
+        store=args.store,
+    )
+
+
+def agent_commands(sweep_ref: str, local: bool) -> str:
+    lines = [
+        f"  python {PROG} --sweep-id {sweep_ref} --count 10        # one agent here",
+        f"  python {PROG} --sweep-id {sweep_ref} --gpus 0,1        # one agent per GPU",
+    ]
+    if not local:
+        lines.append(f"  wandb agent {sweep_ref}                               # W&B's own agent, same trials")
+    lines.append(f"  python {PROG} --best --sweep-id {sweep_ref}             # best trials so far")
+    return "start agents with:\n" + "\n".join(lines)
+
+
+def gpu_agent_envs(gpus: tuple[int, ...], visible: int, cuda_visible: str | None) -> list[dict[str, str]]:
+    """CUDA_VISIBLE_DEVICES for each agent; indices count the GPUs this process sees."""
+    if len(set(gpus)) != len(gpus):
+        raise UserError(f"--gpus {','.join(map(str, gpus))}: each GPU index once")
+    bad = [g for g in gpus if g < 0 or g >= visible]
+    if bad:
+        raise UserError(f"--gpus: GPU index {bad[0]} is not visible ({visible} CUDA device(s) visible)")
+    ids = [s.strip() for s in cuda_visible.split(",")] if cuda_visible else [str(i) for i in range(visible)]
+    return [{"CUDA_VISIBLE_DEVICES": ids[g]} for g in gpus]
+
+
+def spawn_gpu_agents(args: argparse.Namespace, sweep_ref: str) -> int:
+    """Start one agent process per GPU on `sweep_ref`, wait for all; the worst exit status."""
+    import torch
+
+    envs = gpu_agent_envs(args.gpus, torch.cuda.device_count(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    base = [sys.executable, "-m", "ocr.sweep", "--sweep-id", sweep_ref, "--store", str(args.store)]
+    base += ["--count", str(args.count)] if args.count else []
+    base += ["--offline"] if args.offline else []
+    base += [opt for name in ("project", "entity") if getattr(args, name) for opt in (f"--{name}", getattr(args, name))]
+    procs = [
+        subprocess.Popen(base + ["--agent-label", f"gpu {env['CUDA_VISIBLE_DEVICES']}"], env={**os.environ, **env})
+        for env in envs
+    ]
+    print(f"started {len(procs)} agents on {sweep_ref}: " + ", ".join(f"gpu {e['CUDA_VISIBLE_DEVICES']}" for e in envs))
+    return max(p.wait() for p in procs)
+
+
+def sync_hint(sweep: LocalSweep) -> str | None:
+    """The `wandb sync` command that uploads this sweep's offline runs, or None when there are none."""
+    patterns = set()
+    for run in sweep.dir.glob("trials/*/**/offline-run-*"):
+        parts = run.relative_to(sweep.dir).parts  # trials/<run_id>/.../offline-run-<time>-<run_id>
+        patterns.add("/".join([parts[0], "*", *parts[2:-1], "offline-run-*"]))
+    if not patterns:
+        return None
+    who = f"-p {sweep.project}" + (f" -e {sweep.entity}" if sweep.entity else "")
+    return f"upload the offline runs to W&B later: wandb sync {who} " + " ".join(
+        f"{sweep.dir}/{p}" for p in sorted(patterns)
+    )
+
+
+def print_results(sweep: LocalSweep, top: int) -> None:
+    trials = sweep.trials()
+    rows = rows_from_trials(sweep.config, trials)
+    print(f"\nleaderboard of {sweep.id} ({len(trials)} trials, {sweep.config['method']}):")
+    print(leaderboard(sweep.config, rows, top))
+    print(best_summary(sweep.config, rows))
+    hint = sync_hint(sweep)
+    if hint:
+        print(hint)
+
+
+def run_local(args: argparse.Namespace, sweep: LocalSweep, trial_mode: str) -> int:
+    """Run agents on a local sweep (here, or one per GPU), then print the leaderboard."""
+    if args.gpus:
+        status = spawn_gpu_agents(args, sweep.id)
+    else:
+        label = f"[{args.agent_label}] " if args.agent_label else ""
+        opts = AgentOptions(count=args.count, wandb_mode=trial_mode)
+        try:
+            run_agent(sweep, opts, say=lambda line: print(label + line, flush=True))
+        except (KeyboardInterrupt, Interrupted):
+            print(f"\ninterrupted; resume with: python {PROG} --sweep-id {sweep.id}", file=sys.stderr)
+            return 130
+        status = 0
+    if not args.agent_label:
+        print_results(sweep, args.top)
+    return status
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    config = sweep_definition(args)
+    print(preview_text(config, str(args.config), destination(args, config)))
+    return 0
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    config = sweep_definition(args)
+    dest = destination(args, config)
+    if dest.backend == "wandb":
+        sweep_id = online.create_sweep(config, dest.project, dest.entity)
+        ref = online.sweep_path(sweep_id, dest.project, dest.entity)
+        print(f"created W&B sweep {ref}\n{agent_commands(ref, local=False)}")
+        if args.count or args.gpus:
+            return spawn_gpu_agents(args, ref) if args.gpus else _online_agent(args, ref, dest)
+        return 0
+    sweep = create_sweep(args.store, config, dest.project, dest.entity)
+    print(f"created local sweep {sweep.id} in {sweep.dir}\n{agent_commands(sweep.id, local=True)}")
+    if args.count or args.gpus:
+        return run_local(args, sweep, dest.trial_mode)
+    return 0
+
+
+def _online_agent(args: argparse.Namespace, ref: str, dest: Destination) -> int:
+    online.run_agent(ref, dest.project, dest.entity, args.count)
+    return 0
+
+
+def is_local(args: argparse.Namespace, sweep_id: str, dest: Destination) -> bool:
+    """True for a sweep of the embedded controller (in the store, named local-..., or no W&B server in use)."""
+    return has_sweep(args.store, sweep_id) or sweep_id.startswith(LOCAL_PREFIX) or dest.backend == "embedded"
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    dest = destination(args, {})
+    if is_local(args, args.sweep_id, dest):
+        sweep = open_sweep(args.store, args.sweep_id)
+        return run_local(args, sweep, "disabled" if dest.trial_mode == "disabled" else "offline")
+    if args.gpus:
+        online.fetch_sweep(args.sweep_id, dest.project, dest.entity)
+        return spawn_gpu_agents(args, args.sweep_id)
+    return _online_agent(args, args.sweep_id, dest)
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    dest = destination(args, {})
+    sweep_id = args.sweep_id
+    if sweep_id is None:
+        known = sweep_ids(args.store)
+        if not known:
+            raise UserError(f"no local sweep in {args.store}/: pass --sweep-id ID (a W&B sweep or a local one)")
+        sweep_id = known[-1]
+    if is_local(args, sweep_id, dest):
+        print_results(open_sweep(args.store, sweep_id), args.top)
+        return 0
+    config, rows = online.rows_from_sweep(online.fetch_sweep(sweep_id, dest.project, dest.entity))
+    print(f"best runs of W&B sweep {online.sweep_path(sweep_id, dest.project, dest.entity)} ({len(rows)} runs):")
+    print(leaderboard(config, rows, args.top))
+    print(best_summary(config, rows))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of wandb_sweep.py; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_combination(args, parser)
+    command = (
+        cmd_create if args.create_sweep else cmd_best if args.best else cmd_agent if args.sweep_id else cmd_preview
+    )
+    status = 2
+    with exit_on_user_error(PROG):
+        load_env()
+        status = command(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

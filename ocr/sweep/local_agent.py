@@ -1,0 +1,231 @@
+"""An agent of the embedded controller: reserve a suggestion, run it as `wandb agent` would, watch, record.
+
+Each trial is its own process (own process group, stdin closed, as wandb's agent starts it), so a crash or
+out-of-memory error never ends the agent and never leaves GPU memory to the next trial.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ocr.sweep import procs
+from ocr.sweep.command import trial_command, write_param_file
+from ocr.sweep.controller import METRICS_FILE, STOP_FILE, read_metrics, reserve
+from ocr.sweep.engine import runs_to_stop
+from ocr.sweep.report import epoch_line, progress_line, stop_line
+from ocr.sweep.store import LocalSweep
+from ocr.sweep.trial import Trial
+
+HEARTBEAT_EVERY_S = 10.0
+MAX_INITIAL_FAILURES = 5  # wandb agent's default; WANDB_AGENT_MAX_INITIAL_FAILURES overrides it, as for wandb
+TERM_GRACE_S = 10.0  # after SIGTERM, how long a trial may take to exit before SIGKILL
+OUTPUT_TAIL_LINES = 5
+
+
+class Interrupted(Exception):
+    """The agent received SIGTERM or SIGINT."""
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """How an agent runs: at most `count` trials (None: until the sweep says stop), W&B mode of its trials."""
+
+    count: int | None = None
+    wandb_mode: str = "offline"
+    poll_s: float = 1.0
+
+
+def trial_env(sweep: LocalSweep, trial: Trial, mode: str, param_file: Path) -> dict[str, str]:
+    """The agent's environment plus what a trial needs: W&B run id and parameters, and our file contract."""
+    tdir = sweep.trial_dir(trial.run_id)
+    env = dict(os.environ)
+    env.pop("WANDB_SWEEP_ID", None)  # no W&B sweep exists: `wandb sync` must not point the run at one
+    env.update(
+        WANDB_MODE=mode,
+        WANDB_RUN_ID=trial.run_id,
+        WANDB_SWEEP_PARAM_PATH=str(param_file.resolve()),
+        WANDB_PROJECT=sweep.project,
+        OCR_METRICS_FILE=str((tdir / METRICS_FILE).resolve()),
+        OCR_STOP_FILE=str((tdir / STOP_FILE).resolve()),
+        OCR_RUN_DIR=str((tdir / "run").resolve()),
+    )
+    if sweep.entity:
+        env["WANDB_ENTITY"] = sweep.entity
+    return env
+
+
+def start_trial(sweep: LocalSweep, trial: Trial, mode: str) -> subprocess.Popen:
+    """Start the trial's process with its output going to `output.log` in the trial folder."""
+    tdir = sweep.trial_dir(trial.run_id)
+    tdir.mkdir(parents=True, exist_ok=True)
+    param_file = tdir / f"config-{trial.run_id}.yaml"
+    write_param_file(param_file, trial.params)
+    argv = trial_command(sweep.config, trial.params)
+    (tdir / "command.txt").write_text(" ".join(argv) + "\n", encoding="utf-8")
+    with (tdir / "output.log").open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            env=trial_env(sweep, trial, mode, param_file),
+            stdin=subprocess.PIPE,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            process_group=0,
+        )
+    proc.stdin.close()
+    return proc
+
+
+def _update(sweep: LocalSweep, run_id: str, change: Callable[[Trial, list[Trial]], None]) -> Trial:
+    """Apply `change` to trial `run_id` under the sweep's lock; return the updated trial."""
+    with sweep.transaction() as trials:
+        trial = next(t for t in trials if t.run_id == run_id)
+        change(trial, trials)
+        return trial
+
+
+def _stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM the trial's process group, then SIGKILL it if it has not exited after a grace period."""
+    for sig, wait in ((signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def watch_trial(sweep: LocalSweep, trial: Trial, proc: subprocess.Popen, opts: AgentOptions, say: Callable) -> Trial:
+    """Poll the trial until it exits: record epochs, heartbeat, and ask hyperband whether to stop it."""
+    tdir = sweep.trial_dir(trial.run_id)
+    seen, last_beat = 0, 0.0
+    while True:
+        exitcode = proc.poll()
+        history, final = read_metrics(tdir / METRICS_FILE)
+        now = time.time()
+        if len(history) > seen or now - last_beat >= HEARTBEAT_EVERY_S or exitcode is not None:
+            stop_now: list[bool] = []
+
+            def change(t: Trial, trials: list[Trial]) -> None:
+                t.history, t.summary, t.heartbeat = history, final, now
+                if exitcode is None and not t.stopped and t.run_id in runs_to_stop(sweep.config, trials):
+                    (tdir / STOP_FILE).touch()
+                    t.stopped = True
+                    stop_now.append(True)
+
+            trial = _update(sweep, trial.run_id, change)
+            for record in history[seen:]:
+                say(epoch_line(sweep.config, trial, record))
+            if stop_now:
+                say(stop_line(sweep.config, trial))
+            seen, last_beat = len(history), now
+        if exitcode is not None:
+            return trial
+        time.sleep(opts.poll_s)
+
+
+def _finish(t: Trial, exitcode: int, interrupted: bool) -> None:
+    t.exitcode, t.ended = exitcode, time.time()
+    if interrupted:
+        t.state = "killed"
+    else:
+        t.state = "finished" if exitcode == 0 else "failed"
+
+
+def output_tail(sweep: LocalSweep, run_id: str, lines: int = OUTPUT_TAIL_LINES) -> list[str]:
+    """The last lines of a trial's output log."""
+    path = sweep.trial_dir(run_id) / "output.log"
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").rstrip("\n").split("\n")[-lines:]
+    except FileNotFoundError:
+        return []
+
+
+def run_one(sweep: LocalSweep, trial: Trial, opts: AgentOptions, say: Callable) -> Trial:
+    """Run a reserved trial to its end (or until the agent is interrupted) and record the outcome."""
+    proc = start_trial(sweep, trial, opts.wandb_mode)
+    ident = procs.identity(proc.pid)
+
+    def mark_running(t: Trial, _: list[Trial]) -> None:
+        t.state, t.process, t.started, t.heartbeat = "running", ident, time.time(), time.time()
+
+    try:
+        trial = _update(sweep, trial.run_id, mark_running)
+        trial = watch_trial(sweep, trial, proc, opts, say)
+    except (KeyboardInterrupt, Interrupted):
+        _stop_process(proc)
+        _update(sweep, trial.run_id, lambda t, _: _finish(t, proc.returncode, interrupted=True))
+        raise
+    history, final = read_metrics(sweep.trial_dir(trial.run_id) / METRICS_FILE)
+
+    def finish(t: Trial, _: list[Trial]) -> None:
+        t.history, t.summary = history, final
+        _finish(t, proc.returncode, interrupted=False)
+
+    trial = _update(sweep, trial.run_id, finish)
+    say(progress_line(sweep.config, trial))
+    if trial.state == "failed":
+        for line in output_tail(sweep, trial.run_id):
+            say(f"    | {line}")
+        say(f"    full output: {sweep.trial_dir(trial.run_id) / 'output.log'}")
+    return trial
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def failing(done: list[Trial]) -> bool:
+    """wandb agent's rule: give up once failures reach the limit and outnumber the trials that finished."""
+    import wandb
+
+    failed = sum(t.state == "failed" for t in done)
+    return failed >= wandb.env.get_agent_max_initial_failures(MAX_INITIAL_FAILURES) and failed >= len(done) - failed
+
+
+def run_agent(sweep: LocalSweep, opts: AgentOptions, say: Callable[[str], None] = print) -> list[Trial]:
+    """Run trials of `sweep` until `opts.count` is done, the sweep has no more, or trials keep failing.
+
+    Returns the trials this agent ran.
+    """
+    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+    agent = procs.identity()
+    done: list[Trial] = []
+    try:
+        while opts.count is None or len(done) < opts.count:
+            trial, reaped, reason = reserve(sweep, agent)
+            for dead in reaped:
+                say(f"{dead.run_id}: marked crashed ({dead.note}); its {len(dead.history)} logged epochs are kept")
+            if trial is None:
+                say(f"sweep {sweep.id}: {reason}; no more trials")
+                break
+            where = _rel(sweep.trial_dir(trial.run_id))
+            say(f"trial {trial.number}{_of(sweep)} {trial.run_id} starting (output: {where})")
+            done.append(run_one(sweep, trial, opts, say))
+            if failing(done):
+                say(f"{len(done)} trials, most of them failed: this agent stops (see the output.log files above)")
+                break
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sys.stdout.flush()
+    return done
+
+
+def _of(sweep: LocalSweep) -> str:
+    return f"/{sweep.run_cap}" if sweep.run_cap else ""
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

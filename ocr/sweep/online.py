@@ -1,0 +1,93 @@
+"""Sweeps on a W&B server: create, run W&B's CLI agent (one process per trial), read results back."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ocr.sweep.report import Row
+from ocr.utils.env import wandb_key_is_set
+from ocr.utils.errors import UserError
+
+OFFLINE_HINT = "to sweep without W&B, add --offline (or set WANDB_MODE=offline)"
+
+
+def base_url() -> str:
+    return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+
+
+def require_api_key() -> None:
+    """Refuse online mode without an API key, saying how to run offline instead."""
+    if not wandb_key_is_set():
+        raise UserError(
+            f"W&B online mode needs an API key: run `wandb login` or set WANDB_API_KEY in .env; {OFFLINE_HINT}"
+        )
+
+
+def _server_error(action: str, err: BaseException) -> UserError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return UserError(f"could not {action} on W&B at {base_url()}: {first}; {OFFLINE_HINT}")
+
+
+def create_sweep(config: dict[str, Any], project: str, entity: str | None) -> str:
+    """Create the sweep on the W&B server (`wandb.sweep`); returns its id."""
+    import wandb
+
+    require_api_key()
+    try:
+        return wandb.sweep(sweep=config, project=project, entity=entity)
+    except Exception as err:  # wandb raises its own errors, requests', or ValueError for a refused config
+        raise _server_error("create the sweep", err) from None
+
+
+def sweep_path(sweep_id: str, project: str, entity: str | None) -> str:
+    """`entity/project/id` (or `project/id`) unless `sweep_id` already is a path."""
+    if "/" in sweep_id:
+        return sweep_id
+    return "/".join(p for p in (entity, project, sweep_id) if p)
+
+
+def fetch_sweep(sweep_id: str, project: str, entity: str | None) -> Any:
+    """The W&B public-API sweep object; `UserError` for an unknown id or an unreachable server."""
+    import wandb
+
+    require_api_key()
+    path = sweep_path(sweep_id, project, entity)
+    try:
+        return wandb.Api().sweep(path)
+    except ValueError:
+        raise UserError(
+            f"unknown sweep id {sweep_id!r}: W&B has no sweep {path} (check --project/--entity, "
+            "or create one with --create-sweep)"
+        ) from None
+    except Exception as err:
+        raise _server_error(f"read sweep {path}", err) from None
+
+
+def run_agent(sweep_id: str, project: str, entity: str | None, count: int | None) -> None:
+    """W&B's CLI agent: each trial is its own process started from the sweep's `command`."""
+    import wandb
+
+    fetch_sweep(sweep_id, project, entity)  # unknown id or no server: one line now, not a stack trace later
+    wandb.agent(sweep_id, function=None, entity=entity, project=project, count=count)
+
+
+def rows_from_sweep(sweep: Any) -> tuple[dict[str, Any], list[Row]]:
+    """The sweep's config and its runs as leaderboard rows (metric from each run's summary)."""
+    config = sweep.config
+    metric = config["metric"]["name"]
+    keys = list(config.get("parameters", {}))
+    rows = []
+    for run in sweep.runs:
+        value = run.summary.get(metric)
+        rows.append(
+            Row(
+                run_id=run.id,
+                state=run.state,
+                value=float(value) if isinstance(value, (int, float)) else None,
+                epochs=None,
+                seconds=run.summary.get("_runtime"),
+                params={k: {"value": run.config[k]} for k in keys if k in run.config},
+            )
+        )
+    return config, rows

@@ -1,0 +1,1 @@
+"""Training: the Lightning module, callbacks, batch-size planning, and the train function."""

@@ -1,0 +1,67 @@
+"""Callbacks that let a sweep controller watch and stop a run through files (see docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+import torch
+
+
+def scalar_metrics(metrics: dict) -> dict[str, float]:
+    """Plain floats from Lightning's `callback_metrics` (tensors and numbers), NaN/inf dropped."""
+    out = {}
+    for key, value in metrics.items():
+        number = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+        if isinstance(number, (int, float)) and math.isfinite(number):
+            out[key] = float(number)
+    return out
+
+
+def append_json_line(path: Path, record: dict) -> None:
+    """Append one JSON object as a line, flushed so a reader in another process sees whole lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+        fh.flush()
+
+
+class MetricsFile(L.Callback):
+    """Appends `{"epoch": n, <metrics>}` after every validation of `fit` (no-op when `path` is None)."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = Path(path) if path else None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.path is None or trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        append_json_line(self.path, {"epoch": trainer.current_epoch, **scalar_metrics(trainer.callback_metrics)})
+
+
+class StopFile(L.Callback):
+    """Stops training gracefully after a validation epoch once `path` exists (no-op when `path` is None)."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = Path(path) if path else None
+        self.stopped_early = False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.path is not None and self.path.exists() and not trainer.sanity_checking:
+            trainer.should_stop = True
+            self.stopped_early = True
+
+
+class EpochSummary(L.Callback):
+    """Logs one line per validation of `fit`: epoch, train/val loss and the CLEval scores."""
+
+    KEYS = ("train/loss_epoch", "val/loss", "val/cleval_recall", "val/cleval_precision", "val/cleval_hmean")
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = scalar_metrics(trainer.callback_metrics)
+        shown = " ".join(f"{k}={metrics[k]:.4f}" for k in self.KEYS if k in metrics)
+        logging.getLogger("ocr.train").info("epoch %d/%d %s", trainer.current_epoch + 1, trainer.max_epochs, shown)

@@ -1,0 +1,18 @@
+"""Config checks run before anything heavy is imported or built, so mistakes surface in a second."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from ocr.utils.errors import UserError
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse values that would fail late or silently (image size, batch size, model name)."""
+    if cfg.image_size < 64 or cfg.image_size % 32:
+        raise UserError(f"image_size={cfg.image_size} must be a multiple of 32 and >= 64 (e.g. 640, 800, 1024, 1280)")
+    if cfg.batch_size < 1:
+        raise UserError(f"batch_size={cfg.batch_size} must be >= 1")
+    from ocr.models.encoder import check_model_name  # imports timm (and torch)
+
+    check_model_name(cfg.models.encoder.model_name)

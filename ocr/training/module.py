@@ -1,0 +1,114 @@
+"""Lightning module: DB loss in training, post-processing + CLEval (mean of per-image scores) in validation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+
+from ocr.metrics.cleval import score_dataset
+from ocr.models.dbnet import DBNet
+from ocr.models.loss import DBLoss
+from ocr.training.visualize import denormalize, draw_polygons
+
+
+def probability_maps(prob_logits: torch.Tensor) -> np.ndarray:
+    """(B,1,H,W) logits -> (B,H,W) float16 probabilities on the CPU (the precision maps are cached at)."""
+    return torch.sigmoid(prob_logits.float()).squeeze(1).to(torch.float16).cpu().numpy()
+
+
+def crop_valid(prob: np.ndarray, meta: dict) -> np.ndarray:
+    """The unpadded region of one probability map, as float32."""
+    h, w = meta["valid_hw"]
+    return prob[:h, :w].astype(np.float32)
+
+
+@dataclass
+class ValPrediction:
+    """One validation image: ground truth and predicted polygons, in original image coordinates."""
+
+    meta: dict
+    polygons: list[np.ndarray]
+    prob: np.ndarray | None = None  # float16 map cropped to the image, kept only when `keep_maps` is set
+
+
+class DBNetModule(L.LightningModule):
+    """Trains `model` with `loss`; validation logs val/loss* and val/cleval_{recall,precision,hmean}."""
+
+    def __init__(
+        self,
+        model: DBNet,
+        loss: DBLoss,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        metric_workers: int = 1,
+        log_val_images: int = 4,
+    ) -> None:
+        super().__init__()
+        self.model, self.loss = model, loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.metric_workers = metric_workers
+        self.log_val_images = log_val_images
+        self.val_predictions: list[ValPrediction] = []
+        self.val_images: list[tuple[np.ndarray, dict, list[np.ndarray]]] = []
+        self.keep_maps = False  # set before a validation pass whose probability maps are to be cached
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(images)
+
+    def _log_losses(self, stage: str, losses: dict[str, torch.Tensor], batch_size: int) -> None:
+        self.log_dict(
+            {f"{stage}/{name}": value.detach() for name, value in losses.items()},
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=False,
+            batch_size=batch_size,
+        )
+        self.log(f"{stage}_loss", losses["loss"].detach(), prog_bar=True, logger=False, batch_size=batch_size)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses = self.loss(self.model(batch["images"]), batch)
+        self._log_losses("train", losses, len(batch["images"]))
+        return losses["loss"]
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_predictions, self.val_images = [], []
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self.model(batch["images"], with_threshold=True)
+        self._log_losses("val", self.loss(out, batch), len(batch["images"]))
+        postprocess = self.model.head.postprocess
+        for i, (prob, meta) in enumerate(zip(probability_maps(out["prob_logits"]), batch["meta"])):
+            polygons, _ = postprocess(crop_valid(prob, meta), meta["scale"])
+            kept = prob[: meta["valid_hw"][0], : meta["valid_hw"][1]].copy() if self.keep_maps else None
+            self.val_predictions.append(ValPrediction(meta, polygons, kept))
+            if len(self.val_images) < self.log_val_images:
+                h, w = meta["valid_hw"]
+                self.val_images.append((batch["images"][i, :, :h, :w].float().cpu().numpy(), meta, polygons))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.val_predictions:
+            return
+        samples = [(p.meta["gt_polygons"], p.meta["gt_texts"], p.polygons) for p in self.val_predictions]
+        scores = score_dataset(samples, workers=self.metric_workers)
+        self.log_dict({f"val/cleval_{k}": float(scores[k]) for k in ("recall", "precision", "hmean")}, prog_bar=True)
+        self._log_overlays()
+
+    def _log_overlays(self) -> None:
+        log_image = getattr(self.logger, "log_image", None)
+        if log_image is None or not self.val_images or self.trainer.sanity_checking:
+            return
+        overlays, captions = [], []
+        for chw, meta, polygons in self.val_images:
+            overlays.append(draw_polygons(denormalize(chw), meta["gt_polygons"], polygons, scale=meta["scale"]))
+            captions.append(f"{meta['image_name']}: green = true, red = predicted")
+        log_image(key="val/predictions", images=overlays, caption=captions, step=self.global_step)
+
+    def configure_optimizers(self):  # noqa: ANN201 (Lightning accepts several shapes)
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}

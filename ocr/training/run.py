@@ -1,0 +1,167 @@
+"""One training run from a composed config: fit, re-score the best checkpoint, write the run's outputs."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ocr.models.dbnet import DBNet, build_dbnet
+from ocr.training.batch_size import BatchPlan, batch_cap, cuda_memory_gib, halve, plan_batch
+from ocr.training.callbacks import StopFile, append_json_line
+from ocr.training.checks import check_config
+from ocr.training.module import DBNetModule
+from ocr.utils.env import wandb_mode
+from ocr.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, re-raising a `UserError` from the constructor as itself (not wrapped)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        raise cause if isinstance(cause, UserError) else err
+
+
+def build_model(models: DictConfig) -> DBNet:
+    """DBNet from the `models` config group (decoder and head are partials completed with channel counts)."""
+    return build_dbnet(build(models.encoder), build(models.decoder), build(models.head))
+
+
+def build_module(cfg: DictConfig, model: DBNet | None = None) -> DBNetModule:
+    """The Lightning module for `cfg` (a fresh DBNet unless `model` is given)."""
+    scheduler = build(cfg.scheduler) if cfg.get("scheduler") else None
+    return DBNetModule(
+        model=model or build_model(cfg.models),
+        loss=build(cfg.models.loss),
+        optimizer=build(cfg.optimizer),
+        scheduler=scheduler,
+        metric_workers=cfg.metric.workers,
+        log_val_images=cfg.log_val_images,
+    )
+
+
+def make_logger(cfg: DictConfig, run_dir: Path) -> L.pytorch.loggers.Logger | bool:
+    """WandbLogger in the mode W&B would use (offline when no API key is set), or False when disabled."""
+    if "logger" not in cfg or cfg.logger is None:
+        return False
+    mode = wandb_mode()
+    if mode == "offline" and "WANDB_MODE" not in os.environ:
+        log.warning("no W&B API key set: logging offline under %s (upload later with `wandb sync`)", run_dir / "wandb")
+    os.environ["WANDB_MODE"] = mode
+    return build(cfg.logger, save_dir=str(run_dir), mode=mode)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """True for CUDA out-of-memory errors, however Lightning or PyTorch wrapped them."""
+    return isinstance(err, torch.cuda.OutOfMemoryError) or "CUDA out of memory" in str(err)
+
+
+def free_memory() -> None:
+    """Release cached GPU memory after a failed attempt."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def fit_once(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any) -> dict[str, Any]:
+    """Train with `plan`, then re-validate the best checkpoint; returns the final metrics."""
+    datamodule = build(cfg.data, collate_fn=build(cfg.collate_fn), batch_size=plan.used)
+    module = build_module(cfg)
+    callbacks = [build(node) for node in cfg.callbacks.values()]
+    if not logger:  # the learning-rate monitor refuses to run without a logger
+        callbacks = [cb for cb in callbacks if not isinstance(cb, L.pytorch.callbacks.LearningRateMonitor)]
+    checkpoint = next(cb for cb in callbacks if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint))
+    checkpoint.dirpath = str(run_dir / "checkpoints")
+    trainer: L.Trainer = build(
+        cfg.trainer, logger=logger, callbacks=callbacks, accumulate_grad_batches=plan.accumulate, default_root_dir=str(run_dir)
+    )
+    if logger:
+        logger.log_hyperparams({"batch/requested": plan.requested, "batch/used": plan.used, "batch/accumulate": plan.accumulate})
+    trainer.fit(module, datamodule=datamodule)
+
+    best = checkpoint.best_model_path or None
+    scorer = L.Trainer(
+        logger=False, callbacks=[], accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+        precision=cfg.trainer.precision, enable_progress_bar=cfg.trainer.enable_progress_bar,
+        limit_val_batches=cfg.trainer.limit_val_batches,
+    )
+    module.keep_maps = bool(cfg.cache_val_maps)
+    final = scorer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0] if best else {}
+    if best and module.keep_maps:
+        from ocr.tuning.cache import write_val_cache
+
+        write_val_cache(run_dir, ((p.meta, p.prob) for p in module.val_predictions))
+    stop = next((cb for cb in callbacks if isinstance(cb, StopFile)), None)
+    return {
+        **{k: float(v) for k, v in final.items() if k.startswith("val/")},
+        "best_epoch": _epoch_of(best),
+        "epochs_run": trainer.current_epoch,
+        "best_checkpoint": best,
+        "stopped_early": bool(stop and stop.stopped_early),
+        "batch/requested": plan.requested,
+        "batch/used": plan.used,
+        "batch/accumulate": plan.accumulate,
+    }
+
+
+def _epoch_of(checkpoint_path: str | None) -> int | None:
+    return int(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["epoch"]) if checkpoint_path else None
+
+
+def initial_plan(cfg: DictConfig) -> BatchPlan:
+    """The requested batch capped to what the visible GPU holds (no cap on the CPU)."""
+    memory = cuda_memory_gib() if cfg.trainer.accelerator in ("auto", "gpu", "cuda") else None
+    plan = plan_batch(cfg.batch_size, batch_cap(cfg.image_size, memory) if memory else None)
+    if plan.used < plan.requested:
+        log.info("batch_size=%d capped to %d x %d accumulation steps for %.0f GiB of GPU memory",
+                 plan.requested, plan.used, plan.accumulate, memory)
+    return plan
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run one training run into `run_dir`; returns (and writes) the best checkpoint's metrics."""
+    check_config(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    logger = make_logger(cfg, run_dir)
+    if logger:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    plan = initial_plan(cfg)
+    while True:
+        try:
+            metrics = fit_once(cfg, run_dir, plan, logger)
+            break
+        except Exception as err:  # noqa: BLE001 - only out-of-memory is retried; everything else re-raised
+            if not is_out_of_memory(err):
+                raise
+            smaller = halve(plan)
+            if smaller is None:
+                raise UserError(
+                    f"CUDA out of memory at batch 1 with image_size={cfg.image_size} and "
+                    f"{cfg.models.encoder.model_name}; use a smaller image_size or model, or precision=bf16-mixed"
+                ) from None
+            log.warning("CUDA out of memory at batch %d: retrying with batch %d x %d accumulation steps",
+                        plan.used, smaller.used, smaller.accumulate)
+            plan = smaller
+            free_memory()
+            L.seed_everything(cfg.seed, workers=True, verbose=False)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if cfg.callbacks.get("metrics_file") and cfg.callbacks.metrics_file.path:
+        append_json_line(Path(cfg.callbacks.metrics_file.path), {"final": True, **metrics})
+    if logger:
+        logger.experiment.summary.update({k: v for k, v in metrics.items() if v is not None})
+    return metrics

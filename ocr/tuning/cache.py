@@ -1,0 +1,144 @@
+"""The validation cache: a run's best-checkpoint probability maps plus what is needed to score them.
+
+Layout (``RUN_DIR/val_cache/``):
+
+* ``maps.f16``: every map (float16, cropped to the unpadded image) concatenated, row-major;
+* ``index.json``: per image its name, offset and shape in ``maps.f16``, ``scale``, ``orig_hw``, ground-truth
+  polygons (original image coordinates) and transcriptions, plus optional run-level ``info``.
+
+float16 is the precision the validation path rounds maps through, so post-processing a cached map gives
+exactly the polygons of direct inference. The directory is written to a temporary name and renamed, so a
+reader never sees half a cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ocr.utils.errors import UserError
+
+CACHE_DIR = "val_cache"
+MAPS_FILE = "maps.f16"
+INDEX_FILE = "index.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class CachedImage:
+    """One validation image: its float16 map (cropped) and ground truth in original coordinates."""
+
+    name: str
+    prob: np.ndarray
+    scale: float
+    orig_hw: tuple[int, int]
+    gt_polygons: list[np.ndarray]
+    gt_texts: list[str | None]
+
+
+@dataclass(frozen=True, eq=False)
+class ValCache:
+    """All cached validation images of a run, and run-level facts recorded with them."""
+
+    path: Path
+    images: list[CachedImage]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def cache_dir(run_dir: Path) -> Path:
+    """Where the validation cache of `run_dir` lives."""
+    return Path(run_dir) / CACHE_DIR
+
+
+def _polygon_list(polygons: Iterable[np.ndarray]) -> list[list[list[float]]]:
+    """float32 polygons as JSON lists (float32 -> float is exact, so they load back bit-identical)."""
+    return [np.asarray(p, dtype=np.float32).reshape(-1, 2).tolist() for p in polygons]
+
+
+def write_val_cache(
+    run_dir: Path, items: Iterable[tuple[dict, np.ndarray]], info: dict[str, Any] | None = None
+) -> Path:
+    """Write `items` = (meta, float16 map cropped to ``meta["valid_hw"]``) as `run_dir`'s cache; returns its dir.
+
+    `meta` needs ``image_name``, ``scale``, ``orig_hw``, ``gt_polygons``, ``gt_texts``. Replaces any older cache.
+    """
+    target = cache_dir(run_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{CACHE_DIR}-", dir=target.parent))
+    try:
+        entries, offset = [], 0
+        with (tmp / MAPS_FILE).open("wb") as fh:
+            for meta, prob in items:
+                prob = np.ascontiguousarray(prob, dtype=np.float16)
+                if prob.ndim != 2:
+                    raise ValueError(f"{meta.get('image_name')}: map must be (h, w), got shape {prob.shape}")
+                fh.write(prob.tobytes())
+                entries.append({
+                    "name": str(meta["image_name"]),
+                    "offset": offset,
+                    "shape": list(prob.shape),
+                    "scale": float(meta["scale"]),
+                    "orig_hw": [int(v) for v in meta["orig_hw"]],
+                    "gt_polygons": _polygon_list(meta["gt_polygons"]),
+                    "gt_texts": [t if isinstance(t, str) else None for t in meta["gt_texts"]],
+                })
+                offset += prob.size
+        index = {"format": FORMAT_VERSION, "dtype": "float16", "info": info or {}, "images": entries}
+        (tmp / INDEX_FILE).write_text(json.dumps(index), encoding="utf-8")
+        tmp.chmod(0o755)
+        old = target.with_name(f".{CACHE_DIR}-old-{os.getpid()}")
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def missing_cache_error(run_dir: Path) -> UserError:
+    """The message for a run without a validation cache, naming the command that builds it."""
+    return UserError(
+        f"no validation cache in {cache_dir(run_dir)}: build it from the run's best checkpoint with "
+        f"`python wandb_sweep.py build-cache {run_dir}` (runs one validation pass)"
+    )
+
+
+def load_val_cache(run_dir: Path) -> ValCache:
+    """The cache of `run_dir`; maps are read-only memory maps (cheap to open in many worker processes)."""
+    path = cache_dir(run_dir)
+    index_path, maps_path = path / INDEX_FILE, path / MAPS_FILE
+    if not index_path.is_file() or not maps_path.is_file():
+        raise missing_cache_error(run_dir)
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        if index.get("format") != FORMAT_VERSION:
+            raise ValueError(f"format {index.get('format')!r}, expected {FORMAT_VERSION}")
+        total = sum(int(np.prod(e["shape"])) for e in index["images"])
+        flat = np.memmap(maps_path, dtype=np.float16, mode="r") if total else np.zeros(0, np.float16)
+        if flat.size != total:
+            raise ValueError(f"{MAPS_FILE} holds {flat.size} values, the index expects {total}")
+        images = [
+            CachedImage(
+                name=e["name"],
+                prob=flat[e["offset"] : e["offset"] + e["shape"][0] * e["shape"][1]].reshape(e["shape"]),
+                scale=float(e["scale"]),
+                orig_hw=(int(e["orig_hw"][0]), int(e["orig_hw"][1])),
+                gt_polygons=[np.asarray(p, dtype=np.float32).reshape(-1, 2) for p in e["gt_polygons"]],
+                gt_texts=list(e["gt_texts"]),
+            )
+            for e in index["images"]
+        ]
+    except (ValueError, KeyError, TypeError) as err:
+        raise UserError(
+            f"validation cache {path} is unreadable ({err}); rebuild it with `python wandb_sweep.py build-cache {run_dir}`"
+        ) from None
+    return ValCache(path, images, dict(index.get("info") or {}))

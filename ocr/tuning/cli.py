@@ -1,0 +1,277 @@
+"""Command line for after training: cache validation maps, tune post-processing on them, predict submissions.
+
+Wired into `python wandb_sweep.py SUBCOMMAND ...` and runnable as `python -m ocr.tuning SUBCOMMAND ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from ocr.utils.errors import UserError
+
+EXAMPLES = """\
+examples:
+  %(prog)s build-cache outputs/2025-01-01/12-00-00
+  %(prog)s tune-postprocess outputs/2025-01-01/12-00-00 --method bayes --count 100
+  %(prog)s predict outputs/2025-01-01/12-00-00 --split test --postprocess tuned
+  %(prog)s overlays outputs/2025-01-01/12-00-00 --images 4 --postprocess default thresh=0.2
+"""
+POSTPROCESS_HELP = (
+    "post-processing to use: 'tuned' (the run's tuned_postprocess.txt), 'default' (the run's config), "
+    "optionally followed by KEY=VALUE edits (e.g. thresh=0.2 box_thresh=0.45); "
+    "default: tuned when the run has been tuned, else default"
+)
+
+
+def default_workers() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    cache = sub.add_parser("build-cache", help="validate a run's best checkpoint once and cache its probability maps",
+                           description="Run one validation pass with the run's best checkpoint (as training does) and "
+                                       "save the maps to RUN_DIR/val_cache/ for tune-postprocess.")
+    cache.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help="training run directory, or a .ckpt inside one")
+    cache.add_argument("--data", type=Path, help="dataset root (default: the run's dataset_base_path)")
+    cache.add_argument("--batch-size", type=positive_int, help="validation batch size (default: the run's)")
+    cache.add_argument("--num-workers", type=int, help="data loader workers (default: the run's)")
+
+    tune = sub.add_parser("tune-postprocess", help="search post-processing parameters on the cached validation maps",
+                          description="Search models.head.postprocess.* on RUN_DIR/val_cache with the sweeps engine; "
+                                      "write RUN_DIR/tuned_postprocess.txt (Hydra overrides) and tune_postprocess.json; "
+                                      "log val/cleval_hmean_tuned to the run's W&B run when one is attached.")
+    tune.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help="training run directory, or a .ckpt inside one")
+    tune.add_argument("--method", choices=("grid", "random", "bayes"), help="search method (default: the YAML's)")
+    tune.add_argument("--count", type=positive_int, default=100, help="combinations to score (default 100; grid stops when done)")
+    tune.add_argument("--config", type=Path, help="sweep YAML whose models.head.postprocess.* parameters give the ranges "
+                                                  "(default: sweep_config.yaml)")
+    tune.add_argument("--workers", type=positive_int, default=default_workers(), help="scoring processes (default: all cores)")
+    tune.add_argument("--seed", type=int, default=0, help="seed of the random and bayes suggestions (default 0)")
+    tune.add_argument("--build-cache", action="store_true", help="build the validation cache first when it is missing")
+    tune.add_argument("--overlays", type=int, default=0, metavar="N",
+                      help="also draw the first N validation images with the run's own and the tuned post-processing")
+    tune.add_argument("--data", type=Path, help="dataset root for --build-cache and --overlays (default: the run's)")
+
+    pred = sub.add_parser("predict", help="predict a split's images and write the competition CSV and JSON",
+                          description="Predict every image of a split with the run's checkpoint; write "
+                                      "<split>_<label>.csv (filename,polygons) and .json; upload both as a W&B "
+                                      "artifact of the run when one is attached.")
+    pred.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help="training run directory, or a .ckpt inside one")
+    pred.add_argument("--split", default="test", help="split folder under DATA/images (default test)")
+    pred.add_argument("--postprocess", nargs="+", metavar="CHOICE", help=POSTPROCESS_HELP)
+    pred.add_argument("--out", type=Path, help="output folder (default RUN_DIR/submissions)")
+    pred.add_argument("--data", type=Path, help="dataset root (default: the run's dataset_base_path)")
+    pred.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    pred.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)")
+    pred.add_argument("--num-workers", type=int, default=0, help="data loader workers (default 0)")
+    pred.add_argument("--overlays", type=int, default=0, metavar="N", help="also draw the first N predicted images")
+
+    over = sub.add_parser("overlays", help="draw predicted and true polygons on cached validation images",
+                          description="PNG overlays (true: green, predicted: red) of validation images post-processed "
+                                      "from the cache, under RUN_DIR/overlays/<label>/; W&B images when attached.")
+    over.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help="training run directory, or a .ckpt inside one")
+    over.add_argument("--images", type=int, default=4, metavar="N", help="the first N cached images (default 4)")
+    over.add_argument("--names", nargs="+", metavar="NAME", help="these images instead (file names)")
+    over.add_argument("--postprocess", nargs="+", metavar="CHOICE", help=POSTPROCESS_HELP)
+    over.add_argument("--data", type=Path, help="dataset root (default: the run's dataset_base_path)")
+    return parser
+
+
+def cmd_build_cache(args: argparse.Namespace) -> int:
+    from ocr.tuning.inference import build_val_cache
+    from ocr.tuning.runs import resolve_run
+
+    path, metrics = build_val_cache(resolve_run(args.run), args.data, args.batch_size, args.num_workers)
+    print(f"cached {path} (val/cleval_hmean={metrics.get('val/cleval_hmean', float('nan')):.4f})")
+    return 0
+
+
+def _ensure_cache(run_dir: Path, build: bool, data: Path | None) -> None:
+    from ocr.tuning.cache import cache_dir, missing_cache_error
+    from ocr.tuning.inference import build_val_cache
+    from ocr.tuning.runs import resolve_run
+
+    if (cache_dir(run_dir) / "index.json").is_file():
+        return
+    if not build:
+        raise missing_cache_error(run_dir)
+    print(f"building the validation cache of {run_dir} ...")
+    build_val_cache(resolve_run(run_dir), data)
+
+
+def _log_images(run, key: str, images: list[tuple[str, object]], caption: str) -> None:
+    import wandb
+
+    run.log({key: [wandb.Image(rgb, caption=f"{name}: {caption}") for name, rgb in images]})
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ocr.tuning.overlays import choose_names, write_pngs
+    from ocr.tuning.runs import load_run_config
+    from ocr.tuning.tune import cached_overlays, log_to_wandb, resolve_run_dir, search
+    from ocr.tuning.tuned import describe, run_params
+    from ocr.tuning.wandb_link import attached_run
+
+    run_dir = resolve_run_dir(args.run)
+    _ensure_cache(run_dir, args.build_cache, args.data)
+    bars: list[tqdm] = []
+
+    def progress(total: int):
+        bars.append(tqdm(total=total, desc="tune-postprocess", unit="combination", dynamic_ncols=True))
+        return bars[-1].update
+
+    try:
+        result = search(run_dir, args.method, args.count, args.config, args.workers, args.seed, progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(report(result))
+    cfg = load_run_config(run_dir)
+    params = {"default": run_params(cfg), "tuned": result.tuned}
+    overlay_sets = {}
+    if args.overlays > 0:
+        from ocr.tuning.cache import load_val_cache
+
+        names = choose_names([im.name for im in load_val_cache(run_dir).images], None, args.overlays, "the cache")
+        overlay_sets = cached_overlays(run_dir, args.data, names, params)
+        for label, images in overlay_sets.items():
+            paths = write_pngs(run_dir / "overlays" / label, images)
+            print(f"overlays ({label}): {len(paths)} PNGs in {paths[0].parent}")
+    with attached_run(run_dir, cfg, "tune-postprocess") as run:
+        if run is not None:
+            log_to_wandb(result, run)
+            for label, images in overlay_sets.items():
+                _log_images(run, f"overlays/{label}", images, f"{label} post-processing ({describe(params[label])})")
+            hmean = result.tuned_scores["hmean"]
+            print(f"W&B: logged val/cleval_hmean_tuned={hmean:.4f} and the tuned values to run {run.id}")
+    return 0
+
+
+def report(result) -> str:
+    """The search's summary: scores table, best parameters as Hydra overrides, files written."""
+    from ocr.tuning.space import overrides
+
+    lines = [
+        f"{result.method} search over {', '.join(result.swept)}",
+        f"{len(result.trials)} combinations x {result.n_images} cached validation images in {result.seconds:.1f} s",
+        "",
+        f"{'':32} {'hmean':>8} {'recall':>8} {'precision':>9}",
+    ]
+    rows = []
+    if "val/cleval_hmean" in result.run_metrics:
+        m = result.run_metrics
+        rows.append(("run (metrics.json)", m.get("val/cleval_hmean"), m.get("val/cleval_recall"), m.get("val/cleval_precision")))
+    d = result.default.scores
+    rows.append(("run's post-processing, cached", d["hmean"], d["recall"], d["precision"]))
+    t = result.tuned_scores
+    rows.append(("tuned", t["hmean"], t["recall"], t["precision"]))
+    for label, *values in rows:
+        lines.append(f"{label:32} " + " ".join(f"{v:>8.4f}" if v is not None else f"{'-':>8}" for v in values))
+    lines.append("")
+    if result.check.mismatched_images:
+        lines.append(f"WARNING: the search's shared work and DBPostProcessor disagree on {result.check.mismatched_images} "
+                     "images; the tuned scores above are DBPostProcessor's (please report this)")
+    if not result.improved:
+        lines.append("no combination beat the run's own post-processing; tuned = the run's own values")
+    lines.append("best post-processing (Hydra overrides):")
+    lines += [f"  {o}" for o in overrides({k: result.tuned[k] for k in result.swept_keys})]
+    lines.append("written: " + ", ".join(str(p) for p in result.files))
+    return "\n".join(lines)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ocr.tuning.overlays import write_pngs
+    from ocr.tuning.predict import predict
+    from ocr.tuning.tuned import describe
+    from ocr.tuning.wandb_link import attached_run
+
+    def progress(stream, total):
+        return tqdm(stream, total=total, desc=f"predict {args.split}", unit="image", dynamic_ncols=True)
+
+    result = predict(args.run, args.split, args.postprocess, args.out, args.data, args.device, args.batch_size,
+                     args.num_workers, args.overlays, progress)
+    print(f"post-processing: {result.label} ({describe(result.params)})")
+    print(f"predicted {result.n_images} images, {result.n_polygons} polygons: " + ", ".join(str(p) for p in result.files))
+    if result.unreadable:
+        print(f"warning: {len(result.unreadable)} unreadable images got empty predictions: {', '.join(result.unreadable)}",
+              file=sys.stderr)
+    overlay_dir = (args.out or result.run.run_dir / "submissions") / f"overlays_{result.split}_{result.label}"
+    if result.overlays:
+        print(f"overlays: {len(write_pngs(overlay_dir, result.overlays))} PNGs in {overlay_dir}")
+    from ocr.tuning.runs import load_run_config
+
+    with attached_run(result.run.run_dir, load_run_config(result.run.run_dir), "predict") as run:
+        if run is not None:
+            import wandb
+
+            artifact = wandb.Artifact(f"submission-{run.id}", type="submission",
+                                      metadata={"split": result.split, "postprocess": result.params, "label": result.label})
+            for path in result.files:
+                artifact.add_file(str(path))
+            run.log_artifact(artifact)
+            if result.overlays:
+                _log_images(run, f"predict/{result.split}", result.overlays, f"predicted ({result.label})")
+            print(f"W&B: uploaded the submission as artifact submission-{run.id} of run {run.id}")
+    return 0
+
+
+def cmd_overlays(args: argparse.Namespace) -> int:
+    from ocr.tuning.cache import load_val_cache
+    from ocr.tuning.overlays import choose_names, write_pngs
+    from ocr.tuning.runs import load_run_config
+    from ocr.tuning.tune import cached_overlays, resolve_run_dir
+    from ocr.tuning.tuned import choose_params, describe
+    from ocr.tuning.wandb_link import attached_run
+
+    run_dir = resolve_run_dir(args.run)
+    cfg = load_run_config(run_dir)
+    label, params = choose_params(args.postprocess, cfg, run_dir)
+    names = choose_names([im.name for im in load_val_cache(run_dir).images], args.names, args.images, "the validation cache")
+    images = cached_overlays(run_dir, args.data, names, {label: params})[label]
+    paths = write_pngs(run_dir / "overlays" / label, images)
+    print(f"post-processing: {label} ({describe(params)})")
+    print(f"overlays: {len(paths)} PNGs in {run_dir / 'overlays' / label}")
+    with attached_run(run_dir, cfg, "overlays") as run:
+        if run is not None:
+            _log_images(run, f"overlays/{label}", images, f"{label} post-processing ({describe(params)})")
+            print(f"W&B: logged {len(images)} overlays to run {run.id}")
+    return 0
+
+
+COMMANDS = {"build-cache": cmd_build_cache, "tune-postprocess": cmd_tune, "predict": cmd_predict, "overlays": cmd_overlays}
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m ocr.tuning") -> int:
+    """Parse `argv` and run the subcommand; a user mistake prints one line and returns 2."""
+    from ocr.utils.env import load_env
+
+    args = build_parser(prog).parse_args(argv)
+    load_env()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2

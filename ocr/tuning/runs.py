@@ -1,0 +1,111 @@
+"""A finished training run on disk: its directory, config, best checkpoint, metrics, and the rebuilt model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from ocr.utils.errors import UserError
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
+BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
+MODEL_PREFIX = "model."
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """Where a run's files are: `run_dir` holds config.yaml (and metrics.json); `checkpoint` the weights."""
+
+    run_dir: Path
+    checkpoint: Path
+
+
+def resolve_run(path: str | Path) -> RunRef:
+    """A run directory or a .ckpt file (inside a run directory's checkpoints/) as a RunRef."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"{path} does not exist: pass a run directory (with {CONFIG_FILE} and {BEST_CHECKPOINT}) or a .ckpt file")
+    if path.is_dir():
+        return RunRef(path, path / BEST_CHECKPOINT)
+    run_dir = next((d for d in (path.parent, path.parent.parent) if (d / CONFIG_FILE).is_file()), path.parent.parent)
+    return RunRef(run_dir, path)
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """The resolved Hydra config the run was trained with."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise UserError(
+            f"no {CONFIG_FILE} in {run_dir}: pass the output directory of a training run "
+            f"(it holds {CONFIG_FILE}, {BEST_CHECKPOINT} and {METRICS_FILE})"
+        )
+    return OmegaConf.load(path)
+
+
+def load_run_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's final metrics (metrics.json), or {} when the run has none."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return {}
+
+
+def _model_state(checkpoint: Path) -> dict[str, torch.Tensor]:
+    """The DBNet weights of a Lightning checkpoint (its `state_dict` keys without the `model.` prefix)."""
+    if not checkpoint.is_file():
+        raise UserError(
+            f"checkpoint {checkpoint} not found: the run saved no best checkpoint (did it finish a validation epoch?); "
+            "pass the path of a .ckpt file instead"
+        )
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a file that is not a checkpoint
+        raise UserError(
+            f"{checkpoint} is not a readable PyTorch checkpoint ({type(err).__name__}); pass a Lightning .ckpt"
+        ) from None
+    weights = state.get("state_dict") if isinstance(state, dict) else None
+    if not isinstance(weights, dict):
+        raise UserError(f"{checkpoint} has no state_dict: it is not a Lightning checkpoint of this project's DBNetModule")
+    return {k[len(MODEL_PREFIX):]: v for k, v in weights.items() if k.startswith(MODEL_PREFIX)}
+
+
+def mismatch_summary(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """None when `state` fits `model` exactly, else a short description of the differences."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    reshaped = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if not (missing or unexpected or reshaped):
+        return None
+    parts = [f"{len(v)} {label}" for label, v in (("missing", missing), ("unexpected", unexpected),
+                                                    ("with another shape", reshaped)) if v]
+    example = (reshaped or missing or unexpected)[0]
+    return f"{', '.join(parts)} weights (e.g. {example!r})"
+
+
+def load_model(run: RunRef, cfg: DictConfig | None = None) -> torch.nn.Module:
+    """The run's DBNet (built from its config, random init, no download) with the checkpoint's weights, in eval mode."""
+    from ocr.training.run import build_model
+
+    cfg = cfg if cfg is not None else load_run_config(run.run_dir)
+    models = OmegaConf.to_container(cfg.models, resolve=True)
+    models["encoder"].update(pretrained=False, weights_file=None)  # the checkpoint supplies every weight
+    model = build_model(OmegaConf.create(models))
+    state = _model_state(run.checkpoint)
+    problem = mismatch_summary(model, state)
+    if problem:
+        raise UserError(
+            f"checkpoint {run.checkpoint} does not fit the model of {run.run_dir / CONFIG_FILE} "
+            f"({cfg.models.encoder.model_name}): {problem}; pass the checkpoint with the run directory that trained it"
+        )
+    model.load_state_dict(state)
+    return model.eval()

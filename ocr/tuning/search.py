@@ -1,0 +1,93 @@
+"""The search loop: suggestions from the `sweeps` engine (grid / random / bayes), scored on the cached maps.
+
+Grid and random suggestions do not depend on results, so they are drawn up front and scored as one batch
+(which lets the evaluator share work between combinations with the same `thresh`); bayes asks the engine
+again after every result, as a W&B agent would.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ocr.tuning.space import METRIC, PREFIX, import_sweeps, suggestion_values
+
+Progress = Callable[[int], None]
+Evaluate = Callable[[Sequence[dict[str, Any]], Progress | None], list[dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One scored combination: the swept values and the mean per-image CLEval scores."""
+
+    values: dict[str, Any]
+    scores: dict[str, float]
+
+    @property
+    def hmean(self) -> float:
+        return self.scores["hmean"]
+
+
+def _finished_run(index: int, values: dict[str, Any], hmean: float):
+    """A finished `sweeps.SweepRun` holding `values` and its result, for the bayes engine."""
+    return import_sweeps().SweepRun(
+        name=f"trial-{index}",
+        state="finished",
+        config={PREFIX + k: {"value": v} for k, v in values.items()},
+        summary_metrics={METRIC: hmean},
+        history=[{METRIC: hmean}],
+    )
+
+
+def draw_independent(config: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """Up to `count` grid or random suggestions (grid stops early when every combination is drawn)."""
+    runs = import_sweeps().next_runs(config, [], validate=False, n=count)
+    return [suggestion_values(r.config) for r in runs if r is not None]
+
+
+def run_search(
+    config: dict[str, Any],
+    count: int,
+    fixed: dict[str, Any],
+    evaluate: Evaluate,
+    seed: int | None = None,
+    progress: Callable[[int], Progress] | None = None,
+) -> list[Trial]:
+    """Score `count` suggestions of the engine `config`; `fixed` fills the post-processing keys not swept.
+
+    `evaluate(batch, tick)` maps complete parameter dicts to their mean scores, calling `tick(n)` as it
+    goes; `progress(total)` makes that tick once the number of combinations is known.
+    """
+    if seed is not None:  # random uses Python's RNG, bayes numpy's global one
+        random.seed(seed)
+        np.random.seed(seed)
+    trials: list[Trial] = []
+
+    def record(batch: list[dict[str, Any]], tick: Progress | None) -> None:
+        for values, scores in zip(batch, evaluate([{**fixed, **v} for v in batch], tick)):
+            trials.append(Trial(values, scores))
+
+    if config["method"] in ("grid", "random"):
+        batch = draw_independent(config, count)
+        record(batch, progress(len(batch)) if progress else None)
+        return trials
+    sweeps = import_sweeps()
+    tick = progress(count) if progress else None
+    runs = []
+    for index in range(count):
+        with warnings.catch_warnings():  # the GP's ConvergenceWarnings say nothing actionable
+            warnings.simplefilter("ignore")
+            suggestion = sweeps.next_run(config, runs, validate=False)
+        record([suggestion_values(suggestion.config)], tick)
+        runs.append(_finished_run(index, trials[-1].values, trials[-1].hmean))
+    return trials
+
+
+def best_trial(trials: Sequence[Trial]) -> Trial:
+    """The trial with the highest hmean (the earliest among equals)."""
+    return max(trials, key=lambda t: t.hmean)

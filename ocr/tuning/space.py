@@ -1,0 +1,137 @@
+"""The post-processing search space: the `models.head.postprocess.*` parameters of a W&B sweep YAML.
+
+The same schema as `sweep_config.yaml` (W&B's); parameters under other names are ignored, so the training
+sweep's own file can be passed as is. Suggestions from the `sweeps` engine arrive as numpy scalars and are
+turned into plain Python values here.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ocr.utils.errors import UserError
+
+PREFIX = "models.head.postprocess."
+METRIC = "val/cleval_hmean"
+METHODS = ("grid", "random", "bayes")
+GRID_DISTRIBUTIONS = ("categorical", "constant", "int_uniform", "q_uniform")
+DEFAULT_CONFIG_NAME = "sweep_config.yaml"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def import_sweeps():
+    """The `sweeps` package, imported without its pydantic-v2 deprecation warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import sweeps
+    return sweeps
+
+
+def default_config_path() -> Path:
+    """`sweep_config.yaml` in the working directory if there is one, else the repository's."""
+    here = Path.cwd() / DEFAULT_CONFIG_NAME
+    return here if here.is_file() else REPO_ROOT / DEFAULT_CONFIG_NAME
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML mapping from `path`, with one-line errors for a missing or malformed file."""
+    if not path.is_file():
+        raise UserError(f"search config {path} not found: pass --config PATH (a W&B sweep YAML)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', None) or err}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping with 'parameters:' (W&B sweep schema)")
+    return data
+
+
+def _grid_ready(spec: dict[str, Any]) -> bool:
+    """True when the grid engine can enumerate this parameter."""
+    if "value" in spec or "values" in spec:
+        return True
+    return spec.get("distribution") in GRID_DISTRIBUTIONS
+
+
+def search_config(
+    raw: dict[str, Any], where: str, known_keys: set[str], method: str | None = None
+) -> dict[str, Any]:
+    """The engine config (method, metric, parameters) for the post-processing keys of sweep YAML `raw`.
+
+    `known_keys` are the post-processor's argument names; `method` overrides the YAML's.
+    """
+    sweeps = import_sweeps()
+    method = method or raw.get("method") or "bayes"
+    if method not in METHODS:
+        raise UserError(f"{where}: method must be one of {', '.join(METHODS)}, got {method!r}")
+    parameters = raw.get("parameters")
+    if not isinstance(parameters, dict):
+        raise UserError(f"{where}: 'parameters' must be a mapping of Hydra keys to sweep ranges")
+    chosen = {k: copy.deepcopy(v) for k, v in parameters.items() if str(k).startswith(PREFIX)}
+    if not chosen:
+        raise UserError(
+            f"{where} has no parameters named {PREFIX}*: add e.g. {PREFIX}thresh: {{min: 0.19, max: 0.25}} "
+            "or pass --config with a search YAML"
+        )
+    for name, spec in chosen.items():
+        key = name[len(PREFIX):]
+        if key not in known_keys:
+            raise UserError(f"{where}: {name!r} is not a post-processing key (known: {', '.join(sorted(known_keys))})")
+        if not isinstance(spec, dict):
+            raise UserError(f"{where}: parameter {name!r} must be a mapping (values:, value:, or min/max)")
+        if method == "grid" and not _grid_ready(spec):
+            raise UserError(
+                f"{where}: --method grid needs listed values for {name!r} (values: [...] or q_uniform), "
+                "found a continuous range; use --method random or bayes, or a search YAML with values"
+            )
+    config = {"method": method, "metric": {"name": METRIC, "goal": "maximize"}, "parameters": chosen}
+    violations = sweeps.schema_violations_from_proposed_config(config)
+    if violations:
+        raise UserError(f"{where}: {violations[0]}")
+    try:
+        sweeps.next_run(config, [], validate=False)
+    except (ValueError, TypeError, KeyError) as err:
+        raise UserError(f"{where}: the sweep engine refuses these parameters: {err}") from None
+    return config
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (sweeps suggests np.float64 / np.int64 / np.bool_)."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def suggestion_values(run_config: dict[str, Any]) -> dict[str, Any]:
+    """`{key: {"value": v}}` of a suggested run -> `{postprocess key: plain value}`."""
+    return {name[len(PREFIX):]: plain(entry["value"]) for name, entry in run_config.items()}
+
+
+def overrides(params: dict[str, Any]) -> list[str]:
+    """Hydra overrides `models.head.postprocess.KEY=VALUE` for `params`, in a stable order."""
+    def text(value: Any) -> str:
+        return str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, float) else str(value)
+
+    return [f"{PREFIX}{key}={text(value)}" for key, value in sorted(params.items())]
+
+
+def parse_assignments(items: list[str], known_keys: set[str], where: str) -> dict[str, Any]:
+    """`KEY=VALUE` or `models.head.postprocess.KEY=VALUE` strings as {KEY: value} (values parsed as YAML)."""
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        key = name.strip().removeprefix(PREFIX)
+        if not sep or key not in known_keys:
+            raise UserError(
+                f"{where}: {item!r} is not KEY=VALUE with KEY one of {', '.join(sorted(known_keys))}"
+            )
+        try:
+            out[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise UserError(f"{where}: {item!r}: cannot read the value {text!r}") from None
+    return out

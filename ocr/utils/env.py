@@ -1,0 +1,42 @@
+"""Environment: `.env` loading and the W&B mode a run or sweep will use (secrets are never printed)."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from dotenv import load_dotenv
+
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+def load_env(path: str | Path = ".env") -> None:
+    """Load `.env` from the current directory into `os.environ`, never overriding variables already set."""
+    load_dotenv(Path(path), override=False)
+
+
+def wandb_key_is_set() -> bool:
+    """True when a W&B API key is available (WANDB_API_KEY, or `wandb login`'s entry in ~/.netrc)."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def wandb_mode() -> str:
+    """WANDB_MODE if set (validated), else `online` with an API key and `offline` without one."""
+    mode = os.environ.get("WANDB_MODE", "").strip().lower()
+    if mode in ("dryrun",):
+        return "offline"
+    if mode in WANDB_MODES:
+        return mode
+    if mode:
+        from ocr.utils.errors import UserError
+
+        raise UserError(f"WANDB_MODE={mode!r} is not one of {', '.join(WANDB_MODES)}; fix it in the environment or .env")
+    return "online" if wandb_key_is_set() else "offline"

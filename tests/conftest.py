@@ -1,0 +1,28 @@
+"""Shared fixtures: the real receipts beside the repo, a tiny synthetic dataset, W&B kept offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RECEIPTS = REPO.parent / "shared" / "data" / "receipts-sroie"
+
+
+@pytest.fixture(scope="session")
+def receipts() -> Path:
+    """The 64 real receipts in the competition layout (skips when ../shared is absent)."""
+    if not (RECEIPTS / "jsons" / "val.json").is_file():
+        pytest.skip(f"real receipts not found at {RECEIPTS}")
+    return RECEIPTS
+
+
+@pytest.fixture(autouse=True)
+def _wandb_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test may reach a W&B server or write into the repo's wandb/ folder."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    for var in ("WANDB_API_KEY", "WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH", "OCR_METRICS_FILE", "OCR_STOP_FILE", "OCR_RUN_DIR"):
+        monkeypatch.delenv(var, raising=False)

@@ -1,0 +1,271 @@
+"""CLEval detection metric: hand-computed cases, degenerate input, properties, agreement with PyPI cleval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ocr.metrics.cleval import ImageScore, mean_scores, score_dataset, score_image
+from ocr.metrics.cleval_reference import reference_available, reference_scores
+from ocr.metrics.synthetic import perturb_detections
+
+
+def box(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    """Axis-aligned quad, clockwise from the top-left corner."""
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
+
+
+def scores(s: ImageScore) -> tuple[float, float, float]:
+    return s.recall, s.precision, s.hmean
+
+
+# ---------------------------------------------------------------- the definition, by hand
+
+
+def test_identical_boxes_score_one() -> None:
+    gt = [box(0, 0, 60, 12), box(0, 20, 90, 32), box(100, 20, 130, 32)]
+    assert scores(score_image(gt, ["RECEIPT", "TOTAL 12.50", "RM"], gt)) == (1.0, 1.0, 1.0)
+
+
+def test_image_with_words_but_no_detection_scores_zero() -> None:
+    assert scores(score_image([box(0, 0, 60, 12)], ["RECEIPT"], [])) == (0.0, 0.0, 0.0)
+
+
+def test_image_without_words_scores_one_when_nothing_is_detected() -> None:
+    assert scores(score_image([], [], [])) == (1.0, 1.0, 1.0)
+    assert scores(score_image([], None, [box(0, 0, 10, 10)])) == (1.0, 0.0, 0.0)
+
+
+def test_split_word_costs_one_character_of_recall() -> None:
+    s = score_image([box(0, 0, 100, 10)], ["abcdefghij"], [box(0, 0, 50, 10), box(50, 0, 100, 10)])
+    assert (s.found_chars, s.split_penalty, s.det_chars) == (10, 1.0, 10)
+    assert scores(s) == pytest.approx((0.9, 1.0, 2 * 0.9 / 1.9))
+
+
+def test_merged_words_cost_one_character_of_precision() -> None:
+    s = score_image([box(0, 0, 50, 10), box(60, 0, 110, 10)], ["abcde", "fghij"], [box(0, 0, 110, 10)])
+    assert (s.found_chars, s.merge_penalty) == (10, 1.0)
+    assert scores(s) == pytest.approx((1.0, 0.9, 2 * 0.9 / 1.9))
+
+
+def test_detection_mostly_outside_words_fails_the_area_precision_constraint() -> None:
+    words = [box(0, 0, 50, 10), box(0, 20, 50, 30)]
+    # one box over both lines: area precision sum (500 + 500) / 40000 < 0.3, so no many-to-one match
+    s = score_image(words, ["abcde", "fghij"], [box(-50, -80, 150, 120)])
+    assert (s.found_chars, s.det_chars) == (0, 1)  # a square false positive is charged one character
+    assert scores(s) == (0.0, 0.0, 0.0)
+    # a tighter box (area precision 1000 / 1650 > 0.3) is a many-to-one match
+    assert score_image(words, ["abcde", "fghij"], [box(-5, -5, 55, 35)]).found_chars == 10
+
+
+def test_false_positive_is_charged_by_its_height_over_width_read_from_its_vertex_order() -> None:
+    word, text = box(0, 0, 40, 10), ["abcd"]
+    wide = score_image([word], text, [word, box(100, 100, 200, 110)])
+    assert wide.det_chars == 5 and wide.precision == pytest.approx(0.8)
+    tall = box(100, 100, 110, 200)  # width/height 1/10: round(0.5 + 10) = 10 characters
+    s = score_image([word], text, [word, tall])
+    assert s.det_chars == 14 and s.precision == pytest.approx(4 / 14)
+    # like PyPI cleval: a quad starting at its bottom-left corner is read turned by 90 degrees
+    assert score_image([word], text, [word, np.roll(tall, 1, axis=0)]).det_chars == 5
+    # a polygon that is not a quad is read through its minimum-area rectangle, whatever its start
+    tall_hexagon = np.array([[100, 100], [110, 100], [110, 150], [110, 200], [100, 200], [100, 150]], np.float32)
+    for start in range(6):
+        assert score_image([word], text, [word, np.roll(tall_hexagon, start, axis=0)]).det_chars == 14
+
+
+def test_tall_word_is_read_top_to_bottom() -> None:
+    s = score_image([box(0, 0, 10, 50)], ["abcde"], [box(0, 0, 10, 25)])
+    assert (s.found_chars, s.det_chars) == (2, 2)  # centres at y = 5, 15 (, 25, 35, 45)
+    assert scores(s) == pytest.approx((0.4, 1.0, 0.8 / 1.4))
+
+
+def test_centre_on_a_detection_edge_is_inside_only_on_its_top_or_left_edge() -> None:
+    word, text = [box(0, 0, 40, 10)], ["abcd"]  # centres (5, 5), (15, 5), (25, 5), (35, 5)
+    assert score_image(word, text, [box(0, 5, 40, 20)]).found_chars == 4  # Polygon3's half-open rule
+    assert score_image(word, text, [box(0, -10, 40, 5)]).found_chars == 0
+    assert score_image(word, text, [box(15, 0, 35, 10)]).found_chars == 2  # x = 15 in, x = 35 out
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "chars"),
+    [(100, 10, 10), (100, 20, 6), (10, 10, 2), (10, 100, 10), (1000, 1, 100)],  # round() is half-to-even
+)
+def test_word_without_text_counts_characters_from_its_side_ratio(width: int, height: int, chars: int) -> None:
+    word = box(0, 0, width, height)
+    assert score_image([word], None, [word]).gt_chars == chars
+    assert score_image([word], [""], [word]).gt_chars == chars
+
+
+def test_detections_on_dont_care_words_are_neither_rewarded_nor_charged() -> None:
+    words = [box(0, 0, 40, 10), box(0, 20, 40, 30)]
+    s = score_image(words, ["abcd", "###"], words, gt_ignore=[False, True])
+    assert (s.gt_chars, s.det_chars) == (4, 4) and scores(s) == (1.0, 1.0, 1.0)
+    only_dont_care = score_image(words[1:], ["x"], words[1:], gt_ignore=[True])
+    assert scores(only_dont_care) == (1.0, 1.0, 1.0)
+
+
+def test_polygons_with_any_number_of_points() -> None:
+    octagon = np.array([[3, 0], [57, 0], [60, 3], [60, 9], [57, 12], [3, 12], [0, 9], [0, 3]], dtype=np.float32)
+    assert scores(score_image([octagon], ["RECEIPT"], [octagon])) == (1.0, 1.0, 1.0)
+    assert scores(score_image([octagon], ["RECEIPT"], [box(0, 0, 60, 12)])) == (1.0, 1.0, 1.0)
+    assert scores(score_image([box(0, 0, 60, 12)], ["RECEIPT"], [octagon])) == (1.0, 1.0, 1.0)
+    triangle_right_half = np.array([[30, -2], [80, 6], [30, 14]], dtype=np.float32)
+    s = score_image([box(0, 0, 60, 12)], ["abcdef"], [triangle_right_half])
+    assert s.found_chars == 3  # centres x = 35, 45, 55 lie in the triangle; 5, 15, 25 do not
+
+
+# ---------------------------------------------------------------- degenerate input
+
+
+DEGENERATE = [
+    np.zeros((0, 2), np.float32),
+    np.array([[0, 0], [5, 5]], np.float32),  # two points
+    np.array([[0, 0], [5, 0], [10, 0]], np.float32),  # zero area
+    np.array([[0, 0], [5, 0], [5, np.nan], [0, 5]], np.float32),
+    np.array([[1, 1], [1, 1], [1, 1], [1, 1]], np.float32),
+    np.array([[0, 0], [3, 3], [0, 0]], np.float32),  # closed two-point ring
+    np.array([1, 2, 3, 4], np.float32),  # not (N, 2)
+]
+
+
+def test_degenerate_polygons_are_dropped_on_both_sides() -> None:
+    word = box(0, 0, 40, 10)
+    gt = [DEGENERATE[0], word, *DEGENERATE[1:]]
+    texts = ["zz"] + ["abcd"] + ["zz"] * (len(DEGENERATE) - 1)
+    s = score_image(gt, texts, [*DEGENERATE, word])
+    assert (s.gt_chars, s.det_chars) == (4, 4) and scores(s) == (1.0, 1.0, 1.0)
+    assert scores(score_image(DEGENERATE, None, DEGENERATE)) == (1.0, 1.0, 1.0)
+
+
+def test_self_intersecting_detection_is_repaired_into_its_lobes() -> None:
+    bow_tie = np.array([[0, 0], [40, 10], [40, 0], [0, 10]], dtype=np.float32)  # lobes meet at (20, 5)
+    s = score_image([box(0, 0, 20, 10)], ["ab"], [bow_tie])
+    # left lobe holds both centres (5, 5), (15, 5); area precision = left lobe / both lobes = 0.5
+    assert (s.found_chars, s.det_chars) == (2, 2) and scores(s) == (1.0, 1.0, 1.0)
+
+
+def test_mismatched_texts_are_refused() -> None:
+    with pytest.raises(ValueError, match="gt_texts has 1 entries for 2"):
+        score_image([box(0, 0, 1, 1), box(2, 2, 3, 3)], ["a"], [])
+
+
+# ---------------------------------------------------------------- aggregation
+
+
+def test_mean_scores_average_images_not_characters() -> None:
+    a = score_image([box(0, 0, 100, 10)], ["x" * 10], [box(0, 0, 100, 10)])  # 1.0
+    b = score_image([box(0, 0, 100, 10)], ["x"], [])  # 0.0
+    assert mean_scores([a, b]) == {"recall": 0.5, "precision": 0.5, "hmean": 0.5}
+    with pytest.raises(ValueError):
+        mean_scores([])
+
+
+def test_process_pool_gives_the_same_means() -> None:
+    rng = np.random.default_rng(3)
+    samples = []
+    for _ in range(6):
+        gt = np.array([box(10, 10 + 20 * i, 150, 24 + 20 * i) for i in range(8)])
+        samples.append((list(gt), ["word%d" % i for i in range(8)], perturb_detections(gt, rng)))
+    assert score_dataset(samples, workers=2) == score_dataset(samples, workers=1)
+    assert score_dataset(samples[:1], workers=2) == mean_scores([score_image(*samples[0])])
+
+
+# ---------------------------------------------------------------- properties
+
+coordinate = st.floats(-50, 350, allow_nan=False, width=32)
+
+
+@st.composite
+def words_in_cells(draw: st.DrawFn) -> tuple[list[np.ndarray], list[str | None]]:
+    """Non-overlapping words: a rotated rectangle or an octagon (rectangle with cut corners) per grid cell."""
+    polys, texts = [], []
+    for cell in range(draw(st.integers(0, 12))):
+        cx, cy = 40 + 80 * (cell % 4), 20 + 40 * (cell // 4)
+        w, h = draw(st.floats(6, 70)), draw(st.floats(4, 30))
+        if draw(st.booleans()):
+            angle = draw(st.floats(-0.25, 0.25)) if w > h else 0.0
+            c, s = np.cos(angle), np.sin(angle)
+            corners = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2
+            poly = corners @ np.array([[c, s], [-s, c]]) * 0.8 + [cx, cy]
+        else:
+            cut = draw(st.floats(0.0, 0.3)) * min(w, h)
+            x0, x1, y0, y1 = cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2
+            poly = np.array([[x0 + cut, y0], [x1 - cut, y0], [x1, y0 + cut], [x1, y1 - cut],
+                             [x1 - cut, y1], [x0 + cut, y1], [x0, y1 - cut], [x0, y0 + cut]])
+        polys.append(poly.astype(np.float32))
+        texts.append(draw(st.one_of(st.none(), st.text("abc123", min_size=1, max_size=12))))
+    return polys, texts
+
+
+random_polygon = st.lists(st.tuples(coordinate, coordinate), min_size=0, max_size=9).map(
+    lambda pts: np.array(pts, dtype=np.float32).reshape(-1, 2)
+)
+odd_polygon = st.sampled_from(DEGENERATE)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(words=words_in_cells(), extra=st.lists(st.one_of(random_polygon, odd_polygon), max_size=8), data=st.data())
+def test_random_polygons_never_crash_and_score_in_unit_range(words, extra, data) -> None:
+    gt, texts = words
+    assert scores(score_image(gt, texts, gt)) == (1.0, 1.0, 1.0)  # identical, non-overlapping words
+    dets = data.draw(st.permutations(gt + extra))
+    s = score_image(gt + extra[:2], texts + [None] * len(extra[:2]), dets)
+    assert all(0.0 <= v <= 1.0 for v in scores(s))
+    shuffled = score_image(gt + extra[:2], texts + [None] * len(extra[:2]), list(reversed(dets)))
+    assert scores(shuffled) == pytest.approx(scores(s), abs=1e-12)
+
+
+# ---------------------------------------------------------------- agreement with PyPI cleval
+
+
+def _receipt_samples(receipts: Path) -> list[tuple[np.ndarray, list[str], np.ndarray]]:
+    """GT quads with transcriptions and perturbed detections for the 64 real receipts (fixed seed)."""
+    rng = np.random.default_rng(2024)
+    samples = []
+    for split in ("train", "val"):
+        images = json.loads((receipts / "jsons" / f"{split}.json").read_text())["images"]
+        for name in sorted(images):
+            words = list(images[name]["words"].values())
+            gt = np.array([w["points"] for w in words], dtype=np.float64)
+            dets = np.array(perturb_detections(gt, rng), dtype=np.float64)
+            samples.append((gt, [w["transcription"] for w in words], dets))
+    return samples
+
+
+@pytest.fixture(scope="module")
+def agreement(receipts: Path) -> tuple[list[ImageScore], list[tuple[float, float, float]]]:
+    """Our scores and PyPI cleval's on the receipts, as is, at half scale, and with don't-care words.
+
+    PyPI cleval runs in a child process (see ocr.metrics.cleval_reference), so it is never imported here.
+    """
+    if not reference_available():
+        pytest.skip("PyPI cleval is not installed (pip install -e .[dev])")
+    samples = _receipt_samples(receipts)
+    cases = [(gt, texts, det, [False] * len(gt)) for gt, texts, det in samples]
+    cases += [(np.rint(gt / 2), texts, np.rint(det / 2), [False] * len(gt)) for gt, texts, det in samples[::4]]
+    cases += [(gt, texts, det, [i % 7 == 3 for i in range(len(gt))]) for gt, texts, det in samples[1::4]]
+    ours = [score_image(list(gt.astype(np.float32)), texts, list(det.astype(np.float32)), gt_ignore=dc)
+            for gt, texts, det, dc in cases]
+    try:
+        return ours, reference_scores(cases)["scores"]
+    except ImportError as err:
+        pytest.skip(str(err))
+
+
+def test_agrees_with_pypi_cleval_on_real_receipts(agreement) -> None:
+    ours, ref = agreement
+    diff = np.abs(np.array([scores(s) for s in ours]) - np.array(ref)).max(axis=1)
+    assert diff.max() <= 1e-3, f"worst image differs by {diff.max():.2e}"
+    assert (diff <= 1e-6).mean() >= 0.9  # the reference computes in float32: 1e-6 is "equal"
+
+
+def test_agreement_cases_exercise_every_matching_path(agreement) -> None:
+    ours, _ = agreement
+    assert sum(s.split_penalty for s in ours) > 20 and sum(s.merge_penalty for s in ours) > 20
+    assert any(s.det_chars > s.found_chars + s.merge_penalty for s in ours)  # unmatched detections charged
+    assert 0.5 < np.mean([s.hmean for s in ours]) < 0.99

@@ -1,0 +1,249 @@
+"""wandb_sweep.py: preview, the sweep dict sent to W&B, local create+run, --best, and one-line errors."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import wandb
+from test_sweep_support import REPO, fake_sweep_config, write_fake_project, write_yaml
+
+from ocr.sweep import cli
+from ocr.sweep.spec import load_sweep_config
+from ocr.sweep.store import create_sweep, sweep_ids
+from ocr.sweep.trial import Trial
+from ocr.utils.errors import UserError
+
+MAIN = str(REPO / "sweep_config.yaml")
+
+
+@pytest.fixture(autouse=True)
+def _no_key_anywhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Run from an empty folder (no .env) with a HOME that has no ~/.netrc."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for var in ("WANDB_PROJECT", "WANDB_ENTITY", "WANDB_BASE_URL", "DATASET_BASE_PATH"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def run_cli(args: list[str]) -> int:
+    return cli.main(args)
+
+
+def error_of(capsys, args: list[str]) -> str:
+    """Run the CLI expecting a user error; return stderr (checked to be one line)."""
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_preview_shows_the_sweep_destination_and_batch_caps(capsys) -> None:
+    assert run_cli(["--config", MAIN]) == 0
+    out = capsys.readouterr().out
+    assert "# sweep that would be created (from" in out and "method: bayes" in out
+    assert "models.encoder.model_name:\n    values: [hrnet_w18, hrnet_w32, hrnet_w40, hrnet_w44, hrnet_w48]" in out
+    assert "destination: embedded controller (no W&B server), store .sweeps/, each trial is a W&B offline run" in out
+    assert "W&B API key: not set" in out
+    assert "one trial would run: /usr/bin/env python -m ocr.train batch_size=" in out
+    caps = "batch-size caps for" if torch.cuda.is_available() else "no CUDA GPU visible"
+    assert caps in out and "image_size  cap" in out
+    assert not Path(".sweeps").exists(), "a preview creates nothing"
+
+
+def test_preview_narrowed_and_online_never_prints_the_key(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    monkeypatch.delenv("WANDB_MODE")
+    assert run_cli(["--config", MAIN, "--models", "hrnet_w18", "--image-sizes", "800,1024", "--project", "P"]) == 0
+    out = capsys.readouterr().out
+    assert secret not in out and "W&B API key: set" in out
+    assert "destination: W&B server (online), entity=(your default), project=P" in out
+    assert "models.encoder.model_name: {value: hrnet_w18}" in out and "image_size:\n    values: [800, 1024]" in out
+    assert "bs  4 ->" in out and "\n         800 " in out and "\n         640 " not in out
+
+
+def test_create_sends_exactly_the_narrowed_yaml_to_wandb(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_PROJECT", "from-env")  # --project wins over the environment
+    sent = {}
+
+    def fake_sweep(sweep, entity=None, project=None, prior_runs=None):
+        sent.update(sweep=copy.deepcopy(sweep), entity=entity, project=project)
+        return "abc123de"
+
+    monkeypatch.setattr(wandb, "sweep", fake_sweep)
+    args = [
+        "--config",
+        MAIN,
+        "--create-sweep",
+        "--models",
+        "hrnet_w18,hrnet_w32",
+        "--method",
+        "random",
+        "--run-cap",
+        "20",
+    ]
+    assert run_cli([*args, "--project", "P", "--entity", "E"]) == 0
+    expected = load_sweep_config(MAIN)
+    expected["parameters"]["models.encoder.model_name"] = {"values": ["hrnet_w18", "hrnet_w32"]}
+    expected.update(method="random", run_cap=20)
+    assert sent == {"sweep": expected, "entity": "E", "project": "P"}
+    out = capsys.readouterr().out
+    assert "created W&B sweep E/P/abc123de" in out and "wandb agent E/P/abc123de" in out
+    assert not Path(".sweeps").exists()
+
+
+def test_online_agent_is_wandbs_cli_agent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    monkeypatch.delenv("WANDB_MODE")
+    calls = {}
+    monkeypatch.setattr(wandb, "Api", lambda: SimpleNamespace(sweep=lambda path: calls.setdefault("fetched", path)))
+    monkeypatch.setattr(wandb, "agent", lambda sweep_id, **kw: calls.update(agent=(sweep_id, kw)))
+    assert run_cli(["--sweep-id", "abc123de", "--count", "3", "--entity", "E"]) == 0
+    assert calls["fetched"] == "E/OCR-HRNet-Sweep/abc123de"
+    assert calls["agent"] == ("abc123de", {"function": None, "entity": "E", "project": "OCR-HRNet-Sweep", "count": 3})
+
+
+def test_online_errors_say_how_to_run_offline(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "online")
+    err = error_of(capsys, ["--config", MAIN, "--create-sweep"])
+    assert "W&B online mode needs an API key" in err and "--offline" in err
+
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+
+    def unreachable(**_):
+        raise wandb.errors.CommError("Network error (ConnectionError), entering retry loop.")
+
+    monkeypatch.setattr(wandb, "sweep", unreachable)
+    err = error_of(capsys, ["--config", MAIN, "--create-sweep"])
+    assert "could not create the sweep on W&B at https://api.wandb.ai: Network error" in err and "--offline" in err
+
+    def missing(path):
+        raise ValueError(f"Could not find sweep {path}")
+
+    monkeypatch.setattr(wandb, "Api", lambda: SimpleNamespace(sweep=missing))
+    err = error_of(capsys, ["--sweep-id", "zzz99999", "--project", "P"])
+    assert "unknown sweep id 'zzz99999': W&B has no sweep P/zzz99999" in err
+    assert not Path(".sweeps").exists()
+
+
+def test_bad_input_is_one_line_and_creates_nothing(capsys, tmp_path: Path) -> None:
+    err = error_of(capsys, ["--config", MAIN, "--create-sweep", "--models", "hrnet_w18,hrnet_w99"])
+    assert err.startswith("wandb_sweep.py: error: --models: unknown model 'hrnet_w99'")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: bayes\nparameters:\n  x: {min: 2.0, max: 1.0}\n")
+    assert "min 2.0 must be less than max 1.0" in error_of(capsys, ["--config", str(bad), "--create-sweep"])
+    unknown = write_yaml(
+        tmp_path / "u.yaml", {**load_sweep_config(MAIN), "parameters": {"optimizer.lrate": {"min": 0.1, "max": 0.2}}}
+    )
+    assert "'optimizer.lrate' is not a key of the Hydra config" in error_of(
+        capsys, ["--config", str(unknown), "--create-sweep"]
+    )
+    assert "unknown sweep id 'local-nope'" in error_of(capsys, ["--sweep-id", "local-nope"])
+    assert "no local sweep in .sweeps/" in error_of(capsys, ["--best"])
+    monkeypatch_mode = pytest.MonkeyPatch()
+    monkeypatch_mode.setenv("WANDB_MODE", "sometimes")
+    try:
+        assert "WANDB_MODE='sometimes' is not one of online, offline, disabled" in error_of(capsys, ["--config", MAIN])
+    finally:
+        monkeypatch_mode.undo()
+    assert not Path(".sweeps").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--count", "3"],
+        ["--create-sweep", "--sweep-id", "x"],
+        ["--best", "--count", "2"],
+        ["--sweep-id", "x", "--models", "a"],
+    ],
+)
+def test_meaningless_combinations_are_refused(args: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(args)
+    assert exit_info.value.code == 2
+
+
+def test_create_and_run_locally_then_best(capsys, tmp_path: Path) -> None:
+    _, configs = write_fake_project(tmp_path)
+    sweep_yaml = write_yaml(
+        tmp_path / "s.yaml", fake_sweep_config({"x": {"values": [0.4, 0.8]}, "trainer.max_epochs": {"value": 1}})
+    )
+    assert run_cli(["--config", str(sweep_yaml), "--configs-dir", str(configs), "--create-sweep", "--count", "2"]) == 0
+    out = capsys.readouterr().out
+    (sweep_id,) = sweep_ids(Path(".sweeps"))
+    assert f"created local sweep {sweep_id}" in out and f"--sweep-id {sweep_id} --gpus 0,1" in out
+    assert "trial 1 " in out and "trial 2 " in out and f"leaderboard of {sweep_id} (2 trials, grid)" in out
+    assert out.rstrip().endswith("python -m fake_train trainer.max_epochs=1 x=0.8")
+    assert run_cli(["--best", "--top", "1"]) == 0  # newest local sweep
+    best = capsys.readouterr().out
+    assert "0.8000" in best and "0.4000" not in best and "x=0.8" in best
+
+
+def test_best_of_an_online_sweep(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    monkeypatch.delenv("WANDB_MODE")
+    config = fake_sweep_config({"x": {"values": [0.1, 0.7]}, "y": {"value": 1}})
+
+    def run(rid, state, value, x):
+        summary = {"val/cleval_hmean": value, "_runtime": 65.0} if value is not None else {}
+        return SimpleNamespace(id=rid, state=state, summary=summary, config={"x": x, "y": 1, "other": 5})
+
+    runs = [run("r1", "finished", 0.5, 0.1), run("r2", "finished", 0.75, 0.7), run("r3", "crashed", None, 0.1)]
+    sweep = SimpleNamespace(config=config, runs=runs)
+    monkeypatch.setattr(wandb, "Api", lambda: SimpleNamespace(sweep=lambda path: sweep))
+    assert run_cli(["--best", "--sweep-id", "E/P/abc"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "best runs of W&B sweep E/P/abc (3 runs):"
+    assert out[3].split()[:4] == ["1", "r2", "finished", "0.7500"] and "1m05s" in out[3]
+    assert "(1 trial(s) without a val/cleval_hmean value" in out[5]
+    assert out[-1].strip() == "python -m fake_train x=0.7 y=1"
+
+
+def test_gpu_agents_get_one_device_each() -> None:
+    assert cli.gpu_agent_envs((0, 1), 2, None) == [{"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}]
+    assert cli.gpu_agent_envs((1,), 2, "4,6") == [{"CUDA_VISIBLE_DEVICES": "6"}]  # indices count visible GPUs
+    with pytest.raises(UserError, match="GPU index 2 is not visible"):
+        cli.gpu_agent_envs((0, 2), 2, None)
+    with pytest.raises(UserError, match="each GPU index once"):
+        cli.gpu_agent_envs((0, 0), 2, None)
+
+
+def test_sync_hint_points_at_the_offline_runs(tmp_path: Path) -> None:
+    sweep = create_sweep(tmp_path / "store", fake_sweep_config({"x": {"value": 1.0}}), "P", "E")
+    assert cli.sync_hint(sweep) is None
+    for run_id in ("aaa", "bbb"):
+        (sweep.trial_dir(run_id) / "run" / "wandb" / f"offline-run-20250101_000000-{run_id}").mkdir(parents=True)
+    assert (
+        cli.sync_hint(sweep)
+        == f"upload the offline runs to W&B later: wandb sync -p P -e E {sweep.dir}/trials/*/run/wandb/offline-run-*"
+    )
+
+
+def test_leaderboard_counts_trials_without_metric(tmp_path: Path, capsys) -> None:
+    sweep = create_sweep(Path(".sweeps"), fake_sweep_config({"x": {"values": [0.1, 0.2]}}), "P", None)
+    with sweep.transaction() as trials:
+        trials.append(Trial("aaa", 1, {"x": {"value": 0.1}}, state="finished", history=[{"val/cleval_hmean": 0.3}]))
+        trials.append(Trial("bbb", 2, {"x": {"value": 0.2}}, state="crashed"))
+    assert run_cli(["--best", "--sweep-id", sweep.id]) == 0
+    out = capsys.readouterr().out
+    assert "aaa" in out and "(1 trial(s) without a val/cleval_hmean value" in out and "x=0.1" in out
+
+
+def test_env_template_lists_every_variable_and_copies_cleanly() -> None:
+    from dotenv import dotenv_values
+
+    text = (REPO / "env_template.txt").read_text()
+    for var in ("WANDB_API_KEY", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_MODE", "WANDB_BASE_URL", "DATASET_BASE_PATH"):
+        assert f"{var}=" in text
+    active = dotenv_values(REPO / "env_template.txt")
+    assert "WANDB_API_KEY" not in active, "copied as is, the template must not pretend a key is set"
+    assert all(value and not value.startswith("#") for value in active.values())

@@ -1,0 +1,118 @@
+"""One training run end to end on tiny synthetic receipts: outputs, metrics file, stop file, OOM retry, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from ocr.training import module as module_lib
+from ocr.training.run import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_overrides(data_dir: Path, **extra: object) -> list[str]:
+    """A CPU-seconds run: small HRNet, 64 px images, a handful of synthetic receipts."""
+    base = {
+        "models.encoder.model_name": "hrnet_w18_small",
+        "models.encoder.pretrained": "false",
+        "image_size": 64,
+        "batch_size": 4,
+        "trainer.max_epochs": 2,
+        "trainer.enable_progress_bar": "false",
+        "data.num_workers": 0,
+        "data.synthetic.dir": str(data_dir),
+        "data.synthetic.n_train": 8,
+        "data.synthetic.n_val": 4,
+        "data.synthetic.n_test": 2,
+        "dataset_base_path": "null",
+        "metric.workers": 1,
+        "cache_val_maps": "false",
+        "log_val_images": 1,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def compose_train(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose("train", overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("synthetic")
+
+
+def test_run_writes_checkpoint_config_metrics_and_epoch_lines(tmp_path: Path, synthetic_dir: Path, monkeypatch) -> None:
+    metrics_file = tmp_path / "metrics.jsonl"
+    monkeypatch.setenv("OCR_METRICS_FILE", str(metrics_file))
+    run_dir = tmp_path / "run"
+    metrics = train(compose_train(tiny_overrides(synthetic_dir)), run_dir)
+
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert (run_dir / "config.yaml").is_file()
+    assert json.loads((run_dir / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    for key in ("val/cleval_hmean", "val/cleval_recall", "val/cleval_precision", "val/loss"):
+        assert 0.0 <= metrics[key] if "cleval" not in key else 0.0 <= metrics[key] <= 1.0
+    lines = [json.loads(line) for line in metrics_file.read_text().splitlines()]
+    assert [line["epoch"] for line in lines[:-1]] == [0, 1]
+    assert all("val/cleval_hmean" in line for line in lines)
+    assert lines[-1]["final"] is True
+    # the final metrics are the best checkpoint's, not the last epoch's
+    best = max(lines[:-1], key=lambda line: line["val/cleval_hmean"])
+    assert metrics["val/cleval_hmean"] == pytest.approx(best["val/cleval_hmean"], abs=1e-6)
+    assert metrics["best_epoch"] == best["epoch"]
+    assert list((run_dir / "wandb").glob("offline-run-*")), "an offline W&B run is written for later `wandb sync`"
+
+
+def test_stop_file_ends_training_after_the_current_epoch(tmp_path: Path, synthetic_dir: Path, monkeypatch) -> None:
+    stop = tmp_path / "stop"
+    stop.touch()
+    monkeypatch.setenv("OCR_STOP_FILE", str(stop))
+    metrics = train(compose_train(tiny_overrides(synthetic_dir, **{"trainer.max_epochs": 5})), tmp_path / "run")
+    assert metrics["stopped_early"] is True and metrics["epochs_run"] == 1
+
+
+def test_out_of_memory_retries_with_half_batch_and_accumulation(tmp_path: Path, synthetic_dir: Path, monkeypatch) -> None:
+    real_step = module_lib.DBNetModule.training_step
+
+    def step_that_runs_out_of_memory_above_two(self, batch, batch_idx):
+        if len(batch["images"]) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(module_lib.DBNetModule, "training_step", step_that_runs_out_of_memory_above_two)
+    metrics = train(compose_train(tiny_overrides(synthetic_dir, batch_size=8, **{"trainer.max_epochs": 1})), tmp_path / "run")
+    assert (metrics["batch/requested"], metrics["batch/used"], metrics["batch/accumulate"]) == (8, 2, 4)
+
+
+def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "ocr.train", *overrides], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_unknown_model_is_one_clear_line(tmp_path: Path) -> None:
+    proc = run_cli("models.encoder.model_name=hrnet_w99", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "hrnet_w99" in proc.stderr and "hrnet_w18" in proc.stderr
+
+
+def test_cli_unknown_key_is_refused(tmp_path: Path) -> None:
+    proc = run_cli("models.loss.negative_ration=3", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "negative_ration" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_bad_image_size_is_refused(tmp_path: Path) -> None:
+    proc = run_cli("image_size=100", "models.encoder.pretrained=false", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert proc.returncode == 2 and "multiple of 32" in proc.stderr

@@ -1,0 +1,292 @@
+"""Post-training tools: validation cache, post-processing search, submissions, overlays, bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from ocr.data.annotations import load_split
+from ocr.data.synthetic import generate_dataset
+from ocr.postprocess.db_postprocess import DBPostProcessor
+from ocr.training.run import build_module
+from ocr.tuning.cache import CachedImage, load_val_cache, write_val_cache
+from ocr.tuning.cli import main
+from ocr.tuning.evaluate import CacheEvaluator, ImageState
+from ocr.tuning.inference import build_val_cache, pick_device, predict_split
+from ocr.tuning.runs import load_model, resolve_run
+from ocr.tuning.submission import integer_points, read_csv, write_csv, write_json
+from ocr.tuning.tune import search
+from ocr.utils.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def compose_config(data: Path, **extra: object):
+    overrides = {
+        "models.encoder.model_name": "resnet18", "models.encoder.pretrained": "false", "image_size": 64,
+        "batch_size": 2, "data.num_workers": 0, "dataset_base_path": str(data), "metric.workers": 1,
+        "trainer.enable_progress_bar": "false", **extra,
+    }
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        return compose("train", overrides=[f"{k}={v}" for k, v in overrides.items()])
+
+
+def make_run(run_dir: Path, cfg, checkpoint_cfg=None) -> Path:
+    """A run directory as training leaves it: config.yaml and checkpoints/best.ckpt of an untrained module."""
+    (run_dir / "checkpoints").mkdir(parents=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    torch.manual_seed(0)
+    module = build_module(checkpoint_cfg or cfg)
+    torch.save({"state_dict": module.state_dict(), "epoch": 0}, run_dir / "checkpoints" / "best.ckpt")
+    (run_dir / "metrics.json").write_text(json.dumps({"val/cleval_hmean": 0.0}))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_dataset(tmp_path_factory.mktemp("data"), n_train=1, n_val=3, n_test=2, size=(160, 320), progress=False)
+
+
+@pytest.fixture(scope="module")
+def cfg(data_dir: Path):
+    return compose_config(data_dir)
+
+
+@pytest.fixture(scope="module")
+def cached_run(tmp_path_factory: pytest.TempPathFactory, cfg) -> Path:
+    run_dir = make_run(tmp_path_factory.mktemp("cached") / "run", cfg)
+    build_val_cache(resolve_run(run_dir), batch_size=1, num_workers=0)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def blob_thresh(cached_run: Path) -> float:
+    """The untrained model's maps are nearly flat; their median, as thresh, cuts them into blobs."""
+    return float(np.median(np.concatenate([im.prob.ravel() for im in load_val_cache(cached_run).images])))
+
+
+def same_polygons(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+    return len(a) == len(b) and all(x.shape == y.shape and (x == y).all() for x, y in zip(a, b))
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+def test_cache_round_trip_reproduces_direct_inference(cached_run: Path, data_dir: Path, blob_thresh: float) -> None:
+    post = DBPostProcessor(thresh=blob_thresh, box_thresh=0.0, polygon_unclip_ratio=1.5, min_size=0)
+    _, direct = predict_split(resolve_run(cached_run), data_dir, "val", post, pick_device("cpu"), keep_maps=True)
+    direct = list(direct)
+    cache = load_val_cache(cached_run)
+    assert [im.name for im in cache.images] == [p.meta["image_name"] for p in direct]
+    total = 0
+    for image, pred in zip(cache.images, direct):
+        assert image.prob.dtype == np.float16 and (np.asarray(image.prob) == pred.prob).all()
+        again, _ = post(np.asarray(image.prob, np.float32), image.scale, image.orig_hw)
+        assert same_polygons(again, pred.polygons)
+        assert same_polygons(image.gt_polygons, pred.meta["gt_polygons"]) and image.gt_texts == pred.meta["gt_texts"]
+        total += len(again)
+    assert total > 0, "the check needs polygons to compare"
+
+
+def test_cache_write_is_exact_and_replaces_the_old_one(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    maps = [rng.random((5, 7)).astype(np.float16), rng.random((3, 4)).astype(np.float16)]
+    polys = [np.array([[0.1, 0.2], [3.3, 0.2], [3.3, 1.7]], np.float32)]
+    metas = [{"image_name": f"im{i}.jpg", "scale": 0.5, "orig_hw": (10, 14), "gt_polygons": polys, "gt_texts": ["ab"]}
+             for i in range(2)]
+    write_val_cache(tmp_path, [(metas[0], np.zeros((2, 2), np.float16))])
+    write_val_cache(tmp_path, zip(metas, maps))
+    cache = load_val_cache(tmp_path)
+    assert [im.name for im in cache.images] == ["im0.jpg", "im1.jpg"]
+    assert all((im.prob == m).all() for im, m in zip(cache.images, maps))
+    assert (cache.images[1].gt_polygons[0] == polys[0]).all() and cache.images[0].orig_hw == (10, 14)
+
+
+# ----------------------------------------------------------------------------- shared work == DBPostProcessor
+
+
+def blob_map(rng: np.random.Generator, shape=(80, 120)) -> np.ndarray:
+    import cv2
+
+    prob = np.zeros(shape, np.float32)
+    for _ in range(12):
+        y, x = rng.integers(0, shape[0] - 8), rng.integers(0, shape[1] - 20)
+        prob[y : y + rng.integers(3, 9), x : x + rng.integers(4, 20)] = rng.uniform(0.3, 1.0)
+    prob = cv2.GaussianBlur(prob, (0, 0), 1.2) + rng.normal(0, 0.03, shape).astype(np.float32)
+    return np.clip(prob, 0, 1).astype(np.float16)
+
+
+def test_box_thresh_as_a_filter_on_a_lower_floor_gives_the_same_polygons() -> None:
+    rng, pick = np.random.default_rng(1), random.Random(1)
+    checked = 0
+    for _ in range(40):
+        image = CachedImage("x.jpg", blob_map(rng), 0.5, (160, 240), [], [])
+        params = {"thresh": pick.uniform(0.1, 0.6), "box_thresh": pick.uniform(0.2, 0.8),
+                  "max_candidates": pick.choice([3, 1000]), "use_polygon": pick.random() < 0.5,
+                  "box_unclip_ratio": pick.uniform(1.0, 2.0), "polygon_unclip_ratio": pick.uniform(1.0, 2.5),
+                  "min_size": pick.choice([0, 3, 5])}
+        expected, _ = DBPostProcessor(**params)(image.prob.astype(np.float32), image.scale, image.orig_hw)
+        state = ImageState(image)
+        assert same_polygons(state.polygons(params, floor=pick.uniform(0.0, params["box_thresh"]))[1], expected)
+        assert state.check(params)[1]
+        checked += len(expected)
+    assert checked > 50
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def touching_words_cache(run_dir: Path, copies: int = 3) -> None:
+    """Two words 1 px apart whose kernels are bridged at 0.5: only thresh in (0.5, 0.9) separates them."""
+    prob = np.full((60, 100), 0.05, np.float32)
+    prob[24:37, 14:42] = prob[24:37, 51:79] = 0.9
+    prob[24:37, 42:51] = 0.5
+    gt = [np.array([[10, 20], [46, 20], [46, 40], [10, 40]], np.float32),
+          np.array([[47, 20], [83, 20], [83, 40], [47, 40]], np.float32)]
+    meta = {"scale": 1.0, "orig_hw": (60, 100), "gt_polygons": gt, "gt_texts": ["AAAA", "BBBB"]}
+    write_val_cache(run_dir, (({**meta, "image_name": f"{i}.jpg"}, prob.astype(np.float16)) for i in range(copies)))
+
+
+def write_search_yaml(path: Path, thresholds: list[float]) -> Path:
+    p = "models.head.postprocess."
+    path.write_text(yaml.safe_dump({"method": "grid", "parameters": {
+        p + "thresh": {"values": thresholds}, p + "box_thresh": {"value": 0.3},
+        p + "polygon_unclip_ratio": {"values": [1.5]}, "lr": {"values": [0.1, 0.2]},  # not a post-processing key: ignored
+    }}))
+    return path
+
+
+@pytest.fixture
+def constructed_run(tmp_path: Path, cfg) -> Path:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    (run_dir / "metrics.json").write_text(json.dumps({"val/cleval_hmean": 0.5}))
+    touching_words_cache(run_dir)
+    return run_dir
+
+
+def test_search_finds_the_one_threshold_that_separates_touching_words(constructed_run: Path, tmp_path: Path) -> None:
+    config = write_search_yaml(tmp_path / "search.yaml", [0.3, 0.4, 0.6, 0.95])
+    result = search(constructed_run, None, 100, config, workers=2, seed=0)
+    assert len(result.trials) == 4  # the grid is exhausted
+    assert result.best.values["thresh"] == 0.6 and result.best.hmean == 1.0
+    by_thresh = {t.values["thresh"]: t.hmean for t in result.trials}
+    assert by_thresh[0.3] < 1.0 and by_thresh[0.95] == 0.0
+    assert result.check.mismatched_images == 0 and result.check.scores == result.best.scores
+    lines = (constructed_run / "tuned_postprocess.txt").read_text().splitlines()
+    assert "models.head.postprocess.thresh=0.6" in lines and "models.head.postprocess.box_thresh=0.3" in lines
+    assert json.loads((constructed_run / "tune_postprocess.json").read_text())["best"]["values"]["thresh"] == 0.6
+
+
+def test_pool_and_in_process_scores_agree(constructed_run: Path) -> None:
+    params = [{"thresh": t, "box_thresh": 0.3, "max_candidates": 1000, "use_polygon": True, "box_unclip_ratio": 1.5,
+               "polygon_unclip_ratio": r, "min_size": 3} for t in (0.3, 0.6) for r in (1.2, 1.5, 1.5)]
+    with CacheEvaluator(constructed_run, 1) as local, CacheEvaluator(constructed_run, 2) as pool:
+        assert local.evaluate(params) == pool.evaluate(params)
+
+
+def test_bayes_stays_in_range_and_logs_to_the_attached_wandb_run(constructed_run: Path, capsys) -> None:
+    run_id = "abc123"  # the folder a training run's WandbLogger leaves under RUN_DIR/wandb
+    (constructed_run / "wandb" / f"offline-run-20250101_120000-{run_id}").mkdir(parents=True)
+    assert main(["tune-postprocess", str(constructed_run), "--method", "bayes", "--count", "4", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "val/cleval_hmean_tuned" in out and "models.head.postprocess.thresh=" in out
+    records = (constructed_run / "wandb").glob(f"offline-run-*-{run_id}/*.wandb")
+    assert any(b"val/cleval_hmean_tuned" in p.read_bytes() for p in records), "logged to the training run's W&B run"
+    result = json.loads((constructed_run / "tune_postprocess.json").read_text())
+    assert result["method"] == "bayes" and len(result["trials"]) == 4
+    assert all(0.19 <= t["values"]["thresh"] <= 0.25 for t in result["trials"])  # sweep_config.yaml's range
+
+
+# ----------------------------------------------------------------------------- submission
+
+
+def test_csv_and_json_parse_back_to_the_same_polygons(tmp_path: Path) -> None:
+    predictions = {
+        "b.jpg": [np.array([[1.4, 2.6], [10.5, 2.0], [10.2, 8.9], [1.0, 9.2]], np.float32),
+                  np.array([[20, 20], [30, 21], [31, 30], [25, 33], [19, 29]], np.float32)],
+        "a.jpg": [],
+    }
+    parsed = read_csv(write_csv(tmp_path / "sub.csv", predictions))
+    assert list(parsed) == ["b.jpg", "a.jpg"] and parsed["a.jpg"] == []
+    assert all((p == integer_points(q)).all() for p, q in zip(parsed["b.jpg"], predictions["b.jpg"]))
+    (tmp_path / "images" / "test").mkdir(parents=True)
+    for name in predictions:
+        (tmp_path / "images" / "test" / name).touch()
+    write_json(tmp_path / "jsons" / "test.json", predictions)
+    words = load_split(tmp_path, "test")  # the dataset's own loader reads the JSON form back
+    assert [w.key for w in words["b.jpg"]] == ["0001", "0002"] and words["a.jpg"] == []
+    assert all((w.points == integer_points(q)).all() for w, q in zip(words["b.jpg"], predictions["b.jpg"]))
+
+
+def test_predict_writes_a_row_per_image_and_survives_unreadable_ones(
+    cached_run: Path, data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    (data / "images" / "test" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    (data / "images" / "test" / "empty.jpg").write_bytes(b"")
+    code = main(["predict", str(cached_run), "--data", str(data), "--out", str(tmp_path / "out"),
+                 "--postprocess", "default", "thresh=0", "box_thresh=0", "--overlays", "1"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "broken.jpg" in captured.err and "empty.jpg" in captured.err
+    rows = read_csv(tmp_path / "out" / "test_custom.csv")
+    assert sorted(rows) == ["broken.jpg", "empty.jpg", "test_00000.jpg", "test_00001.jpg"]
+    assert rows["broken.jpg"] == [] and rows["empty.jpg"] == []
+    assert len(rows["test_00000.jpg"]) == len(rows["test_00001.jpg"]) == 1  # thresh=0: the whole image is one blob
+    assert len(list((tmp_path / "out" / "overlays_test_custom").glob("*.png"))) == 1
+
+
+# ----------------------------------------------------------------------------- overlays
+
+
+def test_overlays_for_named_images(cached_run: Path, capsys) -> None:
+    assert main(["overlays", str(cached_run), "--names", "val_00001.jpg", "--postprocess", "default"]) == 0
+    assert (cached_run / "overlays" / "default" / "val_00001.png").is_file()
+    assert main(["overlays", str(cached_run), "--names", "nope.jpg"]) == 2
+    assert "nope.jpg" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_checkpoint_of_another_model_is_one_clear_line(tmp_path: Path, cfg, data_dir: Path) -> None:
+    other = compose_config(data_dir, **{"models.encoder.model_name": "resnet10t"})
+    run_dir = make_run(tmp_path / "run", cfg, checkpoint_cfg=other)
+    with pytest.raises(UserError, match="does not fit the model") as err:
+        load_model(resolve_run(run_dir / "checkpoints" / "best.ckpt"))
+    assert "\n" not in str(err.value) and "resnet18" in str(err.value)
+
+
+def test_missing_cache_says_how_to_build_it(tmp_path: Path, cfg, capsys) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    assert main(["tune-postprocess", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "build-cache" in err and "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tune-postprocess", "{run}", "--method", "grid"], "--method grid needs listed values"),
+    (["tune-postprocess", "{run}", "--config", "{run}/nope.yaml"], "not found"),
+    (["predict", "{run}", "--postprocess", "tuned"], "tune-postprocess"),
+    (["predict", "{run}", "--postprocess", "default", "thresh=2"], "thresh=2"),
+    (["predict", "{run}/nowhere"], "does not exist"),
+])
+def test_bad_arguments_are_one_line(constructed_run: Path, argv: list[str], message: str, capsys) -> None:
+    (constructed_run / "tuned_postprocess.txt").unlink(missing_ok=True)
+    assert main([a.format(run=constructed_run) for a in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err

@@ -116,6 +116,32 @@ def naive_seconds_per_evaluation(metas: list[dict], config: dict, seed: int) -> 
     return (time.perf_counter() - start) / (len(maps) * len(combos))
 
 
+def time_method(run_dir: Path, config: dict, count: int, workers: int, seed: int) -> dict:
+    """Run one search on the cache and measure it (wall clock, CPU of the main and worker processes)."""
+    start, main_cpu = time.perf_counter(), time.process_time()
+    with CacheEvaluator(run_dir, workers) as evaluator:
+        trials = run_search(config, count, FIXED, evaluator.evaluate, seed=seed)
+        wall, main_cpu = time.perf_counter() - start, time.process_time() - main_cpu
+        worker_cpu = list(evaluator.worker_cpu_s)
+        best = best_trial(trials)
+        check = evaluator.check({**FIXED, **best.values})
+    return {"method": config["method"], "combinations": len(trials), "images": evaluator.n_images, "workers": workers,
+            "wall_s": wall, "main_cpu_s": main_cpu, "worker_cpu_s": worker_cpu,
+            "load_average_1min": os.getloadavg()[0], "best_hmean": best.hmean,
+            "direct_check_same": check.mismatched_images == 0 and check.scores == best.scores}
+
+
+HEADER = (f"{'method':<8} {'combos':>6} {'images':>6} {'workers':>7} {'wall s':>8} {'main CPU s':>10} "
+          f"{'worker CPU s':>14} {'load':>5} {'best hmean':>10} {'direct check':>12} {'<=60 s':>6}")
+
+
+def row_text(r: dict) -> str:
+    workers = "/".join(f"{c:.0f}" for c in r["worker_cpu_s"]) or "-"
+    return (f"{r['method']:<8} {r['combinations']:>6} {r['images']:>6} {r['workers']:>7} {r['wall_s']:>8.1f} "
+            f"{r['main_cpu_s']:>10.1f} {workers:>14} {r['load_average_1min']:>5.1f} {r['best_hmean']:>10.4f} "
+            f"{'same' if r['direct_check_same'] else 'DIFFERS':>12} {'yes' if r['wall_s'] <= 60 else 'no':>6}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, required=True, help="dataset root in the competition layout")
@@ -133,45 +159,26 @@ def main() -> int:
     with exit_on_user_error("bench_postprocess_search"):
         metas = receipts(args.data, args.image_size)
         raw = read_yaml(args.config)
+        naive = naive_seconds_per_evaluation(metas, search_config(raw, str(args.config), set(FIXED), "random"), args.seed)
+        total = args.count * args.images * naive
+        print(f"direct path (DBPostProcessor + CLEval per image and combination, no reuse, one process): "
+              f"{1000 * naive:.1f} ms each, so {args.count} x {args.images} would take about {total:.0f} s on one core "
+              f"({total / args.workers:.0f} s on {args.workers} with perfect scaling)", flush=True)
         with tempfile.TemporaryDirectory(prefix="bench-pp-") as tmp:
             run_dir = Path(tmp)
             start = time.perf_counter()
             build_cache(run_dir, metas, args.images, args.seed)
-            cache_s = time.perf_counter() - start
             size_mb = sum(f.stat().st_size for f in (run_dir / "val_cache").iterdir()) / 2**20
             print(f"cache: {args.images} images from {len(metas)} receipts, longest side {args.image_size}, "
-                  f"{size_mb:.0f} MiB, built in {cache_s:.1f} s")
+                  f"{size_mb:.0f} MiB, built in {time.perf_counter() - start:.1f} s\n")
+            print(HEADER, flush=True)
             rows = []
             for method in args.methods:
                 config = search_config(as_grid(raw) if method == "grid" else raw, str(args.config), set(FIXED), method)
-                start, main_cpu = time.perf_counter(), time.process_time()
-                with CacheEvaluator(run_dir, args.workers) as evaluator:
-                    trials = run_search(config, args.count, FIXED, evaluator.evaluate, seed=args.seed)
-                    wall, main_cpu = time.perf_counter() - start, time.process_time() - main_cpu
-                    worker_cpu = list(evaluator.worker_cpu_s)
-                    check = evaluator.check({**FIXED, **best_trial(trials).values})
-                rows.append({"method": method, "combinations": len(trials), "images": args.images,
-                             "workers": args.workers, "wall_s": wall, "main_cpu_s": main_cpu,
-                             "worker_cpu_s": worker_cpu, "load_average_1min": os.getloadavg()[0],
-                             "ms_per_image_combination": 1000 * wall / (len(trials) * args.images),
-                             "best_hmean": best_trial(trials).hmean, "check_hmean": check.scores["hmean"],
-                             "check_mismatched_images": check.mismatched_images})
-            naive = naive_seconds_per_evaluation(metas, search_config(raw, str(args.config), set(FIXED), "random"), args.seed)
-
-    print(f"\n{'method':<8} {'combos':>6} {'images':>6} {'workers':>7} {'wall s':>8} {'main CPU s':>10} "
-          f"{'worker CPU s':>14} {'load':>5} {'best hmean':>10} {'direct check':>12} {'<=60 s':>6}")
-    for r in rows:
-        ok = "yes" if r["wall_s"] <= 60 else "no"
-        check = "same" if r["check_mismatched_images"] == 0 and r["check_hmean"] == r["best_hmean"] else "DIFFERS"
-        workers = "/".join(f"{c:.0f}" for c in r["worker_cpu_s"]) or "-"
-        print(f"{r['method']:<8} {r['combinations']:>6} {r['images']:>6} {r['workers']:>7} {r['wall_s']:>8.1f} "
-              f"{r['main_cpu_s']:>10.1f} {workers:>14} {r['load_average_1min']:>5.1f} {r['best_hmean']:>10.4f} "
-              f"{check:>12} {ok:>6}")
-    print("(worker CPU s: CPU time of each scoring process; load: 1-minute load average of the machine at the end)")
-    total = args.count * args.images * naive
-    print(f"\ndirect path (DBPostProcessor + CLEval per image and combination, no reuse): {1000 * naive:.1f} ms each, "
-          f"so {args.count}x{args.images} would take about {total:.0f} s on one core ({total / args.workers:.0f} s "
-          f"on {args.workers} with perfect scaling)")
+                rows.append(time_method(run_dir, config, args.count, args.workers, args.seed))
+                print(row_text(rows[-1]), flush=True)
+    print("(worker CPU s: CPU time of each scoring process; load: 1-minute load average of the machine at the end;\n"
+          " direct check: the best combination recomputed with DBPostProcessor as validation does gives the same scores)")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "naive_ms": 1000 * naive}, indent=2))
     return 0

@@ -247,3 +247,12 @@ def test_env_template_lists_every_variable_and_copies_cleanly() -> None:
     active = dotenv_values(REPO / "env_template.txt")
     assert "WANDB_API_KEY" not in active, "copied as is, the template must not pretend a key is set"
     assert all(value and not value.startswith("#") for value in active.values())
+
+
+def test_help_covers_every_mode(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for text in ("--create-sweep", "--sweep-id ID", "--best", "--gpus", "--offline", "--models", "tune-postprocess"):
+        assert text in out

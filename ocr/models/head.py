@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -25,11 +27,15 @@ def upsampling_branch(in_channels: int) -> nn.Sequential:
 class DBHead(nn.Module):
     """Differentiable binarization: binary = sigmoid(k * (P - T)); `postprocess` turns P into polygons."""
 
-    def __init__(self, in_channels: int, k: float = 50.0, postprocess: DBPostProcessor | None = None) -> None:
+    def __init__(
+        self, in_channels: int, k: float = 50.0, prior_prob: float = 0.05, postprocess: DBPostProcessor | None = None
+    ) -> None:
         super().__init__()
         self.k = k
         self.prob_branch = upsampling_branch(in_channels)
         self.thresh_branch = upsampling_branch(in_channels)
+        # Start P near `prior_prob` (text is rare), so an untrained map is background, not one blob above thresh.
+        nn.init.constant_(self.prob_branch[-1].bias, math.log(prior_prob / (1 - prior_prob)))
         self.postprocess = postprocess or DBPostProcessor()
 
     def forward(self, features: torch.Tensor, with_threshold: bool | None = None) -> dict[str, torch.Tensor]:

@@ -77,10 +77,13 @@ def positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ocr.tuning.cli import COMMANDS  # wandb_sweep.py hands these subcommands to ocr/tuning
+
+    after = f"\nafter training, on a run directory: {', '.join(COMMANDS)}  (python {PROG} SUBCOMMAND --help)\n"
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Hyperparameter sweeps of DBNet + timm HRNet training (python -m ocr.train) on W&B or offline.",
-        epilog=EPILOG,
+        epilog=EPILOG + after,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     act = p.add_argument_group("actions (none: preview)")

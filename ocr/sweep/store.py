@@ -92,11 +92,12 @@ def create_sweep(root: Path, config: dict[str, Any], project: str, entity: str |
 
 
 def sweep_ids(root: Path) -> list[str]:
-    """Ids of the sweeps in `root`, oldest first."""
+    """Ids of the sweeps in `root`, oldest first (by creation time)."""
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if (p / "sweep.json").is_file() and not p.name.startswith(".")]
-    return [p.name for p in sorted(found, key=lambda p: p.stat().st_mtime)]
+    created = {p.name: json.loads((p / "sweep.json").read_text(encoding="utf-8"))["created"] for p in found}
+    return sorted(created, key=created.get)
 
 
 def has_sweep(root: Path, sweep_id: str) -> bool:

@@ -42,16 +42,22 @@ class MetricsFile(L.Callback):
 
 
 class StopFile(L.Callback):
-    """Stops training gracefully after a validation epoch once `path` exists (no-op when `path` is None)."""
+    """Stops training gracefully once `path` exists: checked before each step and after each validation."""
 
     def __init__(self, path: str | None = None) -> None:
         self.path = Path(path) if path else None
         self.stopped_early = False
 
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.path is not None and self.path.exists() and not trainer.sanity_checking:
+    def _check(self, trainer: L.Trainer) -> None:
+        if self.path is not None and not trainer.sanity_checking and self.path.exists():
             trainer.should_stop = True
             self.stopped_early = True
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        self._check(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer)
 
 
 class EpochSummary(L.Callback):

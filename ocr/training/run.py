@@ -138,8 +138,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     logger = make_logger(cfg, run_dir)
-    if logger:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    if logger:  # under "cfg", so a sweep's own keys (e.g. `optimizer: adamw`) keep their values in the run config
+        logger.log_hyperparams({"cfg": OmegaConf.to_container(cfg, resolve=True)})
     plan = initial_plan(cfg)
     while True:
         try:

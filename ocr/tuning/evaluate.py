@@ -189,8 +189,11 @@ class CacheEvaluator:
 
     def __enter__(self) -> CacheEvaluator:
         if self._local is None:
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["__main__", __name__])  # workers fork with the imports done
+            else:
+                context = multiprocessing.get_context("spawn")
             for shard in self.shards:
                 parent, child = context.Pipe()
                 process = context.Process(target=_worker, args=(child, str(self.run_dir), shard), daemon=True)

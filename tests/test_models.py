@@ -106,3 +106,12 @@ def test_loss_under_bf16_autocast_matches_fp32() -> None:
         mixed = DBLoss()({k: v.bfloat16() for k, v in pred.items()}, batch)["loss"]
     assert mixed.dtype == torch.float32 and torch.isfinite(mixed)
     assert torch.isclose(mixed, fp32, rtol=0.05)
+
+
+def test_untrained_head_predicts_background() -> None:
+    """The prior bias keeps an untrained probability map below the default threshold (no one-blob detection)."""
+    model = tiny_dbnet().eval()
+    with torch.no_grad():
+        prob = torch.sigmoid(model(torch.randn(1, 3, 64, 64))["prob_logits"])
+    assert float(prob.mean()) < 0.2
+    assert float(prob.mean()) == pytest.approx(0.05, abs=0.04)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import importlib.util
-import sys
+import importlib
 from pathlib import Path
 
 import cv2
@@ -17,15 +15,9 @@ from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams, p
 from ocr.utils.errors import UserError
 
 
-@functools.cache
 def _bench():
     """The benchmark module, for its receipt loader and realistic map maker."""
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_targets_postprocess.py"
-    spec = importlib.util.spec_from_file_location("bench_targets_postprocess", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("bench.bench_targets_postprocess")
 
 
 def run_both(prob: np.ndarray, scale: float = 1.0, orig_hw=None, **kwargs):

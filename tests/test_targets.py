@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-import importlib.util
+import importlib
 import math
-import sys
 from pathlib import Path
 
 import cv2
@@ -25,15 +23,9 @@ from ocr.utils.errors import UserError
 FIELDS = ("prob_map", "prob_mask", "thresh_map", "thresh_mask")
 
 
-@functools.cache
 def _bench():
     """The benchmark module, for its receipt loader (the data module is not a dependency here)."""
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_targets_postprocess.py"
-    spec = importlib.util.spec_from_file_location("bench_targets_postprocess", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("bench.bench_targets_postprocess")
 
 
 def rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:

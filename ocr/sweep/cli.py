@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -269,7 +270,8 @@ def run_local(args: argparse.Namespace, sweep: LocalSweep, trial_mode: str) -> i
 
 def cmd_preview(args: argparse.Namespace) -> int:
     config = sweep_definition(args)
-    print(preview_text(config, str(args.config), destination(args, config)))
+    create = shlex.join(["python", "wandb_sweep.py", *args.argv, "--create-sweep"])
+    print(preview_text(config, str(args.config), destination(args, config), create))
     return 0
 
 
@@ -333,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of wandb_sweep.py; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     check_combination(args, parser)
     command = (
         cmd_create if args.create_sweep else cmd_best if args.best else cmd_agent if args.sweep_id else cmd_preview

@@ -73,7 +73,9 @@ def visible_gpu() -> tuple[float | None, str | None]:
     return memory, torch.cuda.get_device_name(0)
 
 
-def preview_text(config: dict[str, Any], source: str, destination: Destination) -> str:
+def preview_text(
+    config: dict[str, Any], source: str, destination: Destination, create: str = "python wandb_sweep.py --create-sweep"
+) -> str:
     """Everything the no-argument mode prints."""
     sample = suggest(config, [])
     example = shlex.join(trial_command(config, sample[0])) if sample else "(grid is empty)"
@@ -88,6 +90,6 @@ def preview_text(config: dict[str, Any], source: str, destination: Destination) 
             "",
             cap_table({**command_overrides(config, source), **config["parameters"]}, memory, device),
             "",
-            "create it with:  python wandb_sweep.py --create-sweep   (add --count N to also run N trials here)",
+            f"create it with:  {create}   (add --count N to also run N trials here)",
         ]
     )

@@ -28,11 +28,11 @@ OPTIMIZER_KEY = "optimizer"
 SCHEDULER_KEY = "scheduler"
 
 
-def load_sweep_config(path: str | Path) -> dict[str, Any]:
-    """Read a sweep YAML (W&B schema) and check it; raise `UserError` naming the file on any problem."""
+def read_yaml_mapping(path: str | Path, what: str = "sweep config") -> dict[str, Any]:
+    """A YAML mapping from `path`; a missing file, malformed YAML or a non-mapping is one `UserError` line."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"sweep config not found: {path} (pass --config PATH)")
+        raise UserError(f"{what} not found: {path} (pass --config PATH, a W&B sweep YAML)")
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
@@ -42,6 +42,12 @@ def load_sweep_config(path: str | Path) -> dict[str, Any]:
         raise UserError(f"{path}: malformed YAML{where}: {problem}") from None
     if not isinstance(config, dict):
         raise UserError(f"{path}: expected a mapping of sweep settings (method, metric, parameters, ...)")
+    return config
+
+
+def load_sweep_config(path: str | Path) -> dict[str, Any]:
+    """Read a sweep YAML (W&B schema) and check it; raise `UserError` naming the file on any problem."""
+    config = read_yaml_mapping(path)
     check_sweep_config(config, str(path))
     return config
 

@@ -40,17 +40,9 @@ def default_config_path() -> Path:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """A YAML mapping from `path`, with one-line errors for a missing or malformed file."""
-    if not path.is_file():
-        raise UserError(f"search config {path} not found: pass --config PATH (a W&B sweep YAML)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise UserError(f"{path}: malformed YAML{where}: {getattr(err, 'problem', None) or err}") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping with 'parameters:' (W&B sweep schema)")
-    return data
+    from ocr.sweep.spec import read_yaml_mapping
+
+    return read_yaml_mapping(path, what="search config")
 
 
 def _grid_ready(spec: dict[str, Any]) -> bool:

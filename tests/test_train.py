@@ -127,6 +127,9 @@ def test_small_hrnet_learns_synthetic_receipts(tmp_path: Path, synthetic_dir: Pa
         **{
             "trainer.max_epochs": 4,
             "optimizer.lr": 0.003,
+            "scheduler": "none",
+            "models.decoder.inner_channels": 64,
+            "models.decoder.smooth_channels": 16,
             "data.synthetic.n_train": 48,
             "data.synthetic.n_val": 12,
             "data.synthetic.size": "[160,192]",

@@ -39,7 +39,7 @@ from ocr.utils.errors import UserError, exit_on_user_error  # noqa: E402
 
 FIXED = {"thresh": 0.22, "box_thresh": 0.42, "max_candidates": 1000, "use_polygon": True,
          "box_unclip_ratio": 1.3, "polygon_unclip_ratio": 1.8, "min_size": 3}
-NAIVE_SAMPLE = (8, 3)  # images x combinations timed the direct way, for the single-core estimate
+NAIVE_SAMPLE = (16, 3)  # images (spread over the receipts) x combinations timed the direct way, one process
 # Points per swept range for --methods grid (5 x 5 x 4 = 100 combinations of sweep_config.yaml's ranges).
 GRID_POINTS = {"models.head.postprocess.thresh": 5, "models.head.postprocess.box_thresh": 5,
                "models.head.postprocess.polygon_unclip_ratio": 4}
@@ -105,7 +105,8 @@ def naive_seconds_per_evaluation(metas: list[dict], config: dict, seed: int) -> 
 
     rng = np.random.default_rng(seed + 1)
     n_images, n_combos = NAIVE_SAMPLE
-    maps = [(m, fake_map(m, rng).astype(np.float32)) for m in metas[:n_images]]
+    step = max(1, len(metas) // n_images)
+    maps = [(m, fake_map(m, rng).astype(np.float32)) for m in metas[::step][:n_images]]
     combos = draw_independent({**config, "method": "random"}, n_combos)
     start = time.perf_counter()
     for values in combos:

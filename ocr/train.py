@@ -17,7 +17,7 @@ load_env()  # before Hydra resolves ${oc.env:...} (DATASET_BASE_PATH, WANDB_PROJ
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    """Train, print the final metrics, finish the W&B run."""
+    """Train and print the final metrics."""
     with exit_on_user_error("ocr.train"):
         check_config(cfg)
         from ocr.training.run import train  # Lightning and the model stack: imported once the config is known good
@@ -25,10 +25,6 @@ def main(cfg: DictConfig) -> None:
         metrics = train(cfg, Path(HydraConfig.get().runtime.output_dir))
     shown = {k: v for k, v in metrics.items() if k.startswith("val/cleval")}
     print("final (best checkpoint): " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
-    import wandb
-
-    if wandb.run is not None:
-        wandb.finish()
 
 
 if __name__ == "__main__":

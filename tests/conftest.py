@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,13 @@ def receipts() -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _wandb_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test may reach a W&B server or write into the repo's wandb/ folder."""
+def _wandb_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """No test may reach a W&B server or write into the repo's wandb/ folder; W&B's process state is reset after."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     for var in ("WANDB_API_KEY", "WANDB_SWEEP_ID", "WANDB_RUN_ID", "WANDB_SWEEP_PARAM_PATH", "OCR_METRICS_FILE", "OCR_STOP_FILE", "OCR_RUN_DIR"):
         monkeypatch.delenv(var, raising=False)
+    yield
+    if "wandb" in sys.modules:  # each test starts from a fresh W&B service, as each CLI process would
+        sys.modules["wandb"].teardown()

@@ -131,20 +131,12 @@ def initial_plan(cfg: DictConfig) -> BatchPlan:
     return plan
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Run one training run into `run_dir`; returns (and writes) the best checkpoint's metrics."""
-    check_config(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    logger = make_logger(cfg, run_dir)
-    if logger:  # under "cfg", so a sweep's own keys (e.g. `optimizer: adamw`) keep their values in the run config
-        logger.log_hyperparams({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+def fit_with_oom_retry(cfg: DictConfig, run_dir: Path, logger: Any) -> dict[str, Any]:
+    """`fit_once`, retried with half the batch (and twice the accumulation) after each CUDA out-of-memory error."""
     plan = initial_plan(cfg)
     while True:
         try:
-            metrics = fit_once(cfg, run_dir, plan, logger)
-            break
+            return fit_once(cfg, run_dir, plan, logger)
         except Exception as err:  # noqa: BLE001 - only out-of-memory is retried; everything else re-raised
             if not is_out_of_memory(err):
                 raise
@@ -159,9 +151,30 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             plan = smaller
             free_memory()
             L.seed_everything(cfg.seed, workers=True, verbose=False)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if cfg.callbacks.get("metrics_file") and cfg.callbacks.metrics_file.path:
-        append_json_line(Path(cfg.callbacks.metrics_file.path), {"final": True, **metrics})
-    if logger:
-        logger.experiment.summary.update({k: v for k, v in metrics.items() if v is not None})
-    return metrics
+
+
+def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run one training run into `run_dir`; returns (and writes) the best checkpoint's metrics.
+
+    The W&B run it starts is finished before it returns (exit code 1 if training raised).
+    """
+    check_config(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    logger = make_logger(cfg, run_dir)
+    exit_code = 1
+    try:
+        if logger:  # under "cfg", so a sweep's own keys (e.g. `optimizer: adamw`) keep their values in the run config
+            logger.log_hyperparams({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+        metrics = fit_with_oom_retry(cfg, run_dir, logger)
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        if cfg.callbacks.get("metrics_file") and cfg.callbacks.metrics_file.path:
+            append_json_line(Path(cfg.callbacks.metrics_file.path), {"final": True, **metrics})
+        if logger:
+            logger.experiment.summary.update({k: v for k, v in metrics.items() if v is not None})
+        exit_code = 0
+        return metrics
+    finally:
+        if logger:
+            logger.experiment.finish(exit_code=exit_code)

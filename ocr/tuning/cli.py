@@ -188,6 +188,11 @@ def report(result) -> str:
     for label, *values in rows:
         lines.append(f"{label:32} " + " ".join(f"{v:>8.4f}" if v is not None else f"{'-':>8}" for v in values))
     lines.append("")
+    recorded = result.run_metrics.get("val/cleval_hmean")
+    if recorded is not None and abs(recorded - d["hmean"]) > 1e-6:
+        lines.append("note: the run's own post-processing scores differently on the cache than in metrics.json "
+                     "(a cache from another checkpoint or data limit, or an older validation that clipped polygons "
+                     "to the rounded image size)")
     if result.check.mismatched_images:
         lines.append(f"WARNING: the search's shared work and DBPostProcessor disagree on {result.check.mismatched_images} "
                      "images; the tuned scores above are DBPostProcessor's (please report this)")

@@ -82,8 +82,9 @@ class DBNetModule(L.LightningModule):
         self._log_losses("val", self.loss(out, batch), len(batch["images"]))
         postprocess = self.model.head.postprocess
         for i, (prob, meta) in enumerate(zip(probability_maps(out["prob_logits"]), batch["meta"])):
-            polygons, _ = postprocess(crop_valid(prob, meta), meta["scale"], orig_hw=meta["orig_hw"])
-            kept = prob[: meta["valid_hw"][0], : meta["valid_hw"][1]].copy() if self.keep_maps else None
+            cropped = crop_valid(prob, meta)
+            polygons, _ = postprocess(cropped, meta["scale"], orig_hw=meta["orig_hw"])
+            kept = cropped.astype(np.float16) if self.keep_maps else None  # exact: `prob` is float16
             self.val_predictions.append(ValPrediction(meta, polygons, kept))
             if len(self.val_images) < self.log_val_images:
                 h, w = meta["valid_hw"]

@@ -10,7 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocr.metrics.cleval import ImageScore, mean_scores, score_dataset, score_image
+import shapely
+
+from ocr.metrics.cleval import (
+    ImageScore, _area_in_rectangles, mean_scores, prepare_ground_truth, score_detections, score_image,
+)
+from ocr.metrics.scorer import CLEvalScorer, score_dataset
 from ocr.metrics.cleval_reference import reference_available, reference_scores
 from ocr.metrics.synthetic import perturb_detections
 
@@ -173,6 +178,54 @@ def test_process_pool_gives_the_same_means() -> None:
         samples.append((list(gt), ["word%d" % i for i in range(8)], perturb_detections(gt, rng)))
     assert score_dataset(samples, workers=2) == score_dataset(samples, workers=1)
     assert score_dataset(samples[:1], workers=2) == mean_scores([score_image(*samples[0])])
+
+
+def test_scorer_keeps_its_pool_across_passes() -> None:
+    rng = np.random.default_rng(5)
+    gt = np.array([box(10, 10 + 20 * i, 150, 24 + 20 * i) for i in range(6)])
+    samples = [(list(gt), ["w%d" % i for i in range(6)], perturb_detections(gt, rng)) for _ in range(5)]
+    with CLEvalScorer(workers=2) as scorer:
+        for _ in range(2):  # two validation passes, batches of 2, 2 and 1 images
+            for first in range(0, 5, 2):
+                scorer.add(samples[first : first + 2])
+            assert scorer.result() == score_dataset(samples, workers=1)
+        pool = scorer._pool
+        scorer.add(samples[:1])
+        assert scorer.scores() == [score_image(*samples[0])] and scorer._pool is pool
+    assert scorer._pool is None
+
+
+def test_prepared_ground_truth_scores_any_number_of_detection_sets() -> None:
+    rng = np.random.default_rng(11)
+    gt = [box(10, 10 + 20 * i, 150, 24 + 20 * i) for i in range(8)]
+    texts, ignore = ["w%d" % i for i in range(8)], [i == 5 for i in range(8)]
+    truth = prepare_ground_truth(gt, texts, ignore)
+    for _ in range(4):
+        dets = perturb_detections(np.array(gt), rng)
+        assert score_detections(truth, dets) == score_image(gt, texts, dets, gt_ignore=ignore)
+
+
+@st.composite
+def star_polygons(draw: st.DrawFn) -> np.ndarray:
+    """Simple (often concave) polygons: vertices at increasing angles around a centre, random radii."""
+    n = draw(st.integers(3, 24))
+    angles = np.sort(np.array(draw(st.lists(st.floats(0, 2 * np.pi, exclude_max=True), min_size=n, max_size=n, unique=True))))
+    radii = np.array(draw(st.lists(st.floats(2, 60), min_size=n, max_size=n)))
+    centre = np.array(draw(st.tuples(st.floats(40, 120), st.floats(40, 120))))
+    return np.round(centre + radii[:, None] * np.stack([np.cos(angles), np.sin(angles)], axis=1), 2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(polygons=st.lists(star_polygons(), min_size=1, max_size=6), data=st.data())
+def test_rectangle_clipping_gives_the_overlay_areas(polygons, data) -> None:
+    geoms = np.array([shapely.Polygon(p) for p in polygons], dtype=object)
+    valid = shapely.is_valid(geoms)
+    geoms = geoms[valid]
+    corners = [data.draw(st.tuples(st.floats(0, 160), st.floats(0, 160), st.floats(1, 90), st.floats(1, 90)))
+               for _ in range(len(geoms))]
+    boxes = np.array([(x, y, x + w, y + h) for x, y, w, h in corners]).reshape(-1, 4)
+    expected = shapely.area(shapely.intersection(geoms, shapely.box(*boxes.T)))
+    np.testing.assert_allclose(_area_in_rectangles(geoms, boxes), expected, rtol=1e-9, atol=1e-9)
 
 
 # ---------------------------------------------------------------- properties

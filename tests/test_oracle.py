@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ocr.data.dataset import ReceiptDataset
-from ocr.metrics.cleval import score_dataset
+from ocr.metrics.scorer import score_dataset
 from ocr.postprocess.db_postprocess import DBPostProcessor
 from ocr.targets.db_targets import make_db_targets
 

@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from ocr.metrics.cleval import score_dataset
+from ocr.metrics.scorer import CLEvalScorer
 from ocr.models.dbnet import DBNet
 from ocr.models.loss import DBLoss
 from ocr.training.visualize import denormalize, draw_polygons
@@ -50,7 +50,7 @@ class DBNetModule(L.LightningModule):
         super().__init__()
         self.model, self.loss = model, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.metric_workers = metric_workers
+        self.scorer = CLEvalScorer(metric_workers)  # its workers live until `close_scorer`
         self.log_val_images = log_val_images
         self.val_predictions: list[ValPrediction] = []
         self.val_images: list[tuple[np.ndarray, dict, list[np.ndarray]]] = []
@@ -76,27 +76,34 @@ class DBNetModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self.val_predictions, self.val_images = [], []
+        self.scorer.scores()  # drop what an interrupted pass left
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self.model(batch["images"], with_threshold=True)
         self._log_losses("val", self.loss(out, batch), len(batch["images"]))
         postprocess = self.model.head.postprocess
+        samples = []
         for i, (prob, meta) in enumerate(zip(probability_maps(out["prob_logits"]), batch["meta"])):
             cropped = crop_valid(prob, meta)
             polygons, _ = postprocess(cropped, meta["scale"], orig_hw=meta["orig_hw"])
             kept = cropped.astype(np.float16) if self.keep_maps else None  # exact: `prob` is float16
             self.val_predictions.append(ValPrediction(meta, polygons, kept))
+            samples.append((meta["gt_polygons"], meta["gt_texts"], polygons))
             if len(self.val_images) < self.log_val_images:
                 h, w = meta["valid_hw"]
                 self.val_images.append((batch["images"][i, :, :h, :w].float().cpu().numpy(), meta, polygons))
+        self.scorer.add(samples)  # scored in the background while the next batches run
 
     def on_validation_epoch_end(self) -> None:
         if not self.val_predictions:
             return
-        samples = [(p.meta["gt_polygons"], p.meta["gt_texts"], p.polygons) for p in self.val_predictions]
-        scores = score_dataset(samples, workers=self.metric_workers)
+        scores = self.scorer.result()
         self.log_dict({f"val/cleval_{k}": float(scores[k]) for k in ("recall", "precision", "hmean")}, prog_bar=True)
         self._log_overlays()
+
+    def close_scorer(self) -> None:
+        """Stop the metric's worker processes (call when the run is done with validation)."""
+        self.scorer.close()
 
     def _log_overlays(self) -> None:
         log_image = getattr(self.logger, "log_image", None)

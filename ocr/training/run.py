@@ -90,16 +90,12 @@ def fit_once(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any) -> di
     )
     if logger:
         logger.log_hyperparams({"batch/requested": plan.requested, "batch/used": plan.used, "batch/accumulate": plan.accumulate})
-    trainer.fit(module, datamodule=datamodule)
-
-    best = checkpoint.best_model_path or None
-    scorer = L.Trainer(
-        logger=False, callbacks=[], accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
-        precision=cfg.trainer.precision, enable_progress_bar=cfg.trainer.enable_progress_bar,
-        limit_val_batches=cfg.trainer.limit_val_batches,
-    )
-    module.keep_maps = bool(cfg.cache_val_maps)
-    final = scorer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0] if best else {}
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        best = checkpoint.best_model_path or None
+        final = _revalidate(cfg, module, datamodule, best)
+    finally:
+        module.close_scorer()
     if best and module.keep_maps:
         from ocr.tuning.cache import write_val_cache
 
@@ -115,6 +111,19 @@ def fit_once(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any) -> di
         "batch/used": plan.used,
         "batch/accumulate": plan.accumulate,
     }
+
+
+def _revalidate(cfg: DictConfig, module: DBNetModule, datamodule: L.LightningDataModule, best: str | None) -> dict:
+    """Validation metrics of the best checkpoint (empty when there is none), keeping its maps if asked."""
+    if not best:
+        return {}
+    scorer = L.Trainer(
+        logger=False, callbacks=[], accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+        precision=cfg.trainer.precision, enable_progress_bar=cfg.trainer.enable_progress_bar,
+        limit_val_batches=cfg.trainer.limit_val_batches,
+    )
+    module.keep_maps = bool(cfg.cache_val_maps)
+    return scorer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
 
 
 def _epoch_of(checkpoint_path: str | None) -> int | None:

@@ -1,0 +1,90 @@
+"""CLEval over many images while other work goes on: a process pool kept alive across validation passes.
+
+Images are handed over as they are post-processed (`add`); with `workers > 1` each handful is scored in a
+background process while the caller moves on to the next batch, so the metric overlaps inference and the
+pool's start-up (about a second: fresh interpreters importing shapely and OpenCV) is paid once per run,
+not once per epoch. `workers <= 1` scores in the calling process. Either way `result` is the mean of
+per-image scores in the order the images were added, so the numbers do not depend on `workers`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import numpy as np
+
+from ocr.metrics.cleval import ImageScore, Sample, mean_scores, score_image
+
+
+def score_samples(samples: Sequence[Sample]) -> list[ImageScore]:
+    """Scores of `(gt_polygons, gt_texts, det_polygons[, gt_ignore])` samples, in order."""
+    return [score_image(s[0], s[1], s[2], gt_ignore=s[3] if len(s) > 3 else None) for s in samples]
+
+
+class CLEvalScorer:
+    """Accumulates per-image CLEval scores of one pass at a time; see the module docstring.
+
+    Use `close()` (or a `with` block) when done: it stops the worker processes.
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, int(workers))
+        self._pool: ProcessPoolExecutor | None = None
+        self._parts: list[Future | list[ImageScore]] = []
+
+    def __enter__(self) -> CLEvalScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start the worker processes now (otherwise they start at the first `add`)."""
+        if self.workers > 1 and self._pool is None:
+            # forkserver: safe in a process that holds threads or a CUDA context (spawn where it is missing)
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method))
+            for future in [self._pool.submit(score_samples, []) for _ in range(self.workers)]:
+                future.result()  # the workers have imported the metric
+
+    def add(self, samples: Sequence[Sample]) -> None:
+        """Queue images of the current pass (scored now when there is one worker, else in the background)."""
+        if not samples:
+            return
+        if self.workers == 1:
+            self._parts.append(score_samples(samples))
+            return
+        self.start()
+        self._parts.append(self._pool.submit(score_samples, list(samples)))
+
+    def scores(self) -> list[ImageScore]:
+        """Per-image scores of everything added since the last call, in order; starts a new pass."""
+        parts, self._parts = self._parts, []
+        return [score for part in parts for score in (part.result() if isinstance(part, Future) else part)]
+
+    def result(self) -> dict[str, float]:
+        """Mean recall, precision and hmean over the images of this pass (`mean_scores`); starts a new pass."""
+        return mean_scores(self.scores())
+
+    def close(self) -> None:
+        """Stop the workers; pending work of the current pass is dropped."""
+        self._parts = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+def score_dataset(samples: Sequence[Sample], workers: int = 1) -> dict[str, float]:
+    """Mean per-image CLEval scores of `(gt_polygons, gt_texts, det_polygons[, gt_ignore])` samples.
+
+    `workers > 1` scores chunks of images in a process pool (forkserver, so safe in a process that
+    holds threads or a CUDA context; as with spawn, the calling script needs an
+    `if __name__ == "__main__":` guard).
+    """
+    with CLEvalScorer(workers if len(samples) > 1 else 1) as scorer:
+        bounds = np.linspace(0, len(samples), min(len(samples), 4 * scorer.workers) + 1).astype(int)
+        for begin, end in zip(bounds[:-1], bounds[1:]):
+            scorer.add(samples[begin:end])
+        return scorer.result()

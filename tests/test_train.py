@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from ocr.training import module as module_lib
 from ocr.training.run import train
+from ocr.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,6 +73,26 @@ def test_run_writes_checkpoint_config_metrics_and_epoch_lines(tmp_path: Path, sy
     assert metrics["val/cleval_hmean"] == pytest.approx(best["val/cleval_hmean"], abs=1e-6)
     assert metrics["best_epoch"] == best["epoch"]
     assert list((run_dir / "wandb").glob("offline-run-*")), "an offline W&B run is written for later `wandb sync`"
+
+
+def test_post_processing_search_after_training_logs_tuned_scores(tmp_path: Path, synthetic_dir: Path) -> None:
+    overrides = tiny_overrides(synthetic_dir, **{
+        "trainer.max_epochs": 1, "cache_val_maps": "true", "metric.workers": 2,  # the metric pool, across passes
+        "tuning.count": 3, "tuning.method": "random", "tuning.workers": 1,
+    })
+    run_dir = tmp_path / "run"
+    metrics = train(compose_train(overrides), run_dir)
+    assert metrics["val/cleval_hmean_tuned"] >= metrics["val/cleval_hmean"]  # the run's own values are the floor
+    assert (run_dir / "tuned_postprocess.txt").is_file()
+    trials = json.loads((run_dir / "tune_postprocess.json").read_text())["trials"]
+    assert len(trials) == 3
+    assert json.loads((run_dir / "metrics.json").read_text())["val/cleval_hmean_tuned"] == metrics["val/cleval_hmean_tuned"]
+
+
+def test_post_processing_search_needs_the_cache(tmp_path: Path, synthetic_dir: Path) -> None:
+    overrides = tiny_overrides(synthetic_dir, **{"tuning.count": 3, "cache_val_maps": "false"})
+    with pytest.raises(UserError, match="set cache_val_maps=true"):
+        train(compose_train(overrides), tmp_path / "run")
 
 
 def test_stop_file_ends_training_after_the_current_epoch(tmp_path: Path, synthetic_dir: Path, monkeypatch) -> None:

@@ -13,6 +13,10 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(f"image_size={cfg.image_size} must be a multiple of 32 and >= 64 (e.g. 640, 800, 1024, 1280)")
     if cfg.batch_size < 1:
         raise UserError(f"batch_size={cfg.batch_size} must be >= 1")
+    tuning = cfg.get("tuning") or {}
+    if tuning.get("count", 0) and not cfg.get("cache_val_maps"):
+        raise UserError(f"tuning.count={tuning.count} searches the cached validation maps: set cache_val_maps=true "
+                        "(or tuning.count=0)")
     from ocr.models.encoder import check_model_name  # imports timm (and torch)
 
     check_model_name(cfg.models.encoder.model_name)

@@ -16,14 +16,15 @@ from ocr.training.visualize import denormalize, draw_polygons
 
 
 def probability_maps(prob_logits: torch.Tensor) -> np.ndarray:
-    """(B,1,H,W) logits -> (B,H,W) float16 probabilities on the CPU (the precision maps are cached at)."""
-    return torch.sigmoid(prob_logits.float()).squeeze(1).to(torch.float16).cpu().numpy()
+    """(B,1,H,W) logits -> (B,H,W) float32 probabilities on the CPU, rounded through float16 on the device:
+    the precision maps are cached at, so a cached map post-processes to the same polygons."""
+    return torch.sigmoid(prob_logits.float()).squeeze(1).half().float().cpu().numpy()
 
 
 def crop_valid(prob: np.ndarray, meta: dict) -> np.ndarray:
-    """The unpadded region of one probability map, as float32."""
+    """The unpadded region of one probability map (a view)."""
     h, w = meta["valid_hw"]
-    return prob[:h, :w].astype(np.float32)
+    return prob[:h, :w]
 
 
 @dataclass
@@ -86,7 +87,7 @@ class DBNetModule(L.LightningModule):
         for i, (prob, meta) in enumerate(zip(probability_maps(out["prob_logits"]), batch["meta"])):
             cropped = crop_valid(prob, meta)
             polygons, _ = postprocess(cropped, meta["scale"], orig_hw=meta["orig_hw"])
-            kept = cropped.astype(np.float16) if self.keep_maps else None  # exact: `prob` is float16
+            kept = cropped.astype(np.float16) if self.keep_maps else None  # exact: rounded through float16
             self.val_predictions.append(ValPrediction(meta, polygons, kept))
             samples.append((meta["gt_polygons"], meta["gt_texts"], polygons))
             if len(self.val_images) < self.log_val_images:

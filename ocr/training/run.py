@@ -130,6 +130,19 @@ def _epoch_of(checkpoint_path: str | None) -> int | None:
     return int(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["epoch"]) if checkpoint_path else None
 
 
+def tune_after_training(tuning: DictConfig, run_dir: Path, logger: Any, seed: int) -> dict[str, float]:
+    """The `tuning` config's post-processing search on the run's fresh validation cache; tuned scores to log."""
+    from ocr.tuning.tune import log_to_wandb, search
+
+    config = Path(tuning.config) if tuning.config else None
+    result = search(run_dir, tuning.method, int(tuning.count), config, int(tuning.workers), seed)
+    log.info("post-processing search: val/cleval_hmean %.4f -> %.4f tuned (%d combinations, %.1f s; %s)",
+             result.default.hmean, result.tuned_scores["hmean"], len(result.trials), result.seconds, result.files[0])
+    if logger:
+        log_to_wandb(result, logger.experiment)
+    return {f"val/cleval_{k}_tuned": v for k, v in result.tuned_scores.items()}
+
+
 def initial_plan(cfg: DictConfig) -> BatchPlan:
     """The requested batch capped to what the visible GPU holds (no cap on the CPU)."""
     memory = cuda_memory_gib() if cfg.trainer.accelerator in ("auto", "gpu", "cuda") else None
@@ -177,6 +190,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if logger:  # under "cfg", so a sweep's own keys (e.g. `optimizer: adamw`) keep their values in the run config
             logger.log_hyperparams({"cfg": OmegaConf.to_container(cfg, resolve=True)})
         metrics = fit_with_oom_retry(cfg, run_dir, logger)
+        if cfg.get("tuning") and cfg.tuning.count and metrics.get("best_checkpoint"):
+            metrics.update(tune_after_training(cfg.tuning, run_dir, logger, cfg.seed))
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         if cfg.callbacks.get("metrics_file") and cfg.callbacks.metrics_file.path:
             append_json_line(Path(cfg.callbacks.metrics_file.path), {"final": True, **metrics})

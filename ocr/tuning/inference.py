@@ -113,8 +113,8 @@ def predict_split(
                 if meta.get("corrupt"):
                     yield Prediction(meta, None, [])
                     continue
-                h, w = meta["valid_hw"]
-                polygons, _ = postprocess(crop_valid(prob, meta), meta["scale"], meta["orig_hw"])
-                yield Prediction(meta, prob[:h, :w].copy() if keep_maps else None, polygons)
+                cropped = crop_valid(prob, meta)
+                polygons, _ = postprocess(cropped, meta["scale"], meta["orig_hw"])
+                yield Prediction(meta, cropped.astype(np.float16) if keep_maps else None, polygons)
 
     return len(dataset), generate()

@@ -38,8 +38,8 @@ quads clockwise from the top-left corner. Where this module departs from the pac
 Speed: area precisions are computed only where they can matter (pairs sharing a PCC, and don't-care
 words); a detection against an axis-aligned word goes through GEOS's rectangle clipper, convex quad pairs
 are clipped in numpy; a word list is prepared once (`prepare_ground_truth`) and can score any number of
-detection sets (`score_detections`); PCC inclusion is one vectorised crossing test over the
-detections whose boxes hold the point. The package's float32 area-precision matrix, its half-open
+detection sets (`score_detections`); PCC inclusion is settled by GEOS, and by the crossing rule for the
+points on a detection's boundary. The package's float32 area-precision matrix, its half-open
 point-in-polygon rule (Polygon3's) and its float32/float64 sums are reproduced, so threshold decisions
 agree bit for bit.
 """
@@ -112,22 +112,21 @@ def _quads(shapes: _Shapes, which: np.ndarray) -> np.ndarray:
     return quads
 
 
-def _vertex_arrays(polygons: Sequence[object]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vertices of all well-formed polygons concatenated, (V, 2) float64, with their counts and input positions.
-
-    Well-formed: an (N, 2) array of finite numbers with N >= 3 once a repeated closing vertex is dropped.
-    """
-    try:
-        stacked = np.asarray(polygons, dtype=np.float64)  # the common case: all polygons have N points
-    except (TypeError, ValueError):
-        stacked = None
-    if stacked is not None and stacked.ndim == 3 and stacked.shape[2] == 2:
-        if stacked.shape[1] < 3:
-            return np.zeros((0, 2)), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        coords = stacked.reshape(-1, 2)
-        counts = np.full(len(stacked), stacked.shape[1], dtype=np.int64)
-        index = np.arange(len(stacked))
+def _raw_vertices(polygons: Sequence[object]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Concatenated (V, 2) float64 vertices, counts and input positions of the inputs that are (N, 2) arrays
+    of numbers with N >= 1 (equal-length quads with N < 3 give nothing)."""
+    if all(isinstance(p, np.ndarray) and p.ndim == 2 and p.shape[1] == 2 and len(p) for p in polygons):
+        arrays, index = polygons, np.arange(len(polygons))  # e.g. post-processing output
     else:
+        try:
+            stacked = np.asarray(polygons, dtype=np.float64)  # all polygons have N points
+        except (TypeError, ValueError):
+            stacked = None
+        if stacked is not None and stacked.ndim == 3 and stacked.shape[2] == 2:
+            if stacked.shape[1] < 3:
+                return np.zeros((0, 2)), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            counts = np.full(len(stacked), stacked.shape[1], dtype=np.int64)
+            return stacked.reshape(-1, 2), counts, np.arange(len(stacked))
         arrays, index = [], []
         for i, poly in enumerate(polygons):
             try:
@@ -137,9 +136,17 @@ def _vertex_arrays(polygons: Sequence[object]) -> tuple[np.ndarray, np.ndarray, 
             if pts.ndim == 2 and pts.shape[1] == 2 and len(pts) > 0:
                 arrays.append(pts)
                 index.append(i)
-        coords = np.concatenate(arrays) if arrays else np.zeros((0, 2))
-        counts = np.array([len(a) for a in arrays], dtype=np.int64)
         index = np.asarray(index, dtype=np.int64)
+    coords = np.concatenate(arrays).astype(np.float64) if len(arrays) else np.zeros((0, 2))
+    return coords, np.array([len(p) for p in arrays], dtype=np.int64), index
+
+
+def _vertex_arrays(polygons: Sequence[object]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vertices of all well-formed polygons concatenated, (V, 2) float64, with their counts and input positions.
+
+    Well-formed: an (N, 2) array of finite numbers with N >= 3 once a repeated closing vertex is dropped.
+    """
+    coords, counts, index = _raw_vertices(polygons)
     if len(counts) == 0:
         return coords, counts, index
     first = np.cumsum(counts) - counts
@@ -212,8 +219,6 @@ def _area_in_rectangles(geoms: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
     `shapely.clip_by_rect` takes one box per call; its ufunc in `shapely.lib` broadcasts over boxes.
     """
-    if len(geoms) == 0:
-        return np.zeros(0)
     return shapely.area(shapely.lib.clip_by_rect(geoms, *boxes.T))
 
 
@@ -365,18 +370,32 @@ def _points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray,
 
 
 def _points_inside(points: np.ndarray, det: _Shapes) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (point, detection) where the point is inside, by the even-odd crossing rule of Polygon3."""
+    """Pairs (point, detection) where the point is inside, by Polygon3's half-open even-odd rule.
+
+    GEOS settles the points strictly inside or outside (the rule agrees with true containment there);
+    only points on a detection's boundary go through the rule itself.
+    """
     p_idx, d_idx = _points_in_boxes(points, det.bounds)
+    geoms, (x, y) = det.geoms[d_idx], points[p_idx].T
+    inside = shapely.contains_xy(geoms, x, y)
+    rest = np.flatnonzero(~inside)
+    touching = rest[shapely.intersects_xy(geoms[rest], x[rest], y[rest])]
+    if len(touching):
+        inside[touching] = _crossing_rule(points[p_idx[touching]], det, d_idx[touching])
+    return p_idx[inside], d_idx[inside]
+
+
+def _crossing_rule(points: np.ndarray, det: _Shapes, d_idx: np.ndarray) -> np.ndarray:
+    """Whether points[k] is inside detection d_idx[k] by the even-odd crossing rule of Polygon3 (half-open)."""
     n_edges = det.edge_start[d_idx + 1] - det.edge_start[d_idx]
-    pair = np.repeat(np.arange(len(p_idx)), n_edges)
+    pair = np.repeat(np.arange(len(d_idx)), n_edges)
     first = np.repeat(det.edge_start[d_idx] - (np.cumsum(n_edges) - n_edges), n_edges)
     xi, yi, xj, yj = det.edges[first + np.arange(len(pair))].T
-    x, y = points[p_idx[pair]].T
+    x, y = points[pair].T
     straddles = ((yi <= y) & (y < yj)) | ((yj <= y) & (y < yi))
     with np.errstate(divide="ignore", invalid="ignore"):
         crosses = straddles & (x < (xj - xi) * (y - yi) / (yj - yi) + xi)
-    inside = np.bincount(pair[crosses], minlength=len(p_idx)) % 2 == 1
-    return p_idx[inside], d_idx[inside]
+    return np.bincount(pair[crosses], minlength=len(d_idx)) % 2 == 1
 
 
 def _subtract_words(dont_care: np.ndarray, gt: _Shapes) -> np.ndarray:
@@ -408,9 +427,12 @@ def _area_precision(
     rect = as_given & gt.upright[g] & det.simple[d]
     quads = as_given & ~rect & gt.convex[g] & det.convex[d]
     other = ~(rect | quads)
-    inter[rect] = _area_in_rectangles(det.geoms[d[rect]], gt.bounds[g[rect]])
-    inter[quads] = _clipped_area(det.vertices[d[quads], :4], gt.vertices[g[quads], :4])
-    inter[other] = shapely.area(shapely.intersection(gt_geoms[g[other]], det.geoms[d[other]]))
+    if rect.any():
+        inter[rect] = _area_in_rectangles(det.geoms[d[rect]], gt.bounds[g[rect]])
+    if quads.any():
+        inter[quads] = _clipped_area(det.vertices[d[quads], :4], gt.vertices[g[quads], :4])
+    if other.any():
+        inter[other] = shapely.area(shapely.intersection(gt_geoms[g[other]], det.geoms[d[other]]))
     ap[g, d] = inter / det.area[d]
     return ap
 

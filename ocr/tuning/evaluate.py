@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ocr.metrics.cleval import ImageScore, mean_scores, score_image
+from ocr.metrics.cleval import GroundTruth, ImageScore, mean_scores, prepare_ground_truth, score_detections
 from ocr.postprocess.db_postprocess import DBPostProcessor
 from ocr.tuning.cache import CachedImage, load_val_cache
 from ocr.utils.errors import UserError
@@ -59,15 +59,29 @@ class Output:
 
 @dataclass
 class ImageState:
-    """One cached image and the work already done on it."""
+    """One cached image and the work already done on it: its map as float32 (converted once: numpy's
+    float16 conversion costs milliseconds), its prepared ground truth, outputs and scores."""
 
     image: CachedImage
     outputs: OrderedDict[tuple, Output] = field(default_factory=OrderedDict)
     scores: dict[tuple, tuple[float, float, float]] = field(default_factory=dict)
+    _prob: np.ndarray | None = None
+    _truth: GroundTruth | None = None
+
+    @property
+    def prob(self) -> np.ndarray:
+        if self._prob is None:
+            self._prob = np.asarray(self.image.prob, dtype=np.float32)
+        return self._prob
+
+    @property
+    def truth(self) -> GroundTruth:
+        if self._truth is None:
+            self._truth = prepare_ground_truth(self.image.gt_polygons, self.image.gt_texts)
+        return self._truth
 
     def _post(self, params: dict[str, Any]) -> tuple[list[np.ndarray], list[float]]:
-        image = self.image
-        return DBPostProcessor(**params)(np.asarray(image.prob, dtype=np.float32), image.scale, image.orig_hw)
+        return DBPostProcessor(**params)(self.prob, self.image.scale, self.image.orig_hw)
 
     def _output(self, key: tuple, params: dict[str, Any], floor: float) -> Output:
         """The output for `key` computed with a box_thresh <= `floor` (reused when one is kept)."""
@@ -94,7 +108,7 @@ class ImageState:
         """(recall, precision, hmean) of this image post-processed with `params`."""
         memo, polygons = self.polygons(params, floor)
         if memo not in self.scores:
-            self.scores[memo] = _triple(score_image(self.image.gt_polygons, self.image.gt_texts, polygons))
+            self.scores[memo] = _triple(score_detections(self.truth, polygons))
         return self.scores[memo]
 
     def check(self, params: dict[str, Any]) -> tuple[tuple[float, float, float], bool]:
@@ -103,7 +117,7 @@ class ImageState:
         direct, _ = self._post(params)
         shared = self.polygons(params)[1]
         same = len(direct) == len(shared) and all(a.shape == b.shape and (a == b).all() for a, b in zip(direct, shared))
-        return _triple(score_image(self.image.gt_polygons, self.image.gt_texts, direct)), same
+        return _triple(score_detections(self.truth, direct)), same
 
 
 def _triple(score: ImageScore) -> tuple[float, float, float]:

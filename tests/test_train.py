@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -93,6 +95,23 @@ def test_post_processing_search_needs_the_cache(tmp_path: Path, synthetic_dir: P
     overrides = tiny_overrides(synthetic_dir, **{"tuning.count": 3, "cache_val_maps": "false"})
     with pytest.raises(UserError, match="set cache_val_maps=true"):
         train(compose_train(overrides), tmp_path / "run")
+
+
+class SigtermAfterFirstEpoch(L.Callback):
+    """Sends this process SIGTERM once the first epoch is validated, as a W&B agent stopping a trial does."""
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and trainer.current_epoch == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_from_a_wandb_agent_ends_the_run_cleanly(tmp_path: Path, synthetic_dir: Path) -> None:
+    overrides = tiny_overrides(synthetic_dir, **{"trainer.max_epochs": 3, "+callbacks.sigterm._target_":
+                                                 f"{__name__}.SigtermAfterFirstEpoch"})
+    metrics = train(compose_train(overrides), tmp_path / "run")
+    assert metrics["stopped_early"] is True and metrics["epochs_run"] < 3
+    assert 0.0 <= metrics["val/cleval_hmean"] <= 1.0 and metrics["best_checkpoint"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["stopped_early"] is True
 
 
 def test_stop_file_ends_training_after_the_current_epoch(tmp_path: Path, synthetic_dir: Path, monkeypatch) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.errors import InstantiationException
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,6 +21,7 @@ from ocr.training.batch_size import BatchPlan, batch_cap, cuda_memory_gib, halve
 from ocr.training.callbacks import StopFile, append_json_line
 from ocr.training.checks import check_config
 from ocr.training.module import DBNetModule
+from ocr.tuning.cache import cache_dir, write_val_cache
 from ocr.utils.env import wandb_mode
 from ocr.utils.errors import UserError
 
@@ -90,15 +92,22 @@ def fit_once(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any) -> di
     )
     if logger:
         logger.log_hyperparams({"batch/requested": plan.requested, "batch/used": plan.used, "batch/accumulate": plan.accumulate})
+    terminated = False
     try:
-        trainer.fit(module, datamodule=datamodule)
+        try:
+            trainer.fit(module, datamodule=datamodule)
+        except SIGTERMException:  # a W&B agent stopping the trial (hyperband): it sends SIGKILL 30 s later
+            terminated = True
+            log.warning("SIGTERM: training stopped; the metrics are the best epoch's, without re-validation")
         best = checkpoint.best_model_path or None
-        final = _revalidate(cfg, module, datamodule, best)
+        if terminated:
+            score = checkpoint.best_model_score
+            final = {} if score is None else {"val/cleval_hmean": float(score)}
+        else:
+            final = _revalidate(cfg, module, datamodule, best)
     finally:
         module.close_scorer()
-    if best and module.keep_maps:
-        from ocr.tuning.cache import write_val_cache
-
+    if best and module.keep_maps and not terminated:
         write_val_cache(run_dir, ((p.meta, p.prob) for p in module.val_predictions))
     stop = next((cb for cb in callbacks if isinstance(cb, StopFile)), None)
     return {
@@ -106,7 +115,7 @@ def fit_once(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any) -> di
         "best_epoch": _epoch_of(best),
         "epochs_run": trainer.current_epoch,
         "best_checkpoint": best,
-        "stopped_early": bool(stop and stop.stopped_early),
+        "stopped_early": terminated or bool(stop and stop.stopped_early),
         "batch/requested": plan.requested,
         "batch/used": plan.used,
         "batch/accumulate": plan.accumulate,
@@ -190,7 +199,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if logger:  # under "cfg", so a sweep's own keys (e.g. `optimizer: adamw`) keep their values in the run config
             logger.log_hyperparams({"cfg": OmegaConf.to_container(cfg, resolve=True)})
         metrics = fit_with_oom_retry(cfg, run_dir, logger)
-        if cfg.get("tuning") and cfg.tuning.count and metrics.get("best_checkpoint"):
+        if cfg.get("tuning") and cfg.tuning.count and cache_dir(run_dir).is_dir():  # not after a SIGTERM
             metrics.update(tune_after_training(cfg.tuning, run_dir, logger, cfg.seed))
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         if cfg.callbacks.get("metrics_file") and cfg.callbacks.metrics_file.path:

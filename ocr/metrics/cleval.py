@@ -91,7 +91,7 @@ class _Shapes:
     geoms: np.ndarray  # (n,) valid shapely polygons / multipolygons
     area: np.ndarray  # (n,) their areas, all > 0
     bounds: np.ndarray  # (n, 4) xmin, ymin, xmax, ymax
-    vertices: np.ndarray  # (n, K, 2) the vertices as given, zero-padded to the longest polygon
+    quads: np.ndarray  # (n, 4, 2) the first four vertices as given (the polygon, where it is a quad)
     n_vertices: np.ndarray  # (n,) vertex count of each polygon
     simple: np.ndarray  # (n,) the polygon is valid as given (no repair), so `vertices` bound it
     convex: np.ndarray  # (n,) the polygon is a strictly convex quad
@@ -104,7 +104,7 @@ def _quads(shapes: _Shapes, which: np.ndarray) -> np.ndarray:
     """(m, 4, 2) reading quads of the polygons `which`: a quad as given, else its (repaired) minimum-area
     rectangle clockwise from the top-left."""
     which = np.asarray(which, dtype=np.int64)
-    quads = shapes.vertices[which, :4].copy()
+    quads = shapes.quads[which].copy()
     others = np.flatnonzero(shapes.n_vertices[which] != 4)
     if len(others):
         rects = [_min_area_rect(shapely.get_coordinates(shapes.geoms[which[k]]))[0] for k in others]
@@ -251,28 +251,31 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
 
 
-def _padded(coords: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """(n, K, 2) polygons from concatenated vertices, zero-padded to the longest (K >= 4)."""
-    out = np.zeros((len(counts), max(int(counts.max(initial=0)), 4), 2))
-    rank = np.arange(len(coords)) - np.repeat(_offsets(counts)[:-1], counts)
-    out[np.repeat(np.arange(len(counts)), counts), rank] = coords
-    return out
+def _first_four(coords: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(n, 4, 2): the first four vertices of each polygon (meaningful for quads; others get filler)."""
+    if len(coords) == 0:
+        return np.zeros((len(counts), 4, 2))
+    index = np.minimum(_offsets(counts)[:-1, None] + np.arange(4), len(coords) - 1)
+    return coords[index]
 
 
-def _axis_aligned(quads: np.ndarray) -> np.ndarray:
-    """Whether each (4, 2) quad's edges are all horizontal or vertical."""
-    step = np.roll(quads, -1, axis=1) - quads
-    return ((step[..., 0] == 0) | (step[..., 1] == 0)).all(axis=1)
+def _upright(quads: np.ndarray, convex: np.ndarray) -> np.ndarray:
+    """Which (n, 4, 2) quads are convex (as flagged) with every edge horizontal or vertical."""
+    upright = convex.copy()
+    step = np.roll(quads[convex], -1, axis=1) - quads[convex]
+    upright[convex] = ((step[..., 0] == 0) | (step[..., 1] == 0)).all(axis=1)
+    return upright
 
 
 def _prepare(polygons: Sequence[object]) -> _Shapes:
     """Validate, repair and index polygons (see module doc)."""
     coords, counts, index = _vertex_arrays(polygons)
-    vertices = _padded(coords, counts)
-    convex = (counts == 4) & _strictly_convex(vertices[:, :4])  # a valid polygon: no GEOS check needed
+    quads = _first_four(coords, counts)
+    convex = counts == 4
+    convex[convex] = _strictly_convex(quads[convex])  # such a quad is a valid polygon: no GEOS check needed
     simple = convex.copy()
     geoms = np.empty(len(counts), dtype=object)
-    geoms[convex] = shapely.polygons(vertices[convex, :4])
+    geoms[convex] = shapely.polygons(quads[convex])
     first = _offsets(counts)[:-1]
     previous = np.arange(len(coords)) - 1
     previous[first] = first + counts - 1
@@ -299,11 +302,11 @@ def _prepare(polygons: Sequence[object]) -> _Shapes:
         geoms=geoms[usable],
         area=area[usable],
         bounds=shapely.bounds(geoms[usable]).reshape(-1, 4),
-        vertices=vertices[usable],
+        quads=quads[usable],
         n_vertices=counts[usable],
         simple=simple[usable],
         convex=convex[usable],
-        upright=_axis_aligned(vertices[usable, :4]) & convex[usable],
+        upright=_upright(quads[usable], convex[usable]),
         edges=edges,
         edge_start=_offsets(edge_counts),
     )
@@ -430,7 +433,7 @@ def _area_precision(
     if rect.any():
         inter[rect] = _area_in_rectangles(det.geoms[d[rect]], gt.bounds[g[rect]])
     if quads.any():
-        inter[quads] = _clipped_area(det.vertices[d[quads], :4], gt.vertices[g[quads], :4])
+        inter[quads] = _clipped_area(det.quads[d[quads]], gt.quads[g[quads]])
     if other.any():
         inter[other] = shapely.area(shapely.intersection(gt_geoms[g[other]], det.geoms[d[other]]))
     ap[g, d] = inter / det.area[d]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import multiprocessing
 from pathlib import Path
 
 import cv2
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from ocr.targets.collate import DBCollate
 from ocr.targets.db_targets import DBTargets, make_db_targets, make_db_targets_plain
-from ocr.targets.polygons import ARC_TOLERANCE_PX, FIXED_ONE, FIXED_SHIFT, fill_shapes, inset_rectangles
+from ocr.targets.polygons import ARC_TOLERANCE_PX, FIXED_ONE, FIXED_SHIFT, fill_rectangles, inset_rectangles
 from ocr.utils.errors import UserError
 
 FIELDS = ("prob_map", "prob_mask", "thresh_map", "thresh_mask")
@@ -189,20 +190,20 @@ def test_rectangle_inset_equals_pyclipper() -> None:
         w, h = rng.integers(1, 80_000, 2)
         bounds.append((x0, y0, x0 + w, y0 + h))
         offsets.append(rng.uniform(0.0, 0.6) * min(w, h) / FIXED_ONE)
-    insets = inset_rectangles(np.array(bounds, dtype=np.int64), np.array(offsets))
-    for (x0, y0, x1, y1), offset, inset in zip(bounds, offsets, insets):
+    insets, nonempty = inset_rectangles(np.array(bounds, dtype=np.int64), np.array(offsets))
+    for (x0, y0, x1, y1), offset, inset, ok in zip(bounds, offsets, insets.tolist(), nonempty.tolist()):
         corners = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
         if rng.random() < 0.5:
             corners = corners[::-1]
         clipper.Clear()
         clipper.AddPath(corners, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
         expected = clipper.Execute(-offset * FIXED_ONE)
+        assert ok == bool(expected)
         if not expected:
-            assert inset == ()
             continue
         (path,) = expected
         xs, ys = [p[0] for p in path], [p[1] for p in path]
-        assert len(path) == 4 and inset == ((min(xs), min(ys), max(xs), max(ys)),)
+        assert len(path) == 4 and inset == [min(xs), min(ys), max(xs), max(ys)]
 
 
 def test_rectangle_fill_equals_fillpoly() -> None:
@@ -211,7 +212,7 @@ def test_rectangle_fill_equals_fillpoly() -> None:
         x0, y0 = (int(v) for v in rng.integers(-3000, 12_000, 2))
         x1, y1 = x0 + int(rng.integers(1, 6000)), y0 + int(rng.integers(1, 6000))
         by_slice, by_cv2 = np.zeros((40, 50), np.float32), np.zeros((40, 50), np.float32)
-        fill_shapes(by_slice, [(x0, y0, x1, y1)], 1.0)
+        fill_rectangles(by_slice, np.array([[x0, y0, x1, y1]]), 1.0)
         corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.int32)
         cv2.fillPoly(by_cv2, [corners], 1.0, shift=FIXED_SHIFT)
         np.testing.assert_array_equal(by_slice, by_cv2)
@@ -233,6 +234,53 @@ def test_fast_equals_plain_on_rotated_receipts(receipts: Path) -> None:
         fast, plain = make_db_targets(polygons, 512, 512), make_db_targets_plain(polygons, 512, 512)
         assert_same(fast, plain)
         assert_well_formed(fast)
+
+
+def turned(cx: float, cy: float, w: float, h: float, degrees: float) -> np.ndarray:
+    return cv2.boxPoints(((cx, cy), (w, h), degrees)).astype(np.float32)
+
+
+# Polygons on a 72 x 96 image that exercise the compiled path's edge windows and the max over polygons.
+CHOSEN = {
+    "rotated": [turned(30, 25, 50, 14, 7.0), turned(60, 45, 40, 20, 45.0), turned(80, 20, 30, 10, -80.0)],
+    "image border": [rect(-12, 20, 30, 34), rect(70, -9, 110, 12), turned(95, 70, 40, 16, 20.0),
+                     turned(0, 72, 30, 30, 30.0), rect(40, 60, 60, 90)],
+    "overlapping": [rect(10, 10, 60, 30), rect(30, 20, 80, 45), turned(45, 30, 60, 12, 15.0),
+                    np.array([[20, 40], [70, 38], [72, 66], [50, 50], [18, 64]], np.float32)],
+    "tall and concave": [rect(5, 2, 19, 70), np.array([[30, 5], [90, 5], [90, 20], [45, 20], [45, 68], [30, 68]],
+                                                    np.float32)],
+    "far vertices": [np.array([[-3e6, -2e5], [3e6, 2e5], [3e6, 2e5 + 12], [-3e6, -2e5 + 12]], np.float32),
+                     np.array([[-3e6, -1e6], [3e6, 1e6 + 50], [0, 4e6]], np.float32)],
+}
+
+
+@pytest.mark.parametrize("case", list(CHOSEN))
+def test_fast_equals_plain_on_chosen_polygons(case: str) -> None:
+    fast = make_db_targets(CHOSEN[case], 72, 96)
+    assert_same(fast, make_db_targets_plain(CHOSEN[case], 72, 96))
+    assert_well_formed(fast)
+    assert (fast.thresh_mask > fast.prob_map).any() and (fast.thresh_map > np.float32(0.3)).any()
+
+
+def test_strided_out_arrays_get_the_same_result() -> None:
+    polygons = CHOSEN["overlapping"]
+    wide = np.full((4, 72, 192), 7, dtype=np.float32)
+    out = make_db_targets(polygons, 72, 96, out=DBTargets(*wide[:, :, ::2]))
+    assert_same(out, make_db_targets_plain(polygons, 72, 96))
+    assert (wide[:, :, 1::2] == 7).all()
+
+
+def _targets_as_arrays(polygons: list[np.ndarray]) -> list[np.ndarray]:
+    targets = make_db_targets(polygons, 72, 96)
+    return [getattr(targets, name) for name in FIELDS]
+
+
+def test_targets_in_a_forked_worker() -> None:
+    polygons = CHOSEN["rotated"] + CHOSEN["overlapping"]
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.apply(_targets_as_arrays, (polygons,))
+    for name, array in zip(FIELDS, child):
+        np.testing.assert_array_equal(array, getattr(make_db_targets_plain(polygons, 72, 96), name), err_msg=name)
 
 
 coordinate = st.floats(-20, 90, allow_nan=False, width=32)

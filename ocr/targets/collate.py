@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ocr.targets.db_targets import DBTargets, check_target_params, make_db_targets
+from ocr.targets.db_targets import DBTargets, check_target_params, make_db_targets, warm_up
 
 TARGET_KEYS = ("prob_map", "prob_mask", "thresh_map", "thresh_mask")
 
@@ -28,6 +28,7 @@ class DBCollate:
         self.thresh_min = thresh_min
         self.thresh_max = thresh_max
         self.min_text_size = min_text_size
+        warm_up()  # in the main process, before the DataLoader forks its workers
 
     def __call__(self, batch: list[dict]) -> dict[str, Any]:
         images = torch.stack([sample["image"] for sample in batch])

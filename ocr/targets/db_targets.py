@@ -26,13 +26,10 @@ import numbers
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 
-from ocr.targets.border import (
-    F32, EdgeTable, SeparableTerms, distance_sq_fast, distance_sq_plain, edge_table, separable_terms,
-)
-from ocr.targets.polygons import PolygonBatch, fill_shapes, pixel_boxes, prepare_polygons
+from ocr.targets.border import F32, EdgeTable, distance_sq_plain, draw_borders, edge_table
+from ocr.targets.polygons import PolygonBatch, fill_polygons, fill_rectangles, pixel_boxes, prepare_polygons
 from ocr.utils.errors import UserError
 
 
@@ -69,8 +66,11 @@ def allocate_targets(height: int, width: int) -> DBTargets:
     return DBTargets(*np.empty((4, height, width), dtype=np.float32))
 
 
+_FIELDS = ("prob_map", "prob_mask", "thresh_map", "thresh_mask")
+
+
 def _check_out(out: DBTargets, height: int, width: int) -> None:
-    for name in ("prob_map", "prob_mask", "thresh_map", "thresh_mask"):
+    for name in _FIELDS:
         array = getattr(out, name)
         if array.shape != (height, width) or array.dtype != np.float32 or not array.flags.writeable:
             raise ValueError(f"out.{name} must be a writeable ({height}, {width}) float32 array")
@@ -81,14 +81,20 @@ def _rasterise(batch: PolygonBatch, out: DBTargets) -> None:
     out.prob_map.fill(0)
     out.prob_mask.fill(1)
     out.thresh_mask.fill(0)
-    for outline, ignored, shrunk in zip(batch.outlines, batch.ignored.tolist(), batch.shrunk):
+    kept_rect = batch.is_rect & ~batch.ignored
+    fill_rectangles(out.prob_mask, batch.rects[batch.is_rect & batch.ignored], 0.0)
+    fill_rectangles(out.prob_map, batch.kernel_rects[kept_rect], 1.0)
+    fill_rectangles(out.thresh_mask, batch.rects[kept_rect], 1.0)
+    ignored = batch.ignored.tolist()
+    for i in np.flatnonzero(~batch.is_rect).tolist():
+        outline = batch.outlines[i]
         if outline is None:
             continue
-        if ignored:
-            fill_shapes(out.prob_mask, [outline], 0.0)
+        if ignored[i]:
+            fill_polygons(out.prob_mask, [outline], 0.0)
         else:
-            fill_shapes(out.prob_map, shrunk, 1.0)
-            fill_shapes(out.thresh_mask, [outline], 1.0)
+            fill_polygons(out.prob_map, batch.kernels[i], 1.0)
+            fill_polygons(out.thresh_mask, [outline], 1.0)
 
 
 @dataclass(frozen=True)
@@ -101,11 +107,11 @@ class _Border:
 
 
 def _border_input(batch: PolygonBatch, height: int, width: int) -> _Border:
-    kept = np.flatnonzero(~batch.ignored)
-    points = [batch.points[i] for i in kept.tolist()]
-    boxes, inside = pixel_boxes(points, batch.offsets[kept], height, width)
-    points = [p for p, keep in zip(points, inside.tolist()) if keep]
-    return _Border(edge_table(points), boxes[inside], batch.offsets[kept][inside].astype(F32))
+    kept = ~batch.ignored
+    points, counts, offsets = batch.points[np.repeat(kept, batch.counts)], batch.counts[kept], batch.offsets[kept]
+    boxes, inside = pixel_boxes(points, counts, offsets, height, width)
+    points = points[np.repeat(inside, counts)]
+    return _Border(edge_table(points, counts[inside]), boxes[inside], offsets[inside].astype(F32))
 
 
 BorderFn = Callable[[_Border, DBTargets, np.float32, np.float32], None]
@@ -122,76 +128,11 @@ def _border_plain(border: _Border, out: DBTargets, low: np.float32, span: np.flo
     out.thresh_map[...] = low + span * canvas
 
 
-CHUNK_PIXELS = 1 << 15  # flat-buffer run length: three float32 buffers of this size fit a 512 KiB L2
-
-
-def _chunks(sizes: list[int], budget: int) -> list[tuple[int, int]]:
-    """Consecutive (first, stop) index ranges whose sizes sum to at most ``budget`` (or one item)."""
-    chunks, first, total = [], 0, 0
-    for i, size in enumerate(sizes):
-        if total and total + size > budget:
-            chunks.append((first, i))
-            first, total = i, 0
-        total += size
-    if first < len(sizes):
-        chunks.append((first, len(sizes)))
-    return chunks
-
-
 def _border_fast(border: _Border, out: DBTargets, low: np.float32, span: np.float32) -> None:
-    """Same result as ``_border_plain``.
-
-    The distances of a run of boxes go into one flat buffer (sized to stay in the CPU's L2 cache), so
-    that the element-wise steps run once per run instead of once per polygon; the monotone rescale is
-    applied before the max.
-    """
-    boxes = border.boxes
-    box_list = boxes.tolist()
-    sizes = ((boxes[:, 3] - boxes[:, 1] + 1) * (boxes[:, 2] - boxes[:, 0] + 1)).tolist()
-    terms = separable_terms(border.edges, boxes, border.offsets)
-    coords = np.arange(max(out.thresh_map.shape), dtype=F32)
-    capacity = max([CHUNK_PIXELS, *sizes])
-    buffers = np.empty((3, capacity), dtype=F32)  # distances, near (0/1), D per pixel
+    """Same result as ``_border_plain``, in one compiled pass per box row (the rescale to [low, high] is
+    monotone, so it is applied before the max)."""
     out.thresh_map.fill(low)
-    for first, stop in _chunks(sizes, CHUNK_PIXELS):
-        _border_chunk(border, terms, coords, box_list, sizes, first, stop, buffers, out, low, span)
-
-
-def _border_chunk(
-    border: _Border, terms: SeparableTerms, coords: np.ndarray, box_list: list[list[int]], sizes: list[int],
-    first: int, stop: int, buffers: np.ndarray, out: DBTargets,
-    low: np.float32, span: np.float32,
-) -> None:
-    """``_border_fast`` for boxes ``first:stop``."""
-    total = sum(sizes[first:stop])
-    flat, near, offsets = (buffer[:total] for buffer in buffers)
-    slots = []
-    begin = 0
-    for p in range(first, stop):
-        x0, y0, x1, y1 = box_list[p]
-        end = begin + sizes[p]
-        slot = flat[begin:end].reshape(y1 - y0 + 1, x1 - x0 + 1)
-        distance_sq_fast(border.edges, terms, p, box_list[p], coords, slot)
-        offsets[begin:end] = border.offsets[p]
-        slots.append((slot, near[begin:end].reshape(slot.shape)))
-        begin = end
-
-    # The plain path's numpy steps, with OpenCV's faster SIMD kernels where they give the same bits:
-    # sqrt (IEEE), "x <= 1" (THRESH_BINARY_INV) and min(x, 1) (THRESH_TRUNC).
-    cv2.sqrt(flat, dst=flat)
-    np.divide(flat, offsets, out=flat)
-    cv2.threshold(flat, 1.0, 1.0, cv2.THRESH_BINARY_INV, dst=near)
-    cv2.threshold(flat, 1.0, 1.0, cv2.THRESH_TRUNC, dst=flat)
-    np.subtract(1, flat, out=flat)
-    np.multiply(flat, span, out=flat)
-    np.add(flat, low, out=flat)
-
-    for p, (slot, near_slot) in zip(range(first, stop), slots):
-        x0, y0, x1, y1 = box_list[p]
-        view = out.thresh_map[y0 : y1 + 1, x0 : x1 + 1]
-        cv2.max(view, slot, dst=view)
-        view = out.thresh_mask[y0 : y1 + 1, x0 : x1 + 1]
-        cv2.max(view, near_slot, dst=view)
+    draw_borders(border.edges, border.boxes, border.offsets, low, span, out.thresh_map, out.thresh_mask)
 
 
 def _build(
@@ -204,10 +145,16 @@ def _build(
         out = allocate_targets(height, width)
     else:
         _check_out(out, height, width)
+    # the compiled steps take C-contiguous maps: strided ``out`` arrays get a copy of the result
+    contiguous = all(getattr(out, name).flags.c_contiguous for name in _FIELDS)
+    target = out if contiguous else allocate_targets(height, width)
     batch = prepare_polygons(polygons, ignore, shrink_ratio, min_text_size)
-    _rasterise(batch, out)
+    _rasterise(batch, target)
     low, span = F32(thresh_min), F32(thresh_max) - F32(thresh_min)
-    border_fn(_border_input(batch, height, width), out, low, span)
+    border_fn(_border_input(batch, height, width), target, low, span)
+    if not contiguous:
+        for name in _FIELDS:
+            getattr(out, name)[...] = getattr(target, name)
     return out
 
 
@@ -224,6 +171,13 @@ def make_db_targets(
     """
     return _build(polygons, height, width, shrink_ratio, thresh_min, thresh_max, min_text_size, ignore,
                   out, _border_fast)
+
+
+def warm_up() -> None:
+    """Compile the compiled steps of ``make_db_targets`` in this process, or load them from numba's
+    on-disk cache (about 0.7 s when cached, a few seconds when not), so that DataLoader workers forked
+    later inherit them instead of each loading them again."""
+    make_db_targets([np.array([[1, 1], [6, 1], [6, 6], [1, 6]], dtype=np.float32)], 8, 8, min_text_size=0)
 
 
 def make_db_targets_plain(

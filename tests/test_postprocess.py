@@ -1,4 +1,6 @@
-"""DB post-processing: behaviour on hand-made maps, fast == plain on real-receipt and random maps."""
+"""DB post-processing: behaviour on hand-made maps, fast == plain on real-receipt and random maps, the two
+stages (candidates / expand) against the plain path, and each exact replacement against the library call
+it stands for (pyclipper offsets, OpenCV measures, corners and masked means)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pyclipper
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams, postprocess_plain
+from ocr.postprocess.geometry import ordered_corners, polygon_score, quad_to_fixed, unclip_offset
+from ocr.postprocess.maps import sanitised
+from ocr.postprocess.packed import box_points, ordered_quads, outline_measures, overlapping, pixel_boxes, rect_array
+from ocr.postprocess.round_offset import offset_convex_quads
+from ocr.postprocess.scores import region_scores
+from ocr.postprocess.stages import Candidates, candidates, expand
 from ocr.utils.errors import UserError
 
 
@@ -20,15 +29,19 @@ def _bench():
     return importlib.import_module("bench.bench_targets_postprocess")
 
 
-def run_both(prob: np.ndarray, scale: float = 1.0, orig_hw=None, **kwargs):
-    """Fast result, after checking it is identical to the plain reference."""
-    fast = DBPostProcessor(**kwargs)(prob, scale, orig_hw)
-    plain = postprocess_plain(prob, scale, PostprocessParams(**kwargs), orig_hw)
+def assert_same(fast, plain) -> None:
+    """Identical polygons (float32 (N, 2), equal values) and scores."""
     assert fast[1] == plain[1]
     assert len(fast[0]) == len(plain[0])
     for a, b in zip(fast[0], plain[0]):
         assert a.dtype == np.float32 and a.ndim == 2 and a.shape[1] == 2
         np.testing.assert_array_equal(a, b)
+
+
+def run_both(prob: np.ndarray, scale: float = 1.0, orig_hw=None, **kwargs):
+    """Fast result, after checking it is identical to the plain reference."""
+    fast = DBPostProcessor(**kwargs)(prob, scale, orig_hw)
+    assert_same(fast, postprocess_plain(prob, scale, PostprocessParams(**kwargs), orig_hw))
     return fast
 
 
@@ -174,12 +187,187 @@ def test_fast_equals_plain_on_real_receipt_maps(receipt_maps: list, kwargs: dict
 def test_fast_equals_plain_on_random_maps(
     seed, shape, blur, use_polygon, thresh, box_thresh, scale, max_candidates, min_size
 ) -> None:
-    rng = np.random.default_rng(seed)
+    prob = random_map(np.random.default_rng(seed), shape, blur)
+    run_both(prob, scale, use_polygon=use_polygon, thresh=thresh, box_thresh=box_thresh,
+             max_candidates=max_candidates, min_size=min_size)
+
+
+def random_map(rng: np.random.Generator, shape: tuple[int, int], blur: float) -> np.ndarray:
+    """Noise, optionally blurred into blobs; sometimes with NaN and +-inf pixels, sometimes float16-rounded."""
     prob = rng.random(shape, dtype=np.float32)
     if blur:
         prob = cv2.GaussianBlur(prob, (0, 0), blur)
         prob = np.clip((prob - prob.mean()) * 6 + 0.5, 0, 1)
-    if rng.random() < 0.2:
-        prob[rng.random(shape) < 0.05] = np.nan
-    run_both(prob.astype(np.float32), scale, use_polygon=use_polygon, thresh=thresh, box_thresh=box_thresh,
-             max_candidates=max_candidates, min_size=min_size)
+    if rng.random() < 0.3:
+        prob = prob.astype(np.float16).astype(np.float32)
+    if rng.random() < 0.3:
+        prob[rng.random(shape) < 0.05] = rng.choice([np.nan, np.inf, -np.inf])
+    return prob.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- the two stages
+
+
+def plain_params(use_polygon: bool, box_thresh: float, ratio: float, **kwargs) -> PostprocessParams:
+    return PostprocessParams(use_polygon=use_polygon, box_thresh=box_thresh, polygon_unclip_ratio=ratio,
+                             box_unclip_ratio=ratio, **kwargs)
+
+
+@pytest.mark.parametrize("use_polygon", [True, False])
+def test_stages_equal_plain_for_each_box_thresh_and_unclip_ratio(receipt_maps: list, use_polygon: bool) -> None:
+    found_any = 0
+    for prob, scale in receipt_maps[::2]:
+        found = candidates(prob, 0.3, 1000, use_polygon, 3)
+        for box_thresh, ratio in [(0.5, 1.2), (0.7, 2.0), (0.8, 3.0)]:
+            got = expand(found, box_thresh, ratio, 3, scale)
+            assert_same(got, postprocess_plain(prob, scale, plain_params(use_polygon, box_thresh, ratio)))
+            found_any += len(got[0])
+    assert found_any > 10 * len(receipt_maps)
+
+
+def test_polygon_candidates_serve_every_min_size(receipt_maps: list) -> None:
+    prob, scale = receipt_maps[0]
+    found = candidates(prob, 0.3, 1000, True, 3)
+    counts = set()
+    for min_size in (0, 3, 12, 20):
+        got = expand(found, 0.6, 1.5, min_size, scale, (900, 700))
+        assert_same(got, postprocess_plain(prob, scale, plain_params(True, 0.6, 1.5, min_size=min_size), (900, 700)))
+        counts.add(len(got[0]))
+    assert len(counts) > 1  # min_size did act
+
+
+@pytest.mark.parametrize("use_polygon", [True, False])
+def test_first_equals_a_smaller_max_candidates(receipt_maps: list, use_polygon: bool) -> None:
+    prob, _ = receipt_maps[1]
+    every = candidates(prob, 0.3, 1000, use_polygon, 3)
+    assert len(every) > 20
+    for count in (1, 7, 20, 1000):
+        small, cut = candidates(prob, 0.3, count, use_polygon, 3), every.first(count)
+        assert len(cut) == len(small) <= count
+        for name in ("outlines", "starts", "ranks", "scores", "areas", "perimeters"):
+            np.testing.assert_array_equal(getattr(cut, name), getattr(small, name))
+
+
+def test_expand_leaves_its_candidates_unchanged() -> None:
+    prob = blobs((60, 100), [(10, 10, 80, 22), (10, 35, 60, 50)])
+    found = candidates(prob, 0.3, 1000, False, 3)
+    before = [getattr(found, name).copy() for name in ("outlines", "scores", "areas", "perimeters")]
+    first = expand(found, 0.5, 1.5, 3, 0.5)
+    expand(found, 0.5, 4.0, 0, 2.0)
+    assert_same(expand(found, 0.5, 1.5, 3, 0.5), first)
+    for array, name in zip(before, ("outlines", "scores", "areas", "perimeters")):
+        np.testing.assert_array_equal(getattr(found, name), array)
+    assert isinstance(found, Candidates) and found.map_hw == (60, 100) and len(first[0]) == 2
+
+
+def test_stage_keys_are_checked() -> None:
+    prob = np.zeros((10, 10), np.float32)
+    with pytest.raises(UserError, match="thresh"):
+        candidates(prob, 1.0, 10, True, 3)
+    with pytest.raises(UserError, match="max_candidates"):
+        candidates(prob, 0.3, 0, True, 3)
+    found = candidates(prob, 0.3, 10, False, 3)
+    with pytest.raises(UserError, match="box_thresh"):
+        expand(found, 1.5, 1.5, 3)
+    with pytest.raises(UserError, match="box_unclip_ratio"):
+        expand(found, 0.5, -1.0, 3)
+    with pytest.raises(ValueError, match="scale"):
+        expand(found, 0.5, 1.5, 3, float("nan"))
+    with pytest.raises(UserError, match="max_candidates"):
+        found.first(0)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    shape=st.tuples(st.integers(1, 80), st.integers(1, 80)),
+    blur=st.sampled_from([1.0, 2.5]),
+    use_polygon=st.booleans(),
+    min_size=st.sampled_from([0, 3]),
+)
+def test_one_candidates_many_expands_on_random_maps(seed, shape, blur, use_polygon, min_size) -> None:
+    prob = random_map(np.random.default_rng(seed), shape, blur)
+    found = candidates(prob, 0.3, 1000, use_polygon, min_size)
+    for box_thresh, ratio in [(0.0, 0.0), (0.4, 1.5), (0.7, 3.0)]:
+        got = expand(found, box_thresh, ratio, min_size, 0.5)
+        assert_same(got, postprocess_plain(prob, 0.5, plain_params(use_polygon, box_thresh, ratio, min_size=min_size)))
+
+
+# ----------------------------------------------------------------------------- exact replacements
+
+
+def random_rects(rng: np.random.Generator, count: int) -> list[tuple]:
+    """minAreaRect results of random point sets and of random (often axis-aligned, tiny or thin) rects."""
+    points = rng.random((count, 9, 2)).astype(np.float32) * rng.choice([2, 30, 300], (count, 1, 1)).astype(np.float32)
+    rects = [cv2.minAreaRect(p + rng.random(2).astype(np.float32) * 900) for p in points]
+    for _ in range(count):
+        centre = rng.random(2) * 1000
+        size = rng.random(2) * rng.choice([3.0, 40.0, 300.0])
+        angle = float(rng.choice([-90.0, 0.0, 90.0, 45.0])) if rng.random() < 0.5 else rng.random() * 180 - 90
+        rect = cv2.minAreaRect(cv2.boxPoints(((*centre,), (*size,), angle)))
+        rects.append(rect)
+    return rects
+
+
+def test_round_offset_equals_pyclipper() -> None:
+    rng = np.random.default_rng(1)
+    quads, deltas = [], []
+    for rect in random_rects(rng, 1500):
+        quad = np.array(ordered_corners(rect), np.float32)
+        offset = unclip_offset(quad, float(rng.choice([0.01, 0.5, 1.5, 4.0])))
+        quads.append(quad_to_fixed(quad))
+        deltas.append(np.nan if offset is None else offset * 256)
+    quads += list(rng.integers(0, 3000, (500, 4, 2)))  # concave, crossed and degenerate quads too
+    deltas += list(rng.random(500) * 2000)
+    points, starts, done = offset_convex_quads(np.array(quads), np.array(deltas), 64.0)
+    assert done.mean() > 0.6
+    clipper = pyclipper.PyclipperOffset(arc_tolerance=64.0)
+    for i in np.flatnonzero(done):
+        clipper.Clear()
+        clipper.AddPath(quads[i].tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+        assert clipper.Execute(deltas[i]) == [points[starts[i] : starts[i + 1]].tolist()], (quads[i], deltas[i])
+    assert np.all(starts[1:][~done] == starts[:-1][~done])
+
+
+def test_outline_measures_equal_opencv() -> None:
+    rng = np.random.default_rng(2)
+    outlines = [rng.integers(-5, 2000, (n, 2)).astype(np.int32) for n in rng.integers(1, 30, 300)]
+    outlines += [(rng.random((4, 2)) * rng.choice([0.01, 10.0, 900.0])).astype(np.float32) for _ in range(300)]
+    outlines.append(np.zeros((0, 2), np.float32))
+    starts = np.concatenate([[0], np.cumsum([len(o) for o in outlines])]).astype(np.int64)
+    areas, perimeters = outline_measures(np.concatenate(outlines).astype(np.float32), starts)
+    for outline, area, perimeter in zip(outlines[:-1], areas, perimeters):
+        assert area == abs(cv2.contourArea(outline)) and perimeter == cv2.arcLength(outline, True)
+    assert areas[-1] == perimeters[-1] == 0.0
+
+
+def test_box_points_and_ordered_quads_equal_opencv_and_ordered_corners() -> None:
+    rects = random_rects(np.random.default_rng(3), 1000)
+    corners = box_points(rect_array(rects))
+    np.testing.assert_array_equal(corners, np.array([cv2.boxPoints(r) for r in rects]))
+    np.testing.assert_array_equal(ordered_quads(corners), np.array([ordered_corners(r) for r in rects], np.float32))
+
+
+@pytest.mark.parametrize("kind", ["float32", "float16", "tiny", "large", "non-finite"])
+def test_region_scores_equal_polygon_score(kind: str) -> None:
+    rng = np.random.default_rng(4)
+    prob = rng.random((120, 160), dtype=np.float32)
+    if kind == "float16":
+        prob = prob.astype(np.float16).astype(np.float32)
+    elif kind == "tiny":
+        prob[rng.random(prob.shape) < 0.3] = 1e-30
+    elif kind == "large":
+        prob *= 3
+    elif kind == "non-finite":
+        prob[rng.random(prob.shape) < 0.02] = rng.choice([np.nan, np.inf, -np.inf])
+    for shift in (0, 8):
+        # overlapping polygons on the left (some partly outside), one polygon per 20 px cell on the right
+        crowd = [rng.random((n, 2)) * [90, 150] - 15 for n in rng.integers(3, 9, 12)]
+        cells = [rng.random((n, 2)) * 18 + [x, y] for x in range(80, 170, 20) for y in range(-10, 130, 20)
+                 for n in rng.integers(3, 9, 1)]
+        outlines = [(o * (1 << shift)).astype(np.int32) for o in crowd + cells]
+        starts = np.concatenate([[0], np.cumsum([len(o) for o in outlines])]).astype(np.int64)
+        boxes = pixel_boxes(np.concatenate(outlines), starts, shift, *prob.shape)
+        assert 0 < overlapping(boxes).sum() < len(outlines)  # both ways of scoring are used
+        want = [polygon_score(sanitised(prob), outline, shift) for outline in outlines]
+        assert region_scores(prob, outlines, boxes, shift).tolist() == want

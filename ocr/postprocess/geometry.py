@@ -18,6 +18,11 @@ FIXED_SHIFT = 8
 FIXED_ONE = 1 << FIXED_SHIFT
 # pyclipper's arc tolerance for JT_ROUND, in pixels (its default 0.25 units, at pixel scale).
 ARC_TOLERANCE_PX = 0.25
+APPROX_EPSILON = 0.002  # approxPolyDP tolerance, as a fraction of the contour's arc length
+# Polygon mode unclips on the pixel grid, as DBNet does: the approximated contour is integer already,
+# and pyclipper runs about twice as fast there as at 1/256 px. Box mode keeps its float quads in fixed point.
+POLYGON_SHIFT = 0
+BOX_SHIFT = FIXED_SHIFT
 
 
 def polygon_score(prob: np.ndarray, points: np.ndarray, shift: int) -> float:

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 import shapely
 
 from ocr.metrics.cleval import (
-    ImageScore, _area_in_rectangles, mean_scores, prepare_ground_truth, score_detections, score_image,
+    ImageScore, _area_in_rectangles, mean_scores, prepare_detections, prepare_ground_truth, score_detections,
+    score_image, score_prepared,
 )
 from ocr.metrics.scorer import CLEvalScorer, score_dataset
 from ocr.metrics.cleval_reference import reference_available, reference_scores
@@ -203,6 +204,18 @@ def test_prepared_ground_truth_scores_any_number_of_detection_sets() -> None:
     for _ in range(4):
         dets = perturb_detections(np.array(gt), rng)
         assert score_detections(truth, dets) == score_image(gt, texts, dets, gt_ignore=ignore)
+
+
+def test_prepared_detections_score_any_subset_like_the_sub_list() -> None:
+    rng = np.random.default_rng(12)
+    gt = [box(10, 10 + 20 * i, 150, 24 + 20 * i) for i in range(8)]
+    truth = prepare_ground_truth(gt, ["w%d" % i for i in range(8)], [i == 2 for i in range(8)])
+    dets = perturb_detections(np.array(gt), rng) + [box(0, 0, 0, 5), box(20, 12, 60, 40)]  # degenerate, merging
+    measured = prepare_detections(truth, dets)
+    for _ in range(30):
+        subset = sorted(rng.choice(len(dets), size=rng.integers(0, len(dets) + 1), replace=False).tolist())
+        assert score_prepared(truth, measured, subset) == score_detections(truth, [dets[i] for i in subset])
+    assert score_prepared(truth, measured) == score_detections(truth, dets)
 
 
 @st.composite

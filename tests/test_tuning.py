@@ -136,7 +136,8 @@ def test_box_thresh_as_a_filter_on_a_lower_floor_gives_the_same_polygons() -> No
                   "min_size": pick.choice([0, 3, 5])}
         expected, _ = DBPostProcessor(**params)(image.prob.astype(np.float32), image.scale, image.orig_hw)
         state = ImageState(image)
-        assert same_polygons(state.polygons(params, floor=pick.uniform(0.0, params["box_thresh"]))[1], expected)
+        _, output, kept = state.survivors(params, floor=pick.uniform(0.0, params["box_thresh"]))
+        assert same_polygons([output.polygons[i] for i in kept], expected)
         assert state.check(params)[1]
         checked += len(expected)
     assert checked > 50

@@ -38,7 +38,8 @@ quads clockwise from the top-left corner. Where this module departs from the pac
 Speed: area precisions are computed only where they can matter (pairs sharing a PCC, and don't-care
 words); a detection against an axis-aligned word goes through GEOS's rectangle clipper, convex quad pairs
 are clipped in numpy; a word list is prepared once (`prepare_ground_truth`) and can score any number of
-detection sets (`score_detections`); PCC inclusion is settled by GEOS, and by the crossing rule for the
+detection sets (`score_detections`), and a detection list once for scoring any of its subsets
+(`prepare_detections`, `score_prepared`); PCC inclusion is settled by GEOS, and by the crossing rule for the
 points on a detection's boundary. The package's float32 area-precision matrix, its half-open
 point-in-polygon rule (Polygon3's) and its float32/float64 sums are reproduced, so threshold decisions
 agree bit for bit.
@@ -512,32 +513,70 @@ def prepare_ground_truth(
     return GroundTruth(shapes, quads, dont_care, geoms, int(counts[~dont_care].sum()), centres, owner)
 
 
-def score_detections(truth: GroundTruth, det_polygons: Polygons) -> ImageScore:
-    """CLEval detection scores of `det_polygons` against prepared ground truth (same as `score_image`)."""
-    gt, dont_care, owner = truth.shapes, truth.dont_care, truth.owner
+@dataclass(frozen=True)
+class Detections:
+    """One image's detections prepared against its ground truth: any subset of them can then be scored
+    without redoing the geometry (what a post-processing search needs across `box_thresh` values)."""
+
+    shapes: _Shapes
+    held: np.ndarray  # (n_words, n_dets) int: pseudo characters of each word inside each detection
+    ap: np.ndarray  # (n_words, n_dets) float32 area precision, where it can matter (0 elsewhere)
+    pcc_idx: np.ndarray  # (M,) pseudo characters inside a detection ...
+    pcc_det: np.ndarray  # (M,) ... and that detection
+    n_input: int  # length of the list the detections came from
+
+
+def prepare_detections(truth: GroundTruth, det_polygons: Polygons) -> Detections:
+    """Validate the detections and measure them against `truth` (PCC inclusion, area precisions)."""
+    gt, dont_care = truth.shapes, truth.dont_care
     det = _prepare(det_polygons)
     n_gt, n_det = len(gt.index), len(det.index)
     if n_det == 0 or n_gt == 0:
-        return _score(truth.chars, int(_false_chars(_quads(det, np.arange(n_det))).sum()), 0, 0.0, 0.0)
-
+        empty = np.zeros(0, dtype=np.int64)
+        return Detections(det, np.zeros((n_gt, n_det), np.int64), np.zeros((n_gt, n_det), np.float32), empty, empty,
+                          len(det_polygons))
     pcc_idx, pcc_det = _points_inside(truth.centres, det)
-    held = np.bincount(owner[pcc_idx] * n_det + pcc_det, minlength=n_gt * n_det).reshape(n_gt, n_det)
+    held = np.bincount(truth.owner[pcc_idx] * n_det + pcc_det, minlength=n_gt * n_det).reshape(n_gt, n_det)
     # area precision only matters where the detection holds a PCC of the word, or for don't-care words
     needed = held > 0
     if dont_care.any():
         g, d = _overlapping_boxes(gt.bounds[dont_care], det.bounds)
         needed[np.flatnonzero(dont_care)[g], d] = True
     ap = _area_precision(gt, truth.geoms, dont_care, det, *np.nonzero(needed))
+    return Detections(det, held, ap, pcc_idx, pcc_det, len(det_polygons))
+
+
+def score_prepared(truth: GroundTruth, dets: Detections, subset: Sequence[int] | None = None) -> ImageScore:
+    """CLEval detection scores of the detections at positions `subset` of the prepared list (all if None);
+    the same as `score_detections` on that sub-list."""
+    det, dont_care, owner = dets.shapes, truth.dont_care, truth.owner
+    cols = np.arange(len(det.index))
+    if subset is not None:
+        chosen = np.zeros(dets.n_input, dtype=bool)
+        chosen[np.asarray(subset, dtype=np.int64)] = True
+        cols = cols[chosen[det.index]]
+    if len(cols) == 0 or len(truth.shapes.index) == 0:
+        return _score(truth.chars, int(_false_chars(_quads(det, cols)).sum()), 0, 0.0, 0.0)
+    held, ap = dets.held[:, cols], dets.ap[:, cols]
+    column = np.full(len(det.index), -1)
+    column[cols] = np.arange(len(cols))
+    inside = column[dets.pcc_det] >= 0
+    pcc_idx, pcc_det = dets.pcc_idx[inside], column[dets.pcc_det[inside]]
+
     det_ok = ~_dont_care_detections(ap, held > 0, dont_care)
     matches = _match(ap, held > 0, ~dont_care, det_ok)
-
     found = len(np.unique(pcc_idx[matches[owner[pcc_idx], pcc_det]]))
     words_per_det = matches.sum(axis=0)
     split = float(np.maximum(matches.sum(axis=1) - 1, 0).sum())
     merge = float(np.maximum(words_per_det - 1, 0).sum())
     unmatched = np.flatnonzero(det_ok & (words_per_det == 0))
-    det_chars = int(held[matches].sum() + _false_chars(_quads(det, unmatched)).sum())
+    det_chars = int(held[matches].sum() + _false_chars(_quads(det, cols[unmatched])).sum())
     return _score(truth.chars, det_chars, found, split, merge)
+
+
+def score_detections(truth: GroundTruth, det_polygons: Polygons) -> ImageScore:
+    """CLEval detection scores of `det_polygons` against prepared ground truth (same as `score_image`)."""
+    return score_prepared(truth, prepare_detections(truth, det_polygons))
 
 
 def score_image(

@@ -1,14 +1,17 @@
 """Scoring post-processing parameters on a run's cached validation maps: mean per-image CLEval.
 
-`DBPostProcessor` is used as it is; work is shared between combinations only where its documented
-definition makes the result identical:
+Post-processing runs in its two stages (`ocr.postprocess.stages`), and work is shared between combinations
+only where the definition makes the result identical:
 
-* `box_thresh` only drops candidates whose score is below it, before unclipping, and the scores are
-  returned with the polygons. So per image and *output key* (`thresh`, mode, `max_candidates`,
-  `min_size`, the active mode's unclip ratio) the map is post-processed once with the lowest
-  `box_thresh` wanted (the *floor*), and any higher `box_thresh` is a filter on the returned scores;
+* the *candidates* of a map (contours, approximated polygons or quads, scores) depend on `thresh`, the mode,
+  `max_candidates` (and `min_size` in box mode) only, so each image keeps the last few it made;
+* `box_thresh` only drops candidates whose score is below it, before unclipping. So per image and *output
+  key* (`thresh`, mode, `max_candidates`, `min_size`, the active mode's unclip ratio) the candidates are
+  expanded once with the lowest `box_thresh` wanted (the *floor*), and any higher `box_thresh` is a filter
+  on the returned scores;
 * the CLEval score of an image is memoised on (output key, surviving candidates), which fixes the
-  polygons exactly: combinations that produce the same polygons are scored once.
+  polygons exactly: combinations that produce the same polygons are scored once; the ground truth is
+  prepared once per image.
 
 After a search, `check` recomputes a combination the direct way (`DBPostProcessor` with its own
 `box_thresh`, as validation does) and counts images whose polygons differ (expected: none).
@@ -31,14 +34,26 @@ from typing import Any
 
 import numpy as np
 
-from ocr.metrics.cleval import GroundTruth, ImageScore, mean_scores, prepare_ground_truth, score_detections
+from ocr.metrics.cleval import (
+    Detections, GroundTruth, ImageScore, mean_scores, prepare_detections, prepare_ground_truth, score_detections,
+    score_prepared,
+)
 from ocr.postprocess.db_postprocess import DBPostProcessor
+from ocr.postprocess.stages import Candidates, candidates, expand
 from ocr.tuning.cache import CachedImage, load_val_cache
 from ocr.utils.errors import UserError
 
 OUTPUT_LRU = 8  # post-processing outputs kept per image
+CANDIDATE_LRU = 4  # stage-1 candidate sets kept per image
 CHUNKS = 20  # a batch is sent to the workers in about this many pieces (progress updates)
 Progress = Callable[[int], None]
+
+
+def candidate_key(params: dict[str, Any]) -> tuple:
+    """What the candidates depend on (`min_size` only in box mode)."""
+    use_polygon = bool(params["use_polygon"])
+    return (float(params["thresh"]), int(params["max_candidates"]), use_polygon,
+            None if use_polygon else float(params["min_size"]))
 
 
 def output_key(params: dict[str, Any]) -> tuple:
@@ -50,19 +65,22 @@ def output_key(params: dict[str, Any]) -> tuple:
 
 @dataclass
 class Output:
-    """One post-processing output with `box_thresh` = `floor`: polygons (original pixels) and scores."""
+    """One post-processing output with `box_thresh` = `floor`: polygons (original pixels) and scores, and
+    (once scored) the polygons measured against the ground truth, from which any subset is scored."""
 
     floor: float
     polygons: list[np.ndarray]
     scores: np.ndarray
+    measured: Detections | None = None
 
 
 @dataclass
 class ImageState:
     """One cached image and the work already done on it: its map as float32 (converted once: numpy's
-    float16 conversion costs milliseconds), its prepared ground truth, outputs and scores."""
+    float16 conversion costs milliseconds), its prepared ground truth, candidates, outputs and scores."""
 
     image: CachedImage
+    found: OrderedDict[tuple, Candidates] = field(default_factory=OrderedDict)
     outputs: OrderedDict[tuple, Output] = field(default_factory=OrderedDict)
     scores: dict[tuple, tuple[float, float, float]] = field(default_factory=dict)
     _prob: np.ndarray | None = None
@@ -80,44 +98,59 @@ class ImageState:
             self._truth = prepare_ground_truth(self.image.gt_polygons, self.image.gt_texts)
         return self._truth
 
-    def _post(self, params: dict[str, Any]) -> tuple[list[np.ndarray], list[float]]:
-        return DBPostProcessor(**params)(self.prob, self.image.scale, self.image.orig_hw)
+    def _candidates(self, params: dict[str, Any]) -> Candidates:
+        key = candidate_key(params)
+        found = self.found.get(key)
+        if found is None:
+            found = candidates(self.prob, key[0], key[1], key[2], float(params["min_size"]))
+            _remember(self.found, key, found, CANDIDATE_LRU)
+        self.found.move_to_end(key)
+        return found
 
     def _output(self, key: tuple, params: dict[str, Any], floor: float) -> Output:
-        """The output for `key` computed with a box_thresh <= `floor` (reused when one is kept)."""
+        """The output for `key` expanded with a box_thresh <= `floor` (reused when one is kept)."""
         found = self.outputs.get(key)
         if found is None or found.floor > floor:
-            polygons, scores = self._post({**params, "box_thresh": floor})
+            polygons, scores = expand(self._candidates(params), floor, key[-1], float(params["min_size"]),
+                                      self.image.scale, self.image.orig_hw)
             found = Output(floor, polygons, np.asarray(scores, dtype=np.float64))
-            self.outputs[key] = found
-            if len(self.outputs) > OUTPUT_LRU:
-                self.outputs.popitem(last=False)
+            _remember(self.outputs, key, found, OUTPUT_LRU)
         self.outputs.move_to_end(key)
         return found
 
-    def polygons(self, params: dict[str, Any], floor: float | None = None) -> tuple[tuple, list[np.ndarray]]:
-        """(memo key, polygons) of this image post-processed with `params`; `floor` <= box_thresh hints
-        the lowest box_thresh still to come for the same output key."""
+    def survivors(self, params: dict[str, Any], floor: float | None = None) -> tuple[tuple, Output, tuple[int, ...]]:
+        """(memo key, output, positions of the polygons kept) of this image post-processed with `params`;
+        `floor` <= box_thresh hints the lowest box_thresh still to come for the same output key."""
         key = output_key(params)
         box_thresh = float(params["box_thresh"])
         output = self._output(key, params, box_thresh if floor is None else min(floor, box_thresh))
-        survivors = tuple(np.flatnonzero(output.scores >= box_thresh).tolist())
-        return (key, survivors), [output.polygons[i] for i in survivors]
+        kept = tuple(np.flatnonzero(output.scores >= box_thresh).tolist())
+        return (key, kept), output, kept
 
     def score(self, params: dict[str, Any], floor: float | None = None) -> tuple[float, float, float]:
         """(recall, precision, hmean) of this image post-processed with `params`."""
-        memo, polygons = self.polygons(params, floor)
+        memo, output, kept = self.survivors(params, floor)
         if memo not in self.scores:
-            self.scores[memo] = _triple(score_detections(self.truth, polygons))
+            if output.measured is None:
+                output.measured = prepare_detections(self.truth, output.polygons)
+            self.scores[memo] = _triple(score_prepared(self.truth, output.measured, kept))
         return self.scores[memo]
 
     def check(self, params: dict[str, Any]) -> tuple[tuple[float, float, float], bool]:
         """Scores the direct way (`DBPostProcessor` with its own box_thresh), and whether its polygons
         equal the shared-work ones."""
-        direct, _ = self._post(params)
-        shared = self.polygons(params)[1]
+        direct, _ = DBPostProcessor(**params)(self.prob, self.image.scale, self.image.orig_hw)
+        _, output, kept = self.survivors(params)
+        shared = [output.polygons[i] for i in kept]
         same = len(direct) == len(shared) and all(a.shape == b.shape and (a == b).all() for a, b in zip(direct, shared))
         return _triple(score_detections(self.truth, direct)), same
+
+
+def _remember(cache: OrderedDict, key: tuple, value: Any, size: int) -> None:
+    """Store `value` under `key`, dropping the least recently used entries beyond `size`."""
+    cache[key] = value
+    while len(cache) > size:
+        cache.popitem(last=False)
 
 
 def _triple(score: ImageScore) -> tuple[float, float, float]:

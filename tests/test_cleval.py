@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import shapely
 
 from ocr.metrics.cleval import (
-    ImageScore, _area_in_rectangles, mean_scores, prepare_detections, prepare_ground_truth, score_detections,
+    ImageScore, _area_in_rectangles, _points_inside, _prepare, mean_scores, prepare_detections, prepare_ground_truth, score_detections,
     score_image, score_prepared,
 )
 from ocr.metrics.scorer import CLEvalScorer, score_dataset
@@ -204,6 +204,16 @@ def test_prepared_ground_truth_scores_any_number_of_detection_sets() -> None:
     for _ in range(4):
         dets = perturb_detections(np.array(gt), rng)
         assert score_detections(truth, dets) == score_image(gt, texts, dets, gt_ignore=ignore)
+
+
+def test_a_point_on_a_slanted_edge_is_outside_by_the_float_crossing_rule() -> None:
+    # a receipt's pseudo character centre lay here, on the right edge to within rounding: GEOS calls it
+    # inside, Polygon3's float arithmetic (and so PyPI cleval) outside
+    quad = np.array([[170.0, 527.0], [206.0, 525.0], [205.0, 536.0], [174.0, 534.0]])
+    y = 531.5
+    x = (205.0 - 206.0) * (y - 525.0) / (536.0 - 525.0) + 206.0
+    found, _ = _points_inside(np.array([[x, y], [x - 1e-9, y]]), _prepare([quad]))
+    assert found.tolist() == [1]
 
 
 def test_prepared_detections_score_any_subset_like_the_sub_list() -> None:

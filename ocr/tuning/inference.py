@@ -59,7 +59,10 @@ def build_val_cache(
         precision=cfg.trainer.precision, enable_progress_bar=True, limit_val_batches=cfg.trainer.limit_val_batches,
         enable_model_summary=False,
     )
-    metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
+    try:
+        metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
+    finally:
+        module.close_scorer()
     info = {"checkpoint": str(run.checkpoint), **{k: v for k, v in metrics.items() if k.startswith("val/cleval")}}
     path = write_val_cache(run.run_dir, ((p.meta, p.prob) for p in module.val_predictions), info=info)
     return path, metrics

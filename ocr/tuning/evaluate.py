@@ -44,7 +44,7 @@ from ocr.tuning.cache import CachedImage, load_val_cache
 from ocr.utils.errors import UserError
 
 OUTPUT_LRU = 8  # post-processing outputs kept per image
-CANDIDATE_LRU = 4  # stage-1 candidate sets kept per image
+CANDIDATE_LRU = 16  # stage-1 candidate sets kept per image (about 10 KiB each)
 CHUNKS = 20  # a batch is sent to the workers in about this many pieces (progress updates)
 Progress = Callable[[int], None]
 

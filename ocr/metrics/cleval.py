@@ -95,7 +95,7 @@ class _Shapes:
     bounds: np.ndarray  # (n, 4) xmin, ymin, xmax, ymax
     quads: np.ndarray  # (n, 4, 2) the first four vertices as given (the polygon, where it is a quad)
     n_vertices: np.ndarray  # (n,) vertex count of each polygon
-    simple: np.ndarray  # (n,) the polygon is valid as given (no repair), so `vertices` bound it
+    simple: np.ndarray  # (n,) the polygon is valid as given (no repair was needed)
     convex: np.ndarray  # (n,) the polygon is a strictly convex quad
     upright: np.ndarray  # (n,) the polygon is an axis-aligned rectangle (so `bounds` is the polygon)
     edges: np.ndarray  # (E, 4) xi, yi, xj, yj of every ring edge (j is the vertex before i)
@@ -487,7 +487,6 @@ class GroundTruth:
     """One image's ground truth, prepared once for scoring any number of detection sets."""
 
     shapes: _Shapes
-    quads: np.ndarray  # (n, 4, 2) reading quads of the words
     dont_care: np.ndarray  # (n,) bool
     geoms: np.ndarray  # word shapes for area precision (don't-care words less the others)
     chars: int  # characters of the cared-for words
@@ -512,7 +511,7 @@ def prepare_ground_truth(
     counts = _char_counts(shapes, quads, texts, dont_care)
     centres, owner = _pseudo_char_centres(quads, counts)
     geoms = _subtract_words(dont_care, shapes) if dont_care.any() else shapes.geoms
-    return GroundTruth(shapes, quads, dont_care, geoms, int(counts[~dont_care].sum()), centres, owner)
+    return GroundTruth(shapes, dont_care, geoms, int(counts[~dont_care].sum()), centres, owner)
 
 
 @dataclass(frozen=True)

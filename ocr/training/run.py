@@ -136,7 +136,10 @@ def _revalidate(cfg: DictConfig, module: DBNetModule, datamodule: L.LightningDat
 
 
 def _epoch_of(checkpoint_path: str | None) -> int | None:
-    return int(torch.load(checkpoint_path, map_location="cpu", weights_only=False)["epoch"]) if checkpoint_path else None
+    """The epoch stored in a Lightning checkpoint (memory-mapped: the weights are not read)."""
+    if not checkpoint_path:
+        return None
+    return int(torch.load(checkpoint_path, map_location="cpu", weights_only=False, mmap=True)["epoch"])
 
 
 def tune_after_training(tuning: DictConfig, run_dir: Path, logger: Any, seed: int) -> dict[str, float]:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from ocr.data.annotations import load_split, split_paths  # noqa: E402
 from ocr.data.transforms import fit_scale, orient_points, oriented_size, read_header, scaled_hw  # noqa: E402
 from ocr.metrics.cleval import prepare_ground_truth, score_detections  # noqa: E402
-from ocr.postprocess.db_postprocess import DBPostProcessor  # noqa: E402
+from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams  # noqa: E402
 from ocr.postprocess.stages import candidates, expand  # noqa: E402
 from ocr.targets.db_targets import make_db_targets  # noqa: E402
 from ocr.tuning.cache import write_val_cache  # noqa: E402
@@ -114,7 +114,7 @@ def direct_path_ms(metas: list[dict], config: dict, seed: int) -> dict[str, floa
     DBPostProcessor(**FIXED)(maps[0][1], maps[0][0]["scale"])  # load the compiled kernels before timing
     spent = {"candidates": 0.0, "expand": 0.0, "cleval": 0.0}
     for p in combos:
-        ratio = p["polygon_unclip_ratio"] if p["use_polygon"] else p["box_unclip_ratio"]
+        ratio = PostprocessParams(**p).unclip_ratio
         for meta, prob, truth in maps:
             t0 = time.thread_time()
             found = candidates(prob, p["thresh"], p["max_candidates"], p["use_polygon"], p["min_size"])

@@ -94,7 +94,7 @@ def postprocess_plain(
     """Reference implementation: sanitise the map, then one candidate at a time as defined above."""
     prob = as_map(prob)
     check_scale(scale)
-    orig_hw = default_orig_hw(prob.shape, scale) if orig_hw is None else (int(orig_hw[0]), int(orig_hw[1]))
+    orig_hw = default_orig_hw(prob.shape, scale, orig_hw)
     prob = sanitised(prob)
     contours = outer_contours(prob, params.thresh)
     areas = [cv2.contourArea(c) for c in contours]

@@ -102,8 +102,10 @@ def to_original(points: np.ndarray, shift: int, scale: float, orig_hw: tuple[int
     return out
 
 
-def default_orig_hw(shape: tuple[int, int], scale: float) -> tuple[int, int]:
-    """Original image size implied by a cropped map of ``shape`` at ``scale``."""
+def default_orig_hw(shape: tuple[int, int], scale: float, orig_hw: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``orig_hw`` as ints, or else the original image size implied by a cropped map of ``shape`` at ``scale``."""
+    if orig_hw is not None:
+        return int(orig_hw[0]), int(orig_hw[1])
     return round(shape[0] / scale), round(shape[1] / scale)
 
 

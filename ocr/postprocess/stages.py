@@ -149,7 +149,7 @@ def expand(
     check_non_negative("polygon_unclip_ratio" if found.use_polygon else "box_unclip_ratio", unclip_ratio)
     check_non_negative("min_size", min_size)
     check_scale(scale)
-    orig_hw = default_orig_hw(found.map_hw, scale) if orig_hw is None else (int(orig_hw[0]), int(orig_hw[1]))
+    orig_hw = default_orig_hw(found.map_hw, scale, orig_hw)
     keep = np.flatnonzero((found.scores >= box_thresh) & (found.perimeters > 0))
     offsets = found.areas[keep] * unclip_ratio / found.perimeters[keep]
     if found.use_polygon:

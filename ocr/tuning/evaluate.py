@@ -38,7 +38,7 @@ from ocr.metrics.cleval import (
     Detections, GroundTruth, ImageScore, mean_scores, prepare_detections, prepare_ground_truth, score_detections,
     score_prepared,
 )
-from ocr.postprocess.db_postprocess import DBPostProcessor
+from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams
 from ocr.postprocess.stages import Candidates, candidates, expand
 from ocr.tuning.cache import CachedImage, load_val_cache
 from ocr.utils.errors import UserError
@@ -58,9 +58,8 @@ def candidate_key(params: dict[str, Any]) -> tuple:
 
 def output_key(params: dict[str, Any]) -> tuple:
     """What the polygons depend on besides `box_thresh` (the inactive mode's unclip ratio does not act)."""
-    ratio = params["polygon_unclip_ratio"] if params["use_polygon"] else params["box_unclip_ratio"]
-    return (float(params["thresh"]), bool(params["use_polygon"]), int(params["max_candidates"]),
-            float(params["min_size"]), float(ratio))
+    p = PostprocessParams(**params)
+    return float(p.thresh), bool(p.use_polygon), int(p.max_candidates), float(p.min_size), float(p.unclip_ratio)
 
 
 @dataclass

@@ -4,6 +4,7 @@ it stands for (pyclipper offsets, OpenCV measures, corners and masked means)."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from ocr.postprocess.maps import sanitised
 from ocr.postprocess.packed import box_points, ordered_quads, outline_measures, overlapping, pixel_boxes, rect_array
 from ocr.postprocess.round_offset import offset_convex_quads
 from ocr.postprocess.scores import region_scores
+from ocr.postprocess import stages
 from ocr.postprocess.stages import Candidates, candidates, expand
+from ocr.utils.collector import paused_gc
 from ocr.utils.errors import UserError
 
 
@@ -258,6 +261,38 @@ def test_expand_leaves_its_candidates_unchanged() -> None:
     for array, name in zip(before, ("outlines", "scores", "areas", "perimeters")):
         np.testing.assert_array_equal(getattr(found, name), array)
     assert isinstance(found, Candidates) and found.map_hw == (60, 100) and len(first[0]) == 2
+
+
+def test_paused_gc_restores_the_collector_when_nested_or_raising() -> None:
+    assert gc.isenabled()
+    with paused_gc():
+        with paused_gc():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner block leaves it as it found it
+    assert gc.isenabled()
+    with pytest.raises(ZeroDivisionError), paused_gc():
+        1 / 0
+    assert gc.isenabled()
+
+
+def test_polygon_unclip_runs_with_the_collector_paused(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[bool] = []
+
+    class Recording:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self.offsetter = pyclipper.PyclipperOffset(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.offsetter, name)
+
+        def Execute(self, delta: float) -> list:  # noqa: N802 - pyclipper's name
+            seen.append(gc.isenabled())
+            return self.offsetter.Execute(delta)
+
+    monkeypatch.setattr(stages, "new_clipper", lambda shift: Recording(arc_tolerance=0.25 * (1 << shift)))
+    found = candidates(blobs((60, 100), [(10, 10, 80, 22), (10, 35, 60, 50)]), 0.3, 1000, True, 3)
+    assert len(expand(found, 0.5, 1.5, 3)[0]) == 2
+    assert seen == [False, False] and gc.isenabled()
 
 
 def test_stage_keys_are_checked() -> None:

@@ -40,6 +40,7 @@ from ocr.postprocess.packed import box_points, ordered_quads, outline_measures, 
 from ocr.postprocess.params import check_box_thresh, check_max_candidates, check_non_negative, check_thresh
 from ocr.postprocess.round_offset import offset_convex_quads
 from ocr.postprocess.scores import region_scores
+from ocr.utils.collector import paused_gc
 
 # A pyclipper JT_ROUND outline lies at most this far (px) inside the exact offset: a round join's chord
 # spans at most 1.5 arc steps (2.25 x the arc tolerance of sagitta), plus rounding to the pixel grid.
@@ -153,10 +154,7 @@ def expand(
     keep = np.flatnonzero((found.scores >= box_thresh) & (found.perimeters > 0))
     offsets = found.areas[keep] * unclip_ratio / found.perimeters[keep]
     if found.use_polygon:
-        kept, outlines = _grown_polygons(found, keep, offsets, min_size)
-        ends = np.cumsum([len(outline) for outline in outlines], dtype=np.int64).tolist()
-        flat = chain.from_iterable(chain.from_iterable(outlines))
-        points = np.fromiter(flat, np.int32, 2 * ends[-1] if ends else 0).reshape(-1, 2)
+        kept, points, ends = _grown_polygons(found, keep, offsets, min_size)
         shift = POLYGON_SHIFT
     else:
         kept, points = _grown_boxes(found, keep, offsets, min_size)
@@ -165,12 +163,13 @@ def expand(
     return [mapped[start:end] for start, end in zip([0, *ends], ends)], found.scores[kept].tolist()
 
 
+@paused_gc()  # pyclipper's lists of [x, y] lists (see ocr.utils.collector)
 def _grown_polygons(
     found: Candidates, keep: np.ndarray, offsets: np.ndarray, min_size: float
-) -> tuple[list[int], list[list[list[int]]]]:
-    """Polygon mode: (kept candidates, their unclipped outlines as pyclipper returns them). The
-    minAreaRect check is skipped when the offset alone guarantees it (the outline then contains a disk
-    of radius offset - ``OFFSET_SLACK_PX``)."""
+) -> tuple[list[int], np.ndarray, list[int]]:
+    """Polygon mode: (kept candidates, their unclipped outlines packed as int32 (P, 2) pixels, where each
+    outline ends). The minAreaRect check is skipped when the offset alone guarantees it (the outline
+    then contains a disk of radius offset - ``OFFSET_SLACK_PX``)."""
     clipper = new_clipper(POLYGON_SHIFT)
     min_side = min_size + 2
     sure_offset = min_side / 2 + OFFSET_SLACK_PX
@@ -186,7 +185,9 @@ def _grown_polygons(
             continue
         kept.append(i)
         outlines.append(grown[0])
-    return kept, outlines
+    ends = np.cumsum([len(outline) for outline in outlines], dtype=np.int64).tolist()
+    flat = chain.from_iterable(chain.from_iterable(outlines))
+    return kept, np.fromiter(flat, np.int32, 2 * ends[-1] if ends else 0).reshape(-1, 2), ends
 
 
 def _grown_boxes(

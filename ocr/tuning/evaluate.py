@@ -21,6 +21,7 @@ Images are split into balanced shards, one per worker process; each worker opens
 
 from __future__ import annotations
 
+import gc
 import heapq
 import multiprocessing
 import time
@@ -197,6 +198,7 @@ def _worker(conn: Connection, run_dir: str, indices: list[int]) -> None:
     try:
         images = load_val_cache(Path(run_dir)).images
         states = [ImageState(images[i]) for i in indices]
+        gc.freeze()  # what the worker holds for the whole search stays out of the collector's full passes
         while (request := conn.recv()) is not None:
             kind, payload = request
             answer = score_shard(states, payload) if kind == "score" else check_shard(states, payload)

@@ -41,10 +41,6 @@ from ocr.utils.errors import UserError, exit_on_user_error  # noqa: E402
 FIXED = {"thresh": 0.22, "box_thresh": 0.42, "max_candidates": 1000, "use_polygon": True,
          "box_unclip_ratio": 1.3, "polygon_unclip_ratio": 1.8, "min_size": 3}
 NAIVE_SAMPLE = (16, 3)  # images (spread over the receipts) x combinations timed the direct way, one process
-# Points per swept range for --methods grid (5 x 5 x 4 = 100 combinations of sweep_config.yaml's ranges).
-GRID_POINTS = {"models.head.postprocess.thresh": 5, "models.head.postprocess.box_thresh": 5,
-               "models.head.postprocess.polygon_unclip_ratio": 4}
-
 
 def receipts(root: Path, image_size: int) -> list[dict]:
     """Metadata of every receipt of train and val (no pixel decoding): words in original and input pixels."""
@@ -88,16 +84,6 @@ def build_cache(run_dir: Path, metas: list[dict], n_images: int, seed: int) -> N
             yield meta, fake_map(meta, rng)
 
     write_val_cache(run_dir, items())
-
-
-def as_grid(raw: dict) -> dict:
-    """`raw` with its continuous post-processing ranges replaced by evenly spaced values (GRID_POINTS)."""
-    parameters = dict(raw["parameters"])
-    for name, n in GRID_POINTS.items():
-        spec = parameters.get(name)
-        if isinstance(spec, dict) and "min" in spec and "max" in spec:
-            parameters[name] = {"values": [round(float(v), 6) for v in np.linspace(spec["min"], spec["max"], n)]}
-    return {**raw, "parameters": parameters}
 
 
 def direct_path_ms(metas: list[dict], config: dict, seed: int) -> dict[str, float]:
@@ -160,7 +146,7 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=404, help="validation images in the cache (default 404)")
     parser.add_argument("--count", type=int, default=100, help="combinations per method (default 100)")
     parser.add_argument("--methods", nargs="+", default=["grid", "random", "bayes"], choices=["grid", "random", "bayes"],
-                        help="search methods to time (grid: 5 x 5 x 4 evenly spaced values of the YAML's ranges)")
+                        help="search methods to time (grid: the YAML's ranges spread as tune-postprocess --method grid does)")
     parser.add_argument("--config", type=Path, default=REPO / "sweep_config.yaml", help="sweep YAML with the ranges")
     parser.add_argument("--workers", type=int, default=2, help="scoring processes (default 2)")
     parser.add_argument("--image-size", type=int, default=1024, help="longest side of the maps (default 1024)")
@@ -188,7 +174,7 @@ def main() -> int:
             print(HEADER, flush=True)
             rows = []
             for method in args.methods:
-                config = search_config(as_grid(raw) if method == "grid" else raw, str(args.config), set(FIXED), method)
+                config = search_config(raw, str(args.config), set(FIXED), method, grid_count=args.count)
                 rows.append(time_method(run_dir, config, args.count, args.workers, args.seed))
                 print(row_text(rows[-1]), flush=True)
     print("(worker CPU s: CPU time of each scoring process; load: 1-minute load average of the machine at the end;\n"

@@ -80,7 +80,7 @@ def test_run_writes_checkpoint_config_metrics_and_epoch_lines(tmp_path: Path, sy
 def test_post_processing_search_after_training_logs_tuned_scores(tmp_path: Path, synthetic_dir: Path) -> None:
     overrides = tiny_overrides(synthetic_dir, **{
         "trainer.max_epochs": 1, "cache_val_maps": "true", "metric.workers": 2,  # the metric pool, across passes
-        "tuning.count": 3, "tuning.method": "random", "tuning.workers": 1,
+        "tuning.count": 3, "tuning.workers": 1,  # the default method: grid
     })
     run_dir = tmp_path / "run"
     metrics = train(compose_train(overrides), run_dir)

@@ -23,6 +23,7 @@ from ocr.tuning.cli import main
 from ocr.tuning.evaluate import CacheEvaluator, ImageState
 from ocr.tuning.inference import build_val_cache, pick_device, predict_split
 from ocr.tuning.runs import load_model, resolve_run
+from ocr.tuning.space import REPO_ROOT, grid_points, read_yaml, search_config
 from ocr.tuning.submission import integer_points, read_csv, write_csv, write_json
 from ocr.tuning.tune import search
 from ocr.utils.errors import UserError
@@ -189,6 +190,43 @@ def test_search_finds_the_one_threshold_that_separates_touching_words(constructe
     assert json.loads((constructed_run / "tune_postprocess.json").read_text())["best"]["values"]["thresh"] == 0.6
 
 
+@pytest.mark.parametrize("budget, spread, points", [
+    (100, 3, [5, 5, 4]), (125, 3, [5, 5, 5]), (99, 3, [5, 4, 4]), (100, 1, [100]), (100, 2, [10, 10]),
+    (3, 3, [2, 2, 2]), (12, 3, [3, 2, 2]), (100, 0, []),
+])
+def test_grid_points_fill_the_budget_evenly(budget: int, spread: int, points: list[int]) -> None:
+    assert grid_points(spread, budget) == points
+
+
+def test_grid_spreads_the_sweep_ranges_and_keeps_listed_values() -> None:
+    p = "models.head.postprocess."
+    raw = read_yaml(REPO_ROOT / "sweep_config.yaml")
+    ranges = {k: raw["parameters"][p + k] for k in ("thresh", "box_thresh", "polygon_unclip_ratio")}
+    keys = {"thresh", "box_thresh", "polygon_unclip_ratio", "use_polygon", "max_candidates", "min_size", "box_unclip_ratio"}
+    config = search_config(raw, "sweep_config.yaml", keys, "grid", grid_count=100)["parameters"]
+    sizes = {k: len(config[p + k]["values"]) for k in ranges}
+    assert sizes == {"thresh": 5, "box_thresh": 5, "polygon_unclip_ratio": 4}  # the YAML's order gets the extra point
+    for key, spec in ranges.items():
+        values = config[p + key]["values"]
+        assert values[0] == spec["min"] and values[-1] == spec["max"] and values == sorted(values)
+        assert np.allclose(np.diff(values), (spec["max"] - spec["min"]) / (len(values) - 1))
+    assert config[p + "use_polygon"] == {"value": True}
+    listed = {"parameters": {p + "thresh": {"values": [0.2, 0.3]},
+                             p + "box_thresh": {"distribution": "log_uniform_values", "min": 0.1, "max": 0.4}}}
+    config = search_config(listed, "x.yaml", keys, "grid", grid_count=6)["parameters"]
+    assert config[p + "thresh"] == {"values": [0.2, 0.3]}
+    assert np.allclose(config[p + "box_thresh"]["values"], [0.1, 0.2, 0.4])  # geometric, 6 // 2 = 3 points
+
+
+def test_grid_on_the_sweep_ranges_prints_its_values(constructed_run: Path, capsys) -> None:
+    assert main(["tune-postprocess", str(constructed_run), "--method", "grid", "--count", "12", "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "grid: thresh 3 values (0.19 .. 0.25), box_thresh 2 values (0.4 .. 0.49)" in out
+    result = json.loads((constructed_run / "tune_postprocess.json").read_text())
+    assert result["method"] == "grid" and len(result["trials"]) == 12
+    assert {t["values"]["thresh"] for t in result["trials"]} == {0.19, 0.22, 0.25}
+
+
 def test_pool_and_in_process_scores_agree(constructed_run: Path) -> None:
     params = [{"thresh": t, "box_thresh": 0.3, "max_candidates": 1000, "use_polygon": True, "box_unclip_ratio": 1.5,
                "polygon_unclip_ratio": r, "min_size": 3} for t in (0.3, 0.6) for r in (1.2, 1.5, 1.5)]
@@ -280,7 +318,7 @@ def test_missing_cache_says_how_to_build_it(tmp_path: Path, cfg, capsys) -> None
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["tune-postprocess", "{run}", "--method", "grid"], "--method grid needs listed values"),
+    (["tune-postprocess", "{run}", "--method", "grid", "--config", "{run}/normal.yaml"], "--method grid spreads"),
     (["tune-postprocess", "{run}", "--config", "{run}/nope.yaml"], "not found"),
     (["predict", "{run}", "--postprocess", "tuned"], "tune-postprocess"),
     (["predict", "{run}", "--postprocess", "default", "thresh=2"], "thresh=2"),
@@ -288,6 +326,8 @@ def test_missing_cache_says_how_to_build_it(tmp_path: Path, cfg, capsys) -> None
 ])
 def test_bad_arguments_are_one_line(constructed_run: Path, argv: list[str], message: str, capsys) -> None:
     (constructed_run / "tuned_postprocess.txt").unlink(missing_ok=True)
+    (constructed_run / "normal.yaml").write_text(yaml.safe_dump({"parameters": {
+        "models.head.postprocess.thresh": {"distribution": "normal", "mu": 0.2, "sigma": 0.02}}}))
     assert main([a.format(run=constructed_run) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err

@@ -16,6 +16,7 @@ from ocr.utils.errors import UserError
 EXAMPLES = """\
 examples:
   %(prog)s build-cache outputs/2025-01-01/12-00-00
+  %(prog)s tune-postprocess outputs/2025-01-01/12-00-00 --method grid     # ~100 evenly spaced combinations, fastest
   %(prog)s tune-postprocess outputs/2025-01-01/12-00-00 --method bayes --count 100
   %(prog)s predict outputs/2025-01-01/12-00-00 --split test --postprocess tuned
   %(prog)s overlays outputs/2025-01-01/12-00-00 --images 4 --postprocess default thresh=0.2
@@ -59,8 +60,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                                       "write RUN_DIR/tuned_postprocess.txt (Hydra overrides) and tune_postprocess.json; "
                                       "log val/cleval_hmean_tuned to the run's W&B run when one is attached.")
     tune.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help="training run directory, or a .ckpt inside one")
-    tune.add_argument("--method", choices=("grid", "random", "bayes"), help="search method (default: the YAML's)")
-    tune.add_argument("--count", type=positive_int, default=100, help="combinations to score (default 100; grid stops when done)")
+    tune.add_argument("--method", choices=("grid", "random", "bayes"),
+                      help="search method (default: the YAML's); grid spreads each continuous range over evenly "
+                           "spaced values, about --count combinations in all, and shares work between them (fastest)")
+    tune.add_argument("--count", type=positive_int, default=100,
+                      help="combinations to score (default 100; a grid of listed values stops when done)")
     tune.add_argument("--config", type=Path, help="sweep YAML whose models.head.postprocess.* parameters give the ranges "
                                                   "(default: sweep_config.yaml)")
     tune.add_argument("--workers", type=positive_int, default=default_workers(), help="scoring processes (default: all cores)")
@@ -167,12 +171,27 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid_lines(result) -> list[str]:
+    """For a grid search: the values enumerated per swept parameter."""
+    from ocr.tuning.space import PREFIX
+
+    if result.method != "grid":
+        return []
+    parts = []
+    for name, spec in result.space.items():
+        values = spec.get("values", [spec["value"]] if "value" in spec else None)
+        if values is not None and len(values) > 1:
+            parts.append(f"{name.removeprefix(PREFIX)} {len(values)} values ({values[0]} .. {values[-1]})")
+    return ["grid: " + ", ".join(parts)] if parts else []
+
+
 def report(result) -> str:
     """The search's summary: scores table, best parameters as Hydra overrides, files written."""
     from ocr.tuning.space import overrides
 
     lines = [
         f"{result.method} search over {', '.join(result.swept)}",
+        *_grid_lines(result),
         f"{len(result.trials)} combinations x {result.n_images} cached validation images in {result.seconds:.1f} s",
         "",
         f"{'':32} {'hmean':>8} {'recall':>8} {'precision':>9}",

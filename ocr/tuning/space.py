@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from ocr.utils.errors import UserError
@@ -20,6 +21,8 @@ PREFIX = "models.head.postprocess."
 METRIC = "val/cleval_hmean"
 METHODS = ("grid", "random", "bayes")
 GRID_DISTRIBUTIONS = ("categorical", "constant", "int_uniform", "q_uniform")
+# Continuous ranges that `--method grid` spreads over evenly spaced values (linear, and geometric for log).
+SPREAD_DISTRIBUTIONS = ("uniform", "log_uniform_values")
 DEFAULT_CONFIG_NAME = "sweep_config.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,19 +48,77 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return read_yaml_mapping(path, what="search config")
 
 
+def _distribution(spec: dict[str, Any]) -> str | None:
+    """The spec's distribution as the engine reads it (min/max without one: int_uniform for ints, else uniform)."""
+    if "distribution" in spec:
+        return spec["distribution"]
+    if "min" in spec and "max" in spec:
+        ints = all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("min", "max"))
+        return "int_uniform" if ints else "uniform"
+    return None
+
+
 def _grid_ready(spec: dict[str, Any]) -> bool:
     """True when the grid engine can enumerate this parameter."""
     if "value" in spec or "values" in spec:
         return True
-    return spec.get("distribution") in GRID_DISTRIBUTIONS
+    return _distribution(spec) in GRID_DISTRIBUTIONS
+
+
+def _enumerated(spec: dict[str, Any]) -> int:
+    """About how many values the grid engine enumerates for a grid-ready spec."""
+    if "values" in spec:
+        return max(1, len(spec["values"]))
+    if "value" in spec:
+        return 1
+    if _distribution(spec) == "q_uniform":
+        return int((spec["max"] - spec["min"]) // spec.get("q", 1.0)) + 1
+    return int(spec["max"]) - int(spec["min"]) + 1
+
+
+def grid_points(spread: int, budget: int) -> list[int]:
+    """Values for each of `spread` continuous ranges so that their product is at most `budget` (at least 2 each):
+    the same number for all, then one more for the first ones while the product still fits (100, 3 -> 5, 5, 4)."""
+    if spread == 0:
+        return []
+    points = [2] * spread
+    while (points[0] + 1) ** spread <= budget:
+        points = [points[0] + 1] * spread
+    for i in range(spread):
+        if np.prod(points) // points[i] * (points[i] + 1) <= budget:
+            points[i] += 1
+    return points
+
+
+def spread_values(spec: dict[str, Any], n: int) -> list[float]:
+    """`n` evenly spaced values over a uniform (linear) or log_uniform_values (geometric) range, 6 decimals."""
+    low, high = float(spec["min"]), float(spec["max"])
+    space = np.geomspace if _distribution(spec) == "log_uniform_values" else np.linspace
+    return list(dict.fromkeys(round(float(v), 6) for v in space(low, high, n)))
+
+
+def _as_grid(chosen: dict[str, dict[str, Any]], where: str, count: int) -> dict[str, dict[str, Any]]:
+    """`chosen` with its continuous ranges spread over values, about `count` combinations in all."""
+    spread = [name for name, spec in chosen.items() if not _grid_ready(spec)]
+    for name in spread:
+        if _distribution(chosen[name]) not in SPREAD_DISTRIBUTIONS:
+            raise UserError(
+                f"{where}: --method grid spreads {' and '.join(SPREAD_DISTRIBUTIONS)} ranges over evenly spaced values; "
+                f"{name!r} has distribution {_distribution(chosen[name])!r}: list values for it, or use --method random or bayes"
+            )
+    listed = int(np.prod([_enumerated(spec) for name, spec in chosen.items() if name not in spread]))
+    points = grid_points(len(spread), max(1, count // max(1, listed)))
+    return {name: ({"values": spread_values(spec, points[spread.index(name)])} if name in spread else spec)
+            for name, spec in chosen.items()}
 
 
 def search_config(
-    raw: dict[str, Any], where: str, known_keys: set[str], method: str | None = None
+    raw: dict[str, Any], where: str, known_keys: set[str], method: str | None = None, grid_count: int = 100
 ) -> dict[str, Any]:
     """The engine config (method, metric, parameters) for the post-processing keys of sweep YAML `raw`.
 
-    `known_keys` are the post-processor's argument names; `method` overrides the YAML's.
+    `known_keys` are the post-processor's argument names; `method` overrides the YAML's. For grid, continuous
+    ranges become evenly spaced values, about `grid_count` combinations in all (`grid_points`).
     """
     sweeps = import_sweeps()
     method = method or raw.get("method") or "bayes"
@@ -78,11 +139,8 @@ def search_config(
             raise UserError(f"{where}: {name!r} is not a post-processing key (known: {', '.join(sorted(known_keys))})")
         if not isinstance(spec, dict):
             raise UserError(f"{where}: parameter {name!r} must be a mapping (values:, value:, or min/max)")
-        if method == "grid" and not _grid_ready(spec):
-            raise UserError(
-                f"{where}: --method grid needs listed values for {name!r} (values: [...] or q_uniform), "
-                "found a continuous range; use --method random or bayes, or a search YAML with values"
-            )
+    if method == "grid":
+        chosen = _as_grid(chosen, where, grid_count)
     config = {"method": method, "metric": {"name": METRIC, "goal": "maximize"}, "parameters": chosen}
     violations = sweeps.schema_violations_from_proposed_config(config)
     if violations:

@@ -45,6 +45,7 @@ class TuneResult:
     improved: bool
     seconds: float
     files: list[Path] = field(default_factory=list)
+    space: dict[str, Any] = field(default_factory=dict)  # the engine's parameters (grid: the values enumerated)
 
     @property
     def swept_keys(self) -> list[str]:
@@ -77,7 +78,7 @@ def search(
     cfg = load_run_config(run_dir)
     defaults = run_params(cfg)
     config_path = Path(config_path) if config_path else default_config_path()
-    config = search_config(read_yaml(config_path), str(config_path), set(defaults), method)
+    config = search_config(read_yaml(config_path), str(config_path), set(defaults), method, grid_count=count)
     check_values(config, defaults, str(config_path))
     start = time.perf_counter()
     with CacheEvaluator(run_dir, workers) as evaluator:
@@ -91,7 +92,7 @@ def search(
     metrics = {k: float(v) for k, v in load_run_metrics(run_dir).items() if k.startswith("val/cleval") and v is not None}
     result = TuneResult(
         run_dir, config["method"], config_path, sorted(config["parameters"]), evaluator.n_images, metrics,
-        default, trials, best, check, tuned, improved, seconds,
+        default, trials, best, check, tuned, improved, seconds, space=config["parameters"],
     )
     result.files = write_results(result)
     return result

@@ -218,8 +218,8 @@ def test_grid_spreads_the_sweep_ranges_and_keeps_listed_values() -> None:
     assert np.allclose(config[p + "box_thresh"]["values"], [0.1, 0.2, 0.4])  # geometric, 6 // 2 = 3 points
 
 
-def test_grid_on_the_sweep_ranges_prints_its_values(constructed_run: Path, capsys) -> None:
-    assert main(["tune-postprocess", str(constructed_run), "--method", "grid", "--count", "12", "--workers", "1"]) == 0
+def test_default_grid_on_the_sweep_ranges_prints_its_values(constructed_run: Path, capsys) -> None:
+    assert main(["tune-postprocess", str(constructed_run), "--count", "12", "--workers", "1"]) == 0  # no --method
     out = capsys.readouterr().out
     assert "grid: thresh 3 values (0.19 .. 0.25), box_thresh 2 values (0.4 .. 0.49)" in out
     result = json.loads((constructed_run / "tune_postprocess.json").read_text())

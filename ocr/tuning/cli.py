@@ -16,7 +16,7 @@ from ocr.utils.errors import UserError
 EXAMPLES = """\
 examples:
   %(prog)s build-cache outputs/2025-01-01/12-00-00
-  %(prog)s tune-postprocess outputs/2025-01-01/12-00-00 --method grid     # ~100 evenly spaced combinations, fastest
+  %(prog)s tune-postprocess outputs/2025-01-01/12-00-00                   # grid: ~100 evenly spaced combinations
   %(prog)s tune-postprocess outputs/2025-01-01/12-00-00 --method bayes --count 100
   %(prog)s predict outputs/2025-01-01/12-00-00 --split test --postprocess tuned
   %(prog)s overlays outputs/2025-01-01/12-00-00 --images 4 --postprocess default thresh=0.2
@@ -60,9 +60,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                                       "write RUN_DIR/tuned_postprocess.txt (Hydra overrides) and tune_postprocess.json; "
                                       "log val/cleval_hmean_tuned to the run's W&B run when one is attached.")
     tune.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help="training run directory, or a .ckpt inside one")
-    tune.add_argument("--method", choices=("grid", "random", "bayes"),
-                      help="search method (default: the YAML's); grid spreads each continuous range over evenly "
-                           "spaced values, about --count combinations in all, and shares work between them (fastest)")
+    tune.add_argument("--method", choices=("grid", "random", "bayes"), default="grid",
+                      help="search method (default grid: each continuous range spread over evenly spaced values, "
+                           "about --count combinations in all, sharing work between them: the fastest)")
     tune.add_argument("--count", type=positive_int, default=100,
                       help="combinations to score (default 100; a grid of listed values stops when done)")
     tune.add_argument("--config", type=Path, help="sweep YAML whose models.head.postprocess.* parameters give the ranges "

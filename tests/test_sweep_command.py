@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import warnings
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,24 @@ def test_trial_argv_and_param_file_match_wandb_agent(
     ours = tmp_path / "ours.yaml"
     write_param_file(ours, params)
     assert ours.read_text() == agent_file.read_text()
+
+
+def test_the_engines_gp_convergence_warnings_stay_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sweeps
+    from sklearn.exceptions import ConvergenceWarning
+
+    config, real = load_sweep_config(REPO / "sweep_config.yaml"), sweeps.next_run
+
+    def warning_next_run(*args, **kwargs):
+        warnings.warn("length_scale is close to the specified lower bound", ConvergenceWarning)
+        warnings.warn("something else", UserWarning)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweeps, "next_run", warning_next_run)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert suggest(config, []) is not None
+    assert [w.category for w in seen] == [UserWarning]  # only the GP's are silenced
 
 
 def test_overrides_keep_types_hydra_reads_back() -> None:

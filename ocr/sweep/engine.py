@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ocr.sweep.command import Params
@@ -21,6 +24,16 @@ def plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+@contextmanager
+def quiet_gp() -> Iterator[None]:
+    """Silence the bayes engine's Gaussian-process ConvergenceWarnings (scikit-learn's; nothing a user can act on)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
 
 
 def _sweep_run(trial: Trial) -> Any:
@@ -46,7 +59,8 @@ def suggest(config: dict[str, Any], trials: list[Trial]) -> tuple[Params, dict[s
     from sweeps import next_run
 
     runs = [_sweep_run(t) for t in trials if not t.interrupted]
-    suggestion = next_run(engine_view(config), runs, validate=False)
+    with quiet_gp():
+        suggestion = next_run(engine_view(config), runs, validate=False)
     if suggestion is None:
         return None
     return plain(suggestion.config), plain(suggestion.search_info or {})

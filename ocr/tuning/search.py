@@ -8,13 +8,13 @@ again after every result, as a W&B agent would.
 from __future__ import annotations
 
 import random
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ocr.sweep.engine import quiet_gp
 from ocr.tuning.space import METRIC, PREFIX, import_sweeps, suggestion_values
 
 Progress = Callable[[int], None]
@@ -80,8 +80,7 @@ def run_search(
     tick = progress(count) if progress else None
     runs = []
     for index in range(count):
-        with warnings.catch_warnings():  # the GP's ConvergenceWarnings say nothing actionable
-            warnings.simplefilter("ignore")
+        with quiet_gp():
             suggestion = sweeps.next_run(config, runs, validate=False)
         record([suggestion_values(suggestion.config)], tick)
         runs.append(_finished_run(index, trials[-1].values, trials[-1].hmean))

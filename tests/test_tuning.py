@@ -297,6 +297,16 @@ def test_overlays_for_named_images(cached_run: Path, capsys) -> None:
     assert "nope.jpg" in capsys.readouterr().err
 
 
+def test_overlays_go_to_the_attached_wandb_run_one_key_per_image(cached_run: Path, capsys) -> None:
+    run_id = "ovl123"
+    (cached_run / "wandb" / f"offline-run-20250101_120000-{run_id}").mkdir(parents=True)
+    assert main(["overlays", str(cached_run), "--images", "2", "--postprocess", "default"]) == 0
+    assert f"logged 2 overlays to run {run_id}" in capsys.readouterr().out
+    data = b"".join(p.read_bytes() for p in (cached_run / "wandb").glob(f"offline-run-*-{run_id}/*.wandb"))
+    stems = [p.stem for p in sorted((cached_run / "overlays" / "default").glob("*.png"))]
+    assert len(stems) == 2 and all(f"overlays/default/{stem}".encode() in data for stem in stems)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

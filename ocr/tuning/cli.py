@@ -122,9 +122,10 @@ def _ensure_cache(run_dir: Path, build: bool, data: Path | None) -> None:
 
 
 def _log_images(run, key: str, images: list[tuple[str, object]], caption: str) -> None:
+    """One W&B image per key `key/<image stem>` (receipts differ in size, which W&B's image lists do not allow)."""
     import wandb
 
-    run.log({key: [wandb.Image(rgb, caption=f"{name}: {caption}") for name, rgb in images]})
+    run.log({f"{key}/{Path(name).stem}": wandb.Image(rgb, caption=f"{name}: {caption}") for name, rgb in images})
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

@@ -216,6 +216,8 @@ def test_grid_spreads_the_sweep_ranges_and_keeps_listed_values() -> None:
     config = search_config(listed, "x.yaml", keys, "grid", grid_count=6)["parameters"]
     assert config[p + "thresh"] == {"values": [0.2, 0.3]}
     assert np.allclose(config[p + "box_thresh"]["values"], [0.1, 0.2, 0.4])  # geometric, 6 // 2 = 3 points
+    huge = search_config(listed, "x.yaml", keys, "grid", grid_count=10**12)["parameters"]
+    assert len(huge[p + "box_thresh"]["values"]) == 1000  # capped, not 5e11 values
 
 
 def test_default_grid_on_the_sweep_ranges_prints_its_values(constructed_run: Path, capsys) -> None:

@@ -23,6 +23,7 @@ METHODS = ("grid", "random", "bayes")
 GRID_DISTRIBUTIONS = ("categorical", "constant", "int_uniform", "q_uniform")
 # Continuous ranges that `--method grid` spreads over evenly spaced values (linear, and geometric for log).
 SPREAD_DISTRIBUTIONS = ("uniform", "log_uniform_values")
+MAX_SPREAD = 1000  # values per spread range at most (finer steps change no post-processing decision that matters)
 DEFAULT_CONFIG_NAME = "sweep_config.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,9 +82,12 @@ def grid_points(spread: int, budget: int) -> list[int]:
     the same number for all, then one more for the first ones while the product still fits (100, 3 -> 5, 5, 4)."""
     if spread == 0:
         return []
-    points = [2] * spread
-    while (points[0] + 1) ** spread <= budget:
-        points = [points[0] + 1] * spread
+    n = max(2, round(budget ** (1 / spread)))
+    while n > 2 and n**spread > budget:
+        n -= 1
+    while (n + 1) ** spread <= budget:
+        n += 1
+    points = [n] * spread
     for i in range(spread):
         if np.prod(points) // points[i] * (points[i] + 1) <= budget:
             points[i] += 1
@@ -107,7 +111,7 @@ def _as_grid(chosen: dict[str, dict[str, Any]], where: str, count: int) -> dict[
                 f"{name!r} has distribution {_distribution(chosen[name])!r}: list values for it, or use --method random or bayes"
             )
     listed = int(np.prod([_enumerated(spec) for name, spec in chosen.items() if name not in spread]))
-    points = grid_points(len(spread), max(1, count // max(1, listed)))
+    points = [min(n, MAX_SPREAD) for n in grid_points(len(spread), max(1, count // max(1, listed)))]
     return {name: ({"values": spread_values(spec, points[spread.index(name)])} if name in spread else spec)
             for name, spec in chosen.items()}
 

@@ -331,6 +331,7 @@ def test_missing_cache_says_how_to_build_it(tmp_path: Path, cfg, capsys) -> None
 
 @pytest.mark.parametrize("argv, message", [
     (["tune-postprocess", "{run}", "--method", "grid", "--config", "{run}/normal.yaml"], "--method grid spreads"),
+    (["tune-postprocess", "{run}", "--config", "{run}/text.yaml"], "max must be a number, got 'high'"),
     (["tune-postprocess", "{run}", "--config", "{run}/nope.yaml"], "not found"),
     (["predict", "{run}", "--postprocess", "tuned"], "tune-postprocess"),
     (["predict", "{run}", "--postprocess", "default", "thresh=2"], "thresh=2"),
@@ -340,6 +341,8 @@ def test_bad_arguments_are_one_line(constructed_run: Path, argv: list[str], mess
     (constructed_run / "tuned_postprocess.txt").unlink(missing_ok=True)
     (constructed_run / "normal.yaml").write_text(yaml.safe_dump({"parameters": {
         "models.head.postprocess.thresh": {"distribution": "normal", "mu": 0.2, "sigma": 0.02}}}))
+    (constructed_run / "text.yaml").write_text(yaml.safe_dump({"parameters": {
+        "models.head.postprocess.thresh": {"min": 0.1, "max": "high"}}}))
     assert main([a.format(run=constructed_run) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err

@@ -76,7 +76,7 @@ def engine_view(config: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def _check_parameter(name: str, spec: Any, where: str) -> None:
+def check_parameter(name: str, spec: Any, where: str) -> None:
     """One parameter: a mapping, a known distribution, min below max, valid for W&B's schema."""
     from sweeps import schema_violations_from_proposed_config
 
@@ -91,6 +91,9 @@ def _check_parameter(name: str, spec: Any, where: str) -> None:
             f"(known: {', '.join(known_distributions())})"
         )
     low, high = spec.get("min"), spec.get("max")
+    for end, value in (("min", low), ("max", high)):
+        if end in spec and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise UserError(f"{where}: parameter {name!r}: {end} must be a number, got {value!r}")
     if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low >= high:
         raise UserError(f"{where}: parameter {name!r}: min {low} must be less than max {high}")
     if "values" in spec and (not isinstance(spec["values"], list) or not spec["values"]):
@@ -114,7 +117,7 @@ def check_sweep_config(config: dict[str, Any], where: str) -> None:
     if not isinstance(parameters, dict) or not parameters:
         raise UserError(f"{where}: 'parameters' must be a non-empty mapping of Hydra keys to sweep ranges")
     for name, spec in parameters.items():
-        _check_parameter(str(name), spec, where)
+        check_parameter(str(name), spec, where)
     metric = config.get("metric")
     if not isinstance(metric, dict) or not metric.get("name"):
         raise UserError(f"{where}: 'metric' needs a name, e.g. metric: {{name: val/cleval_hmean, goal: maximize}}")

@@ -174,14 +174,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def _grid_lines(result) -> list[str]:
     """For a grid search: the values enumerated per swept parameter."""
+    from ocr.sweep.hydra_check import discrete_values
     from ocr.tuning.space import PREFIX
 
     if result.method != "grid":
         return []
     parts = []
     for name, spec in result.space.items():
-        values = spec.get("values", [spec["value"]] if "value" in spec else None)
-        if values is not None and len(values) > 1:
+        values = discrete_values(spec)
+        if len(values) > 1:
             parts.append(f"{name.removeprefix(PREFIX)} {len(values)} values ({values[0]} .. {values[-1]})")
     return ["grid: " + ", ".join(parts)] if parts else []
 

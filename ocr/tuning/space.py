@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ocr.sweep.hydra_check import discrete_values
+from ocr.sweep.spec import check_parameter
 from ocr.utils.errors import UserError
 
 PREFIX = "models.head.postprocess."
@@ -69,10 +71,8 @@ def _grid_ready(spec: dict[str, Any]) -> bool:
 
 def _enumerated(spec: dict[str, Any]) -> int:
     """About how many values the grid engine enumerates for a grid-ready spec."""
-    if "values" in spec:
-        return max(1, len(spec["values"]))
-    if "value" in spec:
-        return 1
+    if "values" in spec or "value" in spec:
+        return max(1, len(discrete_values(spec)))
     if _distribution(spec) == "q_uniform":
         return int((spec["max"] - spec["min"]) // spec.get("q", 1.0)) + 1
     return int(spec["max"]) - int(spec["min"]) + 1
@@ -142,14 +142,13 @@ def search_config(
         key = name[len(PREFIX):]
         if key not in known_keys:
             raise UserError(f"{where}: {name!r} is not a post-processing key (known: {', '.join(sorted(known_keys))})")
-        if not isinstance(spec, dict):
-            raise UserError(f"{where}: parameter {name!r} must be a mapping (values:, value:, or min/max)")
-    if method == "grid":
-        chosen = _as_grid(chosen, where, grid_count)
+        check_parameter(name, spec, where)
     config = {"method": method, "metric": {"name": METRIC, "goal": "maximize"}, "parameters": chosen}
     violations = sweeps.schema_violations_from_proposed_config(config)
     if violations:
         raise UserError(f"{where}: {violations[0]}")
+    if method == "grid":
+        config["parameters"] = _as_grid(chosen, where, grid_count)
     try:
         sweeps.next_run(config, [], validate=False)
     except (ValueError, TypeError, KeyError) as err:

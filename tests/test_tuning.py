@@ -331,7 +331,7 @@ def test_missing_cache_says_how_to_build_it(tmp_path: Path, cfg, capsys) -> None
 
 @pytest.mark.parametrize("argv, message", [
     (["tune-postprocess", "{run}", "--method", "grid", "--config", "{run}/normal.yaml"], "--method grid spreads"),
-    (["tune-postprocess", "{run}", "--config", "{run}/text.yaml"], "max must be a number, got 'high'"),
+    (["tune-postprocess", "{run}", "--config", "{run}/text.yaml"], "max must be a finite number, got 'high'"),
     (["tune-postprocess", "{run}", "--config", "{run}/nope.yaml"], "not found"),
     (["predict", "{run}", "--postprocess", "tuned"], "tune-postprocess"),
     (["predict", "{run}", "--postprocess", "default", "thresh=2"], "thresh=2"),

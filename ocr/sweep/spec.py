@@ -92,8 +92,8 @@ def check_parameter(name: str, spec: Any, where: str) -> None:
         )
     low, high = spec.get("min"), spec.get("max")
     for end, value in (("min", low), ("max", high)):
-        if end in spec and (not isinstance(value, (int, float)) or isinstance(value, bool)):
-            raise UserError(f"{where}: parameter {name!r}: {end} must be a number, got {value!r}")
+        if end in spec and (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)):
+            raise UserError(f"{where}: parameter {name!r}: {end} must be a finite number, got {value!r}")
     if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low >= high:
         raise UserError(f"{where}: parameter {name!r}: min {low} must be less than max {high}")
     if "values" in spec and (not isinstance(spec["values"], list) or not spec["values"]):

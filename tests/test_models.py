@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import timm
 import torch
@@ -115,3 +117,15 @@ def test_untrained_head_predicts_background() -> None:
         prob = torch.sigmoid(model(torch.randn(1, 3, 64, 64))["prob_logits"])
     assert float(prob.mean()) < 0.2
     assert float(prob.mean()) == pytest.approx(0.05, abs=0.04)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"negative_ratio": -3}, "models.loss.negative_ratio=-3 must be a finite number >= 0"),
+    ({"negative_ratio": 0}, "models.loss.negative_ratio=0 must be > 0"),
+    ({"prob_map_loss_weight": float("nan")}, "models.loss.prob_map_loss_weight=nan"),
+    ({"thresh_map_loss_weight": "10"}, "models.loss.thresh_map_loss_weight='10'"),
+    ({"prob_map_loss_weight": 0, "thresh_map_loss_weight": 0, "binary_map_loss_weight": 0}, "all 0"),
+])
+def test_bad_loss_settings_are_user_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(UserError, match=re.escape(message)):
+        DBLoss(**kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from ocr.training import module as module_lib
+from ocr.training.checks import check_config
 from ocr.training.run import train
 from ocr.utils.errors import UserError
 
@@ -178,3 +180,21 @@ def test_small_hrnet_learns_synthetic_receipts(tmp_path: Path, synthetic_dir: Pa
     )
     metrics = train(compose_train(overrides), tmp_path / "run")
     assert metrics["val/cleval_hmean"] > 0.3, metrics
+
+
+@pytest.mark.parametrize("override, message", [
+    ("image_size=abc", "image_size='abc' must be an integer"),
+    ("image_size=100", "must be a multiple of 32"),
+    ("batch_size=2.5", "batch_size=2.5 must be an integer"),
+    ("batch_size=0", "batch_size=0 must be >= 1"),
+    ("optimizer.lr=-1", "optimizer.lr=-1 must be > 0"),
+    ("optimizer.lr=abc", "optimizer.lr='abc' must be a finite number"),
+    ("optimizer.weight_decay=-0.1", "optimizer.weight_decay=-0.1 must be >= 0"),
+])
+def test_config_mistakes_are_one_line_before_anything_is_built(override: str, message: str) -> None:
+    with pytest.raises(UserError, match=re.escape(message)):
+        check_config(compose_train(["models.encoder.pretrained=false", override]))
+
+
+def test_the_shipped_config_passes_its_checks() -> None:
+    check_config(compose_train([]))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ocr.utils.errors import UserError
 
 
 def balanced_bce(logits: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, negative_ratio: float, eps: float,
@@ -33,6 +38,19 @@ def dice(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, eps: float) -
     return 1 - 2 * inter / union
 
 
+def check_loss_params(negative_ratio: float, prob_w: float, thresh_w: float, binary_w: float) -> None:
+    """Raise ``UserError`` for loss settings that would train nothing or the wrong way round."""
+    values = {"negative_ratio": negative_ratio, "prob_map_loss_weight": prob_w,
+              "thresh_map_loss_weight": thresh_w, "binary_map_loss_weight": binary_w}
+    for name, value in values.items():
+        if isinstance(value, bool) or not (isinstance(value, numbers.Real) and math.isfinite(value)) or value < 0:
+            raise UserError(f"models.loss.{name}={value!r} must be a finite number >= 0")
+    if negative_ratio <= 0:
+        raise UserError(f"models.loss.negative_ratio={negative_ratio} must be > 0 (hard negatives per positive; DBNet uses 3)")
+    if prob_w + thresh_w + binary_w <= 0:
+        raise UserError("models.loss: the three map loss weights are all 0, so nothing would be learned")
+
+
 class DBLoss(nn.Module):
     """prob_w * BCE-OHEM(P) + thresh_w * L1(T) + binary_w * Dice(B); safe under bf16/fp16 autocast."""
 
@@ -46,6 +64,7 @@ class DBLoss(nn.Module):
         fallback_negatives: int = 1000,
     ) -> None:
         super().__init__()
+        check_loss_params(negative_ratio, prob_map_loss_weight, thresh_map_loss_weight, binary_map_loss_weight)
         self.negative_ratio = negative_ratio
         self.weights = (prob_map_loss_weight, thresh_map_loss_weight, binary_map_loss_weight)
         self.eps = eps

@@ -137,6 +137,16 @@ def test_out_of_memory_retries_with_half_batch_and_accumulation(tmp_path: Path, 
     assert (metrics["batch/requested"], metrics["batch/used"], metrics["batch/accumulate"]) == (8, 2, 4)
 
 
+def test_a_rerun_into_the_same_directory_replaces_best_ckpt(tmp_path: Path, synthetic_dir: Path) -> None:
+    cfg = compose_train(tiny_overrides(synthetic_dir, **{"trainer.max_epochs": 1}))
+    first = train(cfg, tmp_path / "run")
+    stamp = Path(first["best_checkpoint"]).stat().st_mtime_ns
+    second = train(cfg, tmp_path / "run")
+    assert second["best_checkpoint"] == first["best_checkpoint"] and second["best_checkpoint"].endswith("best.ckpt")
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["best.ckpt"]  # no best-v1.ckpt
+    assert Path(second["best_checkpoint"]).stat().st_mtime_ns > stamp
+
+
 def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "ocr.train", *overrides], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)

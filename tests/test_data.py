@@ -410,3 +410,16 @@ def test_datamodule_config_mistakes(clean_env: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         ReceiptDataModule(str(clean_env / "missing"), 64, 2)
     assert math.isclose(ReceiptDataModule(None, 64, 2, augment={"p": 0.25}).augment["brightness_contrast_p"], 0.25)
+
+
+def test_an_empty_split_or_limit_zero_is_one_clear_line(clean_env: Path) -> None:
+    root = clean_env / "data"
+    make_dataset(root, "train", {"a.jpg": {"words": None}})
+    make_dataset(root, "val", {})
+    (root / "images" / "val").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"the val split of .* has no images: training needs some in jsons/val.json"):
+        ReceiptDataModule(str(root), image_size=64, batch_size=1, num_workers=0).setup("fit")
+    make_dataset(root, "val", {"b.jpg": {"words": None}})
+    ReceiptDataModule(str(root), image_size=64, batch_size=1, num_workers=0).setup("fit")
+    with pytest.raises(UserError, match=r"has no images \(data.limit_train=0\)"):
+        ReceiptDataModule(str(root), image_size=64, batch_size=1, num_workers=0, limit_train=0).setup("fit")

@@ -100,6 +100,12 @@ class ReceiptDataModule(L.LightningDataModule):
             limit = {"train": self.limit_train, "val": self.limit_val}.get(split)
             if limit is not None:
                 dataset = Subset(dataset, range(min(int(limit), len(dataset))))
+            if len(dataset) == 0 and split in ("train", "val"):
+                raise UserError(
+                    f"the {split} split of {root} has no images{' (data.limit_' + split + '=0)' if limit == 0 else ''}: "
+                    f"training needs some in jsons/{split}.json and images/{split}/ (val/cleval_hmean, the sweep's "
+                    "metric, is measured on val)"
+                )
             self.datasets[split] = dataset
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:

@@ -77,6 +77,8 @@ def test_run_writes_checkpoint_config_metrics_and_epoch_lines(tmp_path: Path, sy
     assert metrics["val/cleval_hmean"] == pytest.approx(best["val/cleval_hmean"], abs=1e-6)
     assert metrics["best_epoch"] == best["epoch"]
     assert list((run_dir / "wandb").glob("offline-run-*")), "an offline W&B run is written for later `wandb sync`"
+    records = b"".join(p.read_bytes() for p in (run_dir / "wandb").glob("offline-run-*/*.wandb"))
+    assert b"val/predictions/val_0000" in records, "each epoch's overlay goes to W&B under its image's own key"
 
 
 def test_post_processing_search_after_training_logs_tuned_scores(tmp_path: Path, synthetic_dir: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -110,11 +111,10 @@ class DBNetModule(L.LightningModule):
         log_image = getattr(self.logger, "log_image", None)
         if log_image is None or not self.val_images or self.trainer.sanity_checking:
             return
-        overlays, captions = [], []
-        for chw, meta, polygons in self.val_images:
-            overlays.append(draw_polygons(denormalize(chw), meta["gt_polygons"], polygons, scale=meta["scale"]))
-            captions.append(f"{meta['image_name']}: green = true, red = predicted")
-        log_image(key="val/predictions", images=overlays, caption=captions, step=self.global_step)
+        for chw, meta, polygons in self.val_images:  # one key per image: receipts differ in size
+            overlay = draw_polygons(denormalize(chw), meta["gt_polygons"], polygons, scale=meta["scale"])
+            log_image(key=f"val/predictions/{Path(meta['image_name']).stem}", images=[overlay],
+                      caption=[f"{meta['image_name']}: green = true, red = predicted"], step=self.global_step)
 
     def configure_optimizers(self):  # noqa: ANN201 (Lightning accepts several shapes)
         optimizer = self.optimizer_factory(self.parameters())

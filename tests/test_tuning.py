@@ -312,6 +312,19 @@ def test_overlays_go_to_the_attached_wandb_run_one_key_per_image(cached_run: Pat
 # ----------------------------------------------------------------------------- bad input
 
 
+@pytest.mark.parametrize("text, message", [
+    ("x: [", "malformed YAML at line 1"),
+    ("- a list\n", "is not a run's config"),
+    ("a: 1\n", "lacks models.encoder.model_name, models.head.postprocess, image_size"),
+])
+def test_a_broken_run_config_is_one_line(constructed_run: Path, text: str, message: str, capsys) -> None:
+    (constructed_run / "config.yaml").write_text(text)
+    for command in ("tune-postprocess", "predict", "overlays", "build-cache"):
+        assert main([command, str(constructed_run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err and "Traceback" not in err, (command, err)
+
+
 def test_checkpoint_of_another_model_is_one_clear_line(tmp_path: Path, cfg, data_dir: Path) -> None:
     other = compose_config(data_dir, **{"models.encoder.model_name": "resnet10t"})
     run_dir = make_run(tmp_path / "run", cfg, checkpoint_cfg=other)

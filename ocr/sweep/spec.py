@@ -28,6 +28,14 @@ OPTIMIZER_KEY = "optimizer"
 SCHEDULER_KEY = "scheduler"
 
 
+def yaml_error_text(path: Path, err: yaml.YAMLError) -> str:
+    """`PATH: malformed YAML at line L, column C: problem` for a parse error."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{path}: malformed YAML{where}: {problem}"
+
+
 def read_yaml_mapping(path: str | Path, what: str = "sweep config") -> dict[str, Any]:
     """A YAML mapping from `path`; a missing file, malformed YAML or a non-mapping is one `UserError` line."""
     path = Path(path)
@@ -36,10 +44,7 @@ def read_yaml_mapping(path: str | Path, what: str = "sweep config") -> dict[str,
     try:
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise UserError(f"{path}: malformed YAML{where}: {problem}") from None
+        raise UserError(yaml_error_text(path, err)) from None
     if not isinstance(config, dict):
         raise UserError(f"{path}: expected a mapping of sweep settings (method, metric, parameters, ...)")
     return config

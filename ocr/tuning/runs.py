@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from ocr.sweep.spec import yaml_error_text
 from ocr.utils.errors import UserError
 
 CONFIG_FILE = "config.yaml"
@@ -37,6 +39,10 @@ def resolve_run(path: str | Path) -> RunRef:
     return RunRef(run_dir, path)
 
 
+# What building the model, the data and the post-processing of a run reads from its config.yaml.
+RUN_CONFIG_KEYS = ("models.encoder.model_name", "models.head.postprocess", "image_size", "data", "collate_fn", "trainer")
+
+
 def load_run_config(run_dir: Path) -> DictConfig:
     """The resolved Hydra config the run was trained with."""
     path = Path(run_dir) / CONFIG_FILE
@@ -45,7 +51,17 @@ def load_run_config(run_dir: Path) -> DictConfig:
             f"no {CONFIG_FILE} in {run_dir}: pass the output directory of a training run "
             f"(it holds {CONFIG_FILE}, {BEST_CHECKPOINT} and {METRICS_FILE})"
         )
-    return OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except yaml.YAMLError as err:
+        raise UserError(f"{yaml_error_text(path, err)}; training writes this file: restore it or retrain") from None
+    if not isinstance(cfg, DictConfig):
+        raise UserError(f"{path} is not a run's config (expected the mapping training writes): restore it or retrain")
+    missing = [key for key in RUN_CONFIG_KEYS if OmegaConf.select(cfg, key, throw_on_missing=False) is None]
+    if missing:
+        raise UserError(f"{path} lacks {', '.join(missing)}: not the config.yaml of a `python -m ocr.train` run; "
+                        "pass the directory such a run wrote (or restore its config.yaml)")
+    return cfg
 
 
 def load_run_metrics(run_dir: Path) -> dict[str, Any]:

@@ -325,6 +325,15 @@ def test_a_broken_run_config_is_one_line(constructed_run: Path, text: str, messa
         assert message in err and "\n" not in err and "Traceback" not in err, (command, err)
 
 
+def test_a_device_this_machine_lacks_is_one_line() -> None:
+    with pytest.raises(UserError, match="usable CUDA GPU"):
+        pick_device(f"cuda:{torch.cuda.device_count() + 1}")
+    with pytest.raises(UserError, match="'banana' is not a torch device"):
+        pick_device("banana")
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def test_checkpoint_of_another_model_is_one_clear_line(tmp_path: Path, cfg, data_dir: Path) -> None:
     other = compose_config(data_dir, **{"models.encoder.model_name": "resnet10t"})
     run_dir = make_run(tmp_path / "run", cfg, checkpoint_cfg=other)

@@ -92,7 +92,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                           description="PNG overlays (true: green, predicted: red) of validation images post-processed "
                                       "from the cache, under RUN_DIR/overlays/<label>/; W&B images when attached.")
     over.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help="training run directory, or a .ckpt inside one")
-    over.add_argument("--images", type=int, default=4, metavar="N", help="the first N cached images (default 4)")
+    over.add_argument("--images", type=positive_int, default=4, metavar="N", help="the first N cached images (default 4)")
     over.add_argument("--names", nargs="+", metavar="NAME", help="these images instead (file names)")
     over.add_argument("--postprocess", nargs="+", metavar="CHOICE", help=POSTPROCESS_HELP)
     over.add_argument("--data", type=Path, help="dataset root (default: the run's dataset_base_path)")

@@ -20,6 +20,7 @@ from ocr.data.dataset import ReceiptDataset
 from ocr.training.module import crop_valid, probability_maps
 from ocr.tuning.cache import write_val_cache
 from ocr.tuning.runs import RunRef, load_model, load_run_config
+from ocr.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 AUTOCAST_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
@@ -75,8 +76,18 @@ def autocast(precision: str, device: torch.device) -> contextlib.AbstractContext
 
 
 def pick_device(name: str | None) -> torch.device:
-    """`name`, else the GPU when there is one, else the CPU."""
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """`name`, else the GPU when there is one, else the CPU; a device this machine lacks is a `UserError`."""
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UserError(f"--device {name!r} is not a torch device ({err}); use cpu, cuda or cuda:N") from None
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= visible:
+        raise UserError(f"--device {name}: this machine has {visible} usable CUDA GPU(s); use --device cpu, or leave "
+                        "--device out to take the GPU when there is one")
+    return device
 
 
 @dataclass(frozen=True)

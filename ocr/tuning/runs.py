@@ -18,6 +18,8 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
 MODEL_PREFIX = "model."
+# What building the model, the data and the post-processing of a run reads from its config.yaml.
+RUN_CONFIG_KEYS = ("models.encoder.model_name", "models.head.postprocess", "image_size", "data", "collate_fn", "trainer")
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,6 @@ def resolve_run(path: str | Path) -> RunRef:
         return RunRef(path, path / BEST_CHECKPOINT)
     run_dir = next((d for d in (path.parent, path.parent.parent) if (d / CONFIG_FILE).is_file()), path.parent.parent)
     return RunRef(run_dir, path)
-
-
-# What building the model, the data and the post-processing of a run reads from its config.yaml.
-RUN_CONFIG_KEYS = ("models.encoder.model_name", "models.head.postprocess", "image_size", "data", "collate_fn", "trainer")
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

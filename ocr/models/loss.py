@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ocr.utils.errors import UserError
+from ocr.utils.errors import UserError, is_finite_number
 
 
 def balanced_bce(logits: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, negative_ratio: float, eps: float,
@@ -43,7 +40,7 @@ def check_loss_params(negative_ratio: float, prob_w: float, thresh_w: float, bin
     values = {"negative_ratio": negative_ratio, "prob_map_loss_weight": prob_w,
               "thresh_map_loss_weight": thresh_w, "binary_map_loss_weight": binary_w}
     for name, value in values.items():
-        if isinstance(value, bool) or not (isinstance(value, numbers.Real) and math.isfinite(value)) or value < 0:
+        if not is_finite_number(value) or value < 0:
             raise UserError(f"models.loss.{name}={value!r} must be a finite number >= 0")
     if negative_ratio <= 0:
         raise UserError(f"models.loss.negative_ratio={negative_ratio} must be > 0 (hard negatives per positive; DBNet uses 3)")

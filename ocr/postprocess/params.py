@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
-from ocr.utils.errors import UserError
+from ocr.utils.errors import UserError, is_finite_number
 
 KEY = "models.head.postprocess"
 
@@ -48,7 +47,7 @@ def check_box_thresh(value: object) -> None:
 
 def check_max_candidates(value: object) -> None:
     """Raise ``UserError`` unless ``max_candidates`` is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_finite_number(value, integer=True) or value < 1:
         raise UserError(f"{KEY}.max_candidates={value!r} must be an integer >= 1; DBNet uses 1000")
 
 
@@ -59,6 +58,5 @@ def check_non_negative(name: str, value: object) -> None:
 
 def _check_number(name: str, value: object, low: float, high: float, rule: str, high_open: bool = False) -> None:
     """Raise ``UserError`` unless ``value`` is a finite real in [low, high] (or [low, high))."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not (ok and low <= value and (value < high if high_open else value <= high)):
+    if not (is_finite_number(value) and low <= value and (value < high if high_open else value <= high)):
         raise UserError(f"{KEY}.{name}={value!r} must be {rule}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ocr.utils.errors import UserError
+from ocr.utils.errors import UserError, is_finite_number
 
 # Macros that hand the parameters to a Hydra program as `key=value` overrides (W&B's own names).
 HYDRA_ARG_MACROS = ("${args_no_hyphens}", "${args_append_hydra}", "${args_override_hydra}")
@@ -97,7 +97,7 @@ def check_parameter(name: str, spec: Any, where: str) -> None:
         )
     low, high = spec.get("min"), spec.get("max")
     for end, value in (("min", low), ("max", high)):
-        if end in spec and (not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value)):
+        if end in spec and not is_finite_number(value):
             raise UserError(f"{where}: parameter {name!r}: {end} must be a finite number, got {value!r}")
     if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low >= high:
         raise UserError(f"{where}: parameter {name!r}: min {low} must be less than max {high}")

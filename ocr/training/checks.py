@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 from omegaconf import DictConfig
 
-from ocr.utils.errors import UserError
+from ocr.utils.errors import UserError, is_finite_number
 
 
 def _number(value: Any, key: str, integer: bool = False) -> None:
     """Raise `UserError` unless `value` is a finite number (an integer if `integer`)."""
-    kinds = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+    if not is_finite_number(value, integer):
         raise UserError(f"{key}={value!r} must be {'an integer' if integer else 'a finite number'}")
 
 

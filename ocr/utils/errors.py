@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import sys
 from contextlib import contextmanager
 from typing import Iterator
@@ -9,6 +11,12 @@ from typing import Iterator
 
 class UserError(Exception):
     """A mistake in what the user gave us (path, config, data). Its message is the whole report."""
+
+
+def is_finite_number(value: object, integer: bool = False) -> bool:
+    """Whether a config value is a finite real (an integer if `integer`); booleans are not numbers here."""
+    kinds = numbers.Integral if integer else numbers.Real
+    return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @contextmanager

@@ -28,7 +28,7 @@ import numpy as np
 
 from ocr.targets.border import F32, EdgeTable, distance_sq_plain, draw_borders, edge_table
 from ocr.targets.polygons import PolygonBatch, fill_polygons, fill_rectangles, pixel_boxes, prepare_polygons
-from ocr.utils.errors import UserError, is_finite_number
+from ocr.utils.errors import UserError, require_number
 
 
 @dataclass
@@ -46,8 +46,7 @@ def check_target_params(shrink_ratio: float, thresh_min: float, thresh_max: floa
     values = {"shrink_ratio": shrink_ratio, "thresh_min": thresh_min, "thresh_max": thresh_max,
               "min_text_size": min_text_size}
     for name, value in values.items():
-        if not is_finite_number(value):
-            raise UserError(f"collate_fn.{name}={value!r} must be a finite number")
+        require_number(value, f"collate_fn.{name}")
     if not 0.0 <= shrink_ratio < 1.0:
         raise UserError(f"collate_fn.shrink_ratio={shrink_ratio} must be in [0, 1); DBNet uses 0.4")
     if not 0.0 <= thresh_min <= thresh_max <= 1.0:

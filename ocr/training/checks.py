@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from omegaconf import DictConfig
 
-from ocr.utils.errors import UserError, is_finite_number
-
-
-def _number(value: Any, key: str, integer: bool = False) -> None:
-    """Raise `UserError` unless `value` is a finite number (an integer if `integer`)."""
-    if not is_finite_number(value, integer):
-        raise UserError(f"{key}={value!r} must be {'an integer' if integer else 'a finite number'}")
+from ocr.utils.errors import UserError, require_number
 
 
 def check_config(cfg: DictConfig) -> None:
     """Refuse values that would fail late or silently (image size, batch size, learning rate, model name)."""
-    _number(cfg.image_size, "image_size", integer=True)
-    _number(cfg.batch_size, "batch_size", integer=True)
+    require_number(cfg.image_size, "image_size", integer=True)
+    require_number(cfg.batch_size, "batch_size", integer=True)
     if cfg.image_size < 64 or cfg.image_size % 32:
         raise UserError(f"image_size={cfg.image_size} must be a multiple of 32 and >= 64 (e.g. 640, 800, 1024, 1280)")
     if cfg.batch_size < 1:
         raise UserError(f"batch_size={cfg.batch_size} must be >= 1")
     optimizer = cfg.get("optimizer") or {}
     if "lr" in optimizer:
-        _number(optimizer.lr, "optimizer.lr")
+        require_number(optimizer.lr, "optimizer.lr")
         if optimizer.lr <= 0:
             raise UserError(f"optimizer.lr={optimizer.lr} must be > 0 (the reference sweeps used 0.0005 to 0.002)")
     if "weight_decay" in optimizer:
-        _number(optimizer.weight_decay, "optimizer.weight_decay")
+        require_number(optimizer.weight_decay, "optimizer.weight_decay")
         if optimizer.weight_decay < 0:
             raise UserError(f"optimizer.weight_decay={optimizer.weight_decay} must be >= 0")
     tuning = cfg.get("tuning") or {}

@@ -34,7 +34,7 @@ class TuneResult:
     run_dir: Path
     method: str
     config_path: Path
-    swept: list[str]
+    space: dict[str, Any]  # the engine's parameters (grid: the values enumerated)
     n_images: int
     run_metrics: dict[str, float]
     default: Trial
@@ -45,7 +45,11 @@ class TuneResult:
     improved: bool
     seconds: float
     files: list[Path] = field(default_factory=list)
-    space: dict[str, Any] = field(default_factory=dict)  # the engine's parameters (grid: the values enumerated)
+
+    @property
+    def swept(self) -> list[str]:
+        """The Hydra keys the search varied, sorted."""
+        return sorted(self.space)
 
     @property
     def swept_keys(self) -> list[str]:
@@ -91,8 +95,8 @@ def search(
     tuned = {**defaults, **best.values} if improved else defaults
     metrics = {k: float(v) for k, v in load_run_metrics(run_dir).items() if k.startswith("val/cleval") and v is not None}
     result = TuneResult(
-        run_dir, config["method"], config_path, sorted(config["parameters"]), evaluator.n_images, metrics,
-        default, trials, best, check, tuned, improved, seconds, space=config["parameters"],
+        run_dir, config["method"], config_path, config["parameters"], evaluator.n_images, metrics,
+        default, trials, best, check, tuned, improved, seconds,
     )
     result.files = write_results(result)
     return result

@@ -7,7 +7,9 @@ not decoded, only their size is read). Targets are built on the padded S x S can
 runs on a realistic probability map made from the ground truth: the shrunk-kernel map of the targets,
 cropped to the image, Gaussian-blurred (sigma 1 px), gained by 1.3, plus N(0, 0.05) noise, clipped to
 [0, 1]. A second targets row rotates every polygon by 10 degrees about the image centre (no axis-aligned
-edges: the general distance path). Single thread (cv2, torch). Per image the best of ``--repeats`` runs
+edges: the general distance path). Polygon mode has a third row, ``libs``: only the OpenCV and pyclipper
+calls its definition makes (``library_calls``), the floor for an exact implementation on those libraries.
+Single thread (cv2, torch). Per image the best of ``--repeats`` runs
 is kept, in wall-clock time and in the thread's CPU time (the latter is what a busy machine distorts
 least); the table gives median / min / max over images.
 """
@@ -25,11 +27,14 @@ from typing import Callable
 
 import cv2
 import numpy as np
+import pyclipper
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams, postprocess_plain  # noqa: E402
+from ocr.postprocess.geometry import APPROX_EPSILON, POLYGON_SHIFT, new_clipper  # noqa: E402
+from ocr.postprocess.stages import candidates  # noqa: E402
 from ocr.targets.db_targets import make_db_targets, make_db_targets_plain  # noqa: E402
 from ocr.utils.errors import UserError, exit_on_user_error  # noqa: E402
 
@@ -76,6 +81,34 @@ def rotated(receipt: Receipt, degrees: float, image_size: int) -> list[np.ndarra
     """The receipt's polygons rotated by ``degrees`` about the canvas centre."""
     matrix = cv2.getRotationMatrix2D((image_size / 2, image_size / 2), degrees, 1.0).astype(np.float32)
     return [p @ matrix[:, :2].T + matrix[:, 2] for p in receipt.polygons]
+
+
+def library_calls(prob: np.ndarray, params: PostprocessParams) -> Callable[[], object]:
+    """The calls to OpenCV and pyclipper that polygon mode's definition makes for ``prob``, and nothing else
+    (threshold, findContours, arcLength + approxPolyDP per contour, one pyclipper offset per kept candidate,
+    its input lists made beforehand): a floor for any exact implementation built on these libraries."""
+    found = candidates(prob, params.thresh, params.max_candidates, True, params.min_size)
+    keep = np.flatnonzero((found.scores >= params.box_thresh) & (found.perimeters > 0)).tolist()
+    paths = [
+        (found.outlines[found.starts[i] : found.starts[i + 1]].tolist(),
+         found.areas[i] * params.polygon_unclip_ratio / found.perimeters[i])
+        for i in keep
+    ]
+    clipper = new_clipper(POLYGON_SHIFT)
+    threshold = np.float32(params.thresh)
+
+    def run() -> None:
+        bitmap = np.greater(prob, threshold).view(np.uint8)
+        contours, _ = cv2.findContours(bitmap, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        for contour in contours:
+            if len(contour) >= 4:
+                cv2.approxPolyDP(contour, APPROX_EPSILON * cv2.arcLength(contour, True), True)
+        for path, offset in paths:
+            clipper.Clear()
+            clipper.AddPath(path, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+            clipper.Execute(offset)
+
+    return run
 
 
 def _best_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -135,6 +168,8 @@ def bench_rows(data_dir: Path, image_size: int, repeats: int = 5) -> list[dict]:
             "fast": [_best_ms(lambda m=m, s=s: fast(m, s), repeats) for m, s in maps],
             "plain": [_best_ms(lambda m=m, s=s: postprocess_plain(m, s, params), repeats) for m, s in maps],
         }
+        if use_polygon:
+            timings["libs"] = [_best_ms(library_calls(m, params), repeats) for m, _ in maps]
         boxes = float(np.median([len(fast(m, s)[0]) for m, s in maps]))
         rows += _rows(mode, timings, {"median_boxes": boxes})
     return rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -14,18 +16,59 @@ from ocr.utils.errors import exit_on_user_error
 
 load_env()  # before Hydra resolves ${oc.env:...} (DATASET_BASE_PATH, WANDB_PROJECT, ...)
 
+PROG = "ocr.train"
+
+
+def check_overrides(words: list[str]) -> None:
+    """Plain `key=value` overrides must name a key or a group option of the config, with a value training
+    accepts (one line, with the closest key when misspelt). Appends (`+key`), deletions, sweeps and Hydra's
+    own flags are left to Hydra."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import HydraException
+
+    from ocr.sweep.hydra_check import check_parameters
+
+    if any(word.startswith("-") and word not in ("-m", "--multirun") for word in words):
+        return
+    try:
+        overrides = OverridesParser.create().parse_overrides([w for w in words if not w.startswith("-")])
+    except HydraException:
+        return  # Hydra reports a malformed override itself
+    plain = {
+        o.key_or_group: {"value": o.value()}
+        for o in overrides
+        if o.type == OverrideType.CHANGE and o.package is None and not o.is_sweep_override()
+        and not o.key_or_group.startswith("hydra")
+    }
+    if plain:
+        check_parameters(plain, "command line", round_trip=False)
+
+
+def shown_path(path: Path) -> str:
+    """`path` relative to the working directory when it lies below it."""
+    try:
+        return os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
+    except ValueError:
+        return str(path)
+
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    """Train and print the final metrics."""
-    with exit_on_user_error("ocr.train"):
+    """Train and print the final metrics and the run directory."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with exit_on_user_error(PROG):
         check_config(cfg)
         from ocr.training.run import train  # Lightning and the model stack: imported once the config is known good
 
-        metrics = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        metrics = train(cfg, run_dir)
     shown = {k: v for k, v in metrics.items() if k.startswith("val/cleval")}
     print("final (best checkpoint): " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+    print(f"run directory: {shown_path(run_dir)} (tune post-processing: python wandb_sweep.py tune-postprocess "
+          f"{shown_path(run_dir)})")
 
 
 if __name__ == "__main__":
+    with exit_on_user_error(PROG):
+        check_overrides(sys.argv[1:])
     main()

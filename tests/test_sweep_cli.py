@@ -123,7 +123,12 @@ def test_online_errors_say_how_to_run_offline(capsys, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(wandb, "sweep", unreachable)
     err = error_of(capsys, ["--config", MAIN, "--create-sweep"])
-    assert "could not create the sweep on W&B at https://api.wandb.ai: Network error" in err and "--offline" in err
+    default_host = wandb.Settings().base_url  # the server this wandb version talks to by default
+    assert f"could not create the sweep on W&B at {default_host}: Network error" in err and "--offline" in err
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.com")
+    err = error_of(capsys, ["--config", MAIN, "--create-sweep"])
+    assert "could not create the sweep on W&B at https://wandb.example.com: Network error" in err
+    monkeypatch.delenv("WANDB_BASE_URL")
 
     def missing(path):
         raise ValueError(f"Could not find sweep {path}")
@@ -180,7 +185,8 @@ def test_create_and_run_locally_then_best(capsys, tmp_path: Path) -> None:
     assert run_cli(["--config", str(sweep_yaml), "--configs-dir", str(configs), "--create-sweep", "--count", "2"]) == 0
     out = capsys.readouterr().out
     (sweep_id,) = sweep_ids(Path(".sweeps"))
-    assert f"created local sweep {sweep_id}" in out and f"--sweep-id {sweep_id} --gpus 0,1" in out
+    assert f"created local sweep {sweep_id}" in out and f"(more agents: python wandb_sweep.py --sweep-id {sweep_id})" in out
+    assert "--gpus" not in out and "--count 10" not in out  # agents ran now: no list of ways to start them
     assert "trial 1 " in out and "trial 2 " in out and f"leaderboard of {sweep_id} (2 trials, grid)" in out
     assert out.rstrip().endswith("python -m fake_train trainer.max_epochs=1 x=0.8")
     assert run_cli(["--best", "--top", "1"]) == 0  # newest local sweep
@@ -256,3 +262,43 @@ def test_help_covers_every_mode(capsys) -> None:
     out = capsys.readouterr().out
     for text in ("--create-sweep", "--sweep-id ID", "--best", "--gpus", "--offline", "--models", "tune-postprocess"):
         assert text in out
+
+
+def test_argument_mistakes_say_what_is_wrong(capsys, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        run_cli(["--batch-sizes", "4,0"])
+    assert "argument --batch-sizes: '0' is not a positive integer (in '4,0')" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run_cli(["tune-postproces", "run"])
+    err = capsys.readouterr().err
+    assert "unknown subcommand 'tune-postproces' (did you mean tune-postprocess?)" in err and "predict" in err
+    err = error_of(capsys, ["--sweep-id", "me/proj/abc123", "--offline"])
+    assert "--sweep-id me/proj/abc123 is a W&B sweep path, but W&B is not in use here (--offline)" in err
+    bad_metric = write_yaml(tmp_path / "m.yaml", {**load_sweep_config(MAIN), "metric": {"name": "val/hmean"}})
+    err = error_of(capsys, ["--config", str(bad_metric)])
+    assert "metric 'val/hmean' is never logged by a training run (did you mean val/cleval_hmean?)" in err
+
+
+def test_epoch_lines_count_from_one(tmp_path: Path) -> None:
+    from ocr.sweep.report import epoch_line
+
+    trial = Trial(run_id="abc", number=1, params={})
+    config = load_sweep_config(MAIN)
+    assert epoch_line(config, trial, {"epoch": 0, "val/cleval_hmean": 0.5}) == "  abc epoch 1: cleval_hmean 0.5000"
+
+
+def test_results_name_the_best_trials_run_directory(capsys, tmp_path: Path) -> None:
+    config = fake_sweep_config({"x": {"values": [0.1, 0.7]}})
+    sweep = create_sweep(tmp_path / ".sweeps", config, "P", None)
+    with sweep.transaction() as trials:
+        for number, (run_id, value) in enumerate((("aaa", 0.1), ("bbb", 0.7)), 1):
+            trial = Trial(run_id=run_id, number=number, params={"x": {"value": value}}, state="finished")
+            trial.history = [{"epoch": 0, "val/cleval_hmean": value}]
+            trials.append(trial)
+    run_dir = sweep.trial_dir("bbb") / "run"
+    cli.print_results(sweep, top=5)
+    assert "its run directory" not in capsys.readouterr().out  # no run directory was written
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text("image_size: 64\n")
+    cli.print_results(sweep, top=5)
+    assert f"its run directory: {run_dir} (python wandb_sweep.py tune-postprocess {run_dir}" in capsys.readouterr().out

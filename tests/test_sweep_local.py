@@ -11,7 +11,7 @@ import pytest
 from test_sweep_support import REPO, agent_env, fake_sweep_config, start_agent, wait_for, write_fake_project
 
 from ocr.sweep import procs
-from ocr.sweep.local_agent import AgentOptions, run_agent
+from ocr.sweep.local_agent import AgentOptions, exit_status, run_agent
 from ocr.sweep.report import best_summary, leaderboard, rows_from_trials
 from ocr.sweep.store import LocalSweep, create_sweep, open_sweep
 
@@ -103,6 +103,7 @@ def test_a_failing_trial_does_not_end_the_agent(project: Path) -> None:
     sweep = new_sweep(project, {"crash": {"values": [3, 0]}, "trainer.max_epochs": {"value": 2}})
     lines = run_here(sweep)
     failed, ok = sweep.trials()
+    assert exit_status([failed, ok]) == 0
     assert (failed.state, failed.exitcode, len(failed.history)) == ("failed", 3, 1)
     assert ok.state == "finished" and len(ok.history) == 2
     assert any("| simulated failure" in line for line in lines)
@@ -117,6 +118,7 @@ def test_an_agent_whose_trials_keep_failing_gives_up_like_wandbs(
     lines = run_here(sweep)
     assert [t.state for t in sweep.trials()] == ["failed", "failed"]
     assert lines[-1].startswith("2 trials, most of them failed: this agent stops")
+    assert exit_status(sweep.trials()) == 1  # wandb_sweep.py exits 1: scripts see the sweep went wrong
 
 
 def test_resume_after_a_killed_agent_marks_its_trial_crashed_and_keeps_results(project: Path) -> None:

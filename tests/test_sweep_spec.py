@@ -213,3 +213,52 @@ def test_narrowing_replaces_values_and_rechecks(tmp_path: Path) -> None:
     assert multi["parameters"]["image_size"] == {"values": [800, 1024]}
     with pytest.raises(UserError, match="s.yaml with the command-line options: the sweep engine refuses"):
         apply_narrowing(config, Narrowing(method="grid"), "s.yaml")  # x is a range: grid cannot enumerate it
+
+
+@pytest.mark.parametrize(
+    ("parameters", "expected"),
+    [
+        ({"image_size": {"values": [640, 810]}}, "image_size=810 must be a multiple of 32 and >= 64"),
+        ({"image_size": {"min": 640, "max": 1280}}, "must be a multiple of 32 and >= 64 (e.g. 640, 800, 1024, 1280) (a value this range produces)"),
+        ({"image_size": {"distribution": "q_uniform", "min": 640, "max": 1280, "q": 30}}, "(a value this range produces)"),
+        ({"trainer.max_epochs": {"value": 0}}, "trainer.max_epochs=0 must be >= 1 (or -1: no limit)"),
+        ({"optimizer.lr": {"min": -0.001, "max": 0.001}}, "must be > 0"),
+        ({"trainer.precision": {"values": ["32-true", "fp8"]}}, "trainer.precision='fp8' is not a Lightning precision"),
+        ({"image_sze": {"value": 640}}, "is not a key of the Hydra config"),
+    ],
+    ids=["listed", "int-range", "q-range", "epochs", "lr-range", "precision", "misspelt"],
+)
+def test_values_training_refuses_are_refused_before_the_sweep_exists(parameters: dict, expected: str) -> None:
+    with pytest.raises(UserError) as err:
+        check_parameters(parameters, "sweep.yaml")
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_misspelt_key_gets_the_closest_one() -> None:
+    with pytest.raises(UserError, match=r"\(did you mean image_size\?\)"):
+        check_parameters({"image_sze": {"value": 640}}, "sweep.yaml")
+    with pytest.raises(UserError, match=r"\(did you mean models.loss.negative_ratio\?\)"):
+        check_parameters({"models.loss.negativ_ratio": {"value": 3.0}}, "sweep.yaml")
+
+
+def test_ranges_training_accepts_pass() -> None:
+    check_parameters(
+        {
+            "image_size": {"distribution": "q_uniform", "min": 640, "max": 1280, "q": 32},
+            "optimizer.lr": {"distribution": "log_uniform_values", "min": 0.0005, "max": 0.002},
+            "trainer.max_epochs": {"values": [-1, 5]},
+            "trainer.precision": {"values": ["32-true", "bf16-mixed"]},
+        },
+        "sweep.yaml",
+    )
+
+
+def test_the_metric_must_be_one_a_run_logs() -> None:
+    from ocr.sweep.hydra_check import check_metric
+    from ocr.training.logged import sweep_metrics
+
+    for name in ("val/cleval_hmean", "val/loss", "val/cleval_hmean_tuned", "train/loss_epoch"):
+        check_metric({"metric": {"name": name}}, "s.yaml")
+    assert "val/loss_prob" in sweep_metrics()
+    with pytest.raises(UserError, match="metric 'val/hmean' is never logged .* logged: val/cleval_recall, "):
+        check_metric({"metric": {"name": "val/hmean"}}, "s.yaml")

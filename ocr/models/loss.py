@@ -8,6 +8,8 @@ from torch import nn
 
 from ocr.utils.errors import UserError, is_finite_number
 
+LOSS_KEYS = ("loss", "loss_prob", "loss_thresh", "loss_binary")  # the keys of DBLoss's output, in order
+
 
 def balanced_bce(logits: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, negative_ratio: float, eps: float,
                  fallback_negatives: int) -> torch.Tensor:
@@ -76,4 +78,4 @@ class DBLoss(nn.Module):
             loss_binary = dice(torch.sigmoid(p["binary_logits"]), gt, mask, self.eps)
             w_prob, w_thresh, w_binary = self.weights
             total = w_prob * loss_prob + w_thresh * loss_thresh + w_binary * loss_binary
-        return {"loss": total, "loss_prob": loss_prob, "loss_thresh": loss_thresh, "loss_binary": loss_binary}
+        return dict(zip(LOSS_KEYS, (total, loss_prob, loss_thresh, loss_binary)))

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ocr.sweep import online
-from ocr.sweep.hydra_check import DEFAULT_CONFIGS_DIR, check_model_names, check_parameters, command_overrides
-from ocr.sweep.local_agent import AgentOptions, Interrupted, run_agent
+from ocr.sweep.hydra_check import (
+    DEFAULT_CONFIGS_DIR, check_metric, check_model_names, check_parameters, command_overrides,
+)
+from ocr.sweep.local_agent import AgentOptions, Interrupted, exit_status, run_agent
 from ocr.sweep.preview import Destination, preview_text
-from ocr.sweep.report import best_summary, leaderboard, rows_from_trials
+from ocr.sweep.report import best_summary, leaderboard, ranked, rows_from_trials
 from ocr.sweep.spec import EPOCHS_KEY, METHODS, MODEL_KEY, Narrowing, apply_narrowing, load_sweep_config
 from ocr.sweep.store import DEFAULT_ROOT, LOCAL_PREFIX, LocalSweep, create_sweep, has_sweep, open_sweep, sweep_ids
 from ocr.utils.env import load_env, wandb_key_is_set, wandb_mode
@@ -48,26 +50,30 @@ examples:
 """
 
 
-def _list_of(cast: Callable[[str], Any], name: str) -> Callable[[str], tuple[Any, ...]]:
-    def parse(text: str) -> tuple[Any, ...]:
-        items = [s.strip() for s in text.split(",") if s.strip()]
-        try:
-            values = tuple(cast(s) for s in items)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {name}, got {text!r}") from None
-        if not values:
-            raise argparse.ArgumentTypeError(f"expected at least one {name}")
-        return values
-
-    parse.__name__ = name  # argparse names the type in its messages
-    return parse
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise ValueError(text)
     return value
+
+
+def _list_of(cast: Callable[[str], Any], name: str) -> Callable[[str], tuple[Any, ...]]:
+    kind = {int: "an integer", _positive_int: "a positive integer"}.get(cast, "valid")
+
+    def parse(text: str) -> tuple[Any, ...]:
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        values = []
+        for item in items:
+            try:
+                values.append(cast(item))
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"{item!r} is not {kind} (in {text!r})") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected at least one {name}")
+        return tuple(values)
+
+    parse.__name__ = name  # argparse names the type in its messages
+    return parse
 
 
 def positive(text: str) -> int:
@@ -169,6 +175,7 @@ def sweep_definition(args: argparse.Namespace) -> dict[str, Any]:
         check_model_names(list(args.models), "--models")
     config = apply_narrowing(config, narrowing_of(args), where)
     check_parameters({**command_overrides(config, where), **config["parameters"]}, where, args.configs_dir)
+    check_metric(config, where)
     return config
 
 
@@ -186,11 +193,18 @@ def destination(args: argparse.Namespace, config: dict[str, Any]) -> Destination
     )
 
 
+def visible_gpus() -> int:
+    """CUDA devices this process sees (0 without torch's CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def agent_commands(sweep_ref: str, local: bool) -> str:
-    lines = [
-        f"  python {PROG} --sweep-id {sweep_ref} --count 10        # one agent here",
-        f"  python {PROG} --sweep-id {sweep_ref} --gpus 0,1        # one agent per GPU",
-    ]
+    """How to start agents on the sweep: here, one per GPU (where that can apply), W&B's own agent, results."""
+    lines = [f"  python {PROG} --sweep-id {sweep_ref} --count 10        # one agent here"]
+    if not local or visible_gpus() > 1:  # a W&B sweep's agents may run on other machines
+        lines.append(f"  python {PROG} --sweep-id {sweep_ref} --gpus 0,1        # one agent per GPU")
     if not local:
         lines.append(f"  wandb agent {sweep_ref}                               # W&B's own agent, same trials")
     lines.append(f"  python {PROG} --best --sweep-id {sweep_ref}             # best trials so far")
@@ -245,6 +259,10 @@ def print_results(sweep: LocalSweep, top: int) -> None:
     print(f"\nleaderboard of {sweep.id} ({len(trials)} trials, {sweep.config['method']}):")
     print(leaderboard(sweep.config, rows, top))
     print(best_summary(sweep.config, rows))
+    best = ranked(sweep.config, rows)
+    run_dir = sweep.trial_dir(best[0].run_id) / "run" if best else None
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        print(f"its run directory: {run_dir} (python {PROG} tune-postprocess {run_dir}; predict; overlays)")
     hint = sync_hint(sweep)
     if hint:
         print(hint)
@@ -258,11 +276,11 @@ def run_local(args: argparse.Namespace, sweep: LocalSweep, trial_mode: str) -> i
         label = f"[{args.agent_label}] " if args.agent_label else ""
         opts = AgentOptions(count=args.count, wandb_mode=trial_mode)
         try:
-            run_agent(sweep, opts, say=lambda line: print(label + line, flush=True))
+            done = run_agent(sweep, opts, say=lambda line: print(label + line, flush=True))
         except (KeyboardInterrupt, Interrupted):
             print(f"\ninterrupted; resume with: python {PROG} --sweep-id {sweep.id}", file=sys.stderr)
             return 130
-        status = 0
+        status = exit_status(done)
     if not args.agent_label:
         print_results(sweep, args.top)
     return status
@@ -286,9 +304,10 @@ def cmd_create(args: argparse.Namespace) -> int:
             return spawn_gpu_agents(args, ref) if args.gpus else _online_agent(args, ref, dest)
         return 0
     sweep = create_sweep(args.store, config, dest.project, dest.entity)
-    print(f"created local sweep {sweep.id} in {sweep.dir}\n{agent_commands(sweep.id, local=True)}")
-    if args.count or args.gpus:
+    if args.count or args.gpus:  # agents start now; the way to add more is said once, up front
+        print(f"created local sweep {sweep.id} in {sweep.dir} (more agents: python {PROG} --sweep-id {sweep.id})")
         return run_local(args, sweep, dest.trial_mode)
+    print(f"created local sweep {sweep.id} in {sweep.dir}\n{agent_commands(sweep.id, local=True)}")
     return 0
 
 
@@ -298,8 +317,19 @@ def _online_agent(args: argparse.Namespace, ref: str, dest: Destination) -> int:
 
 
 def is_local(args: argparse.Namespace, sweep_id: str, dest: Destination) -> bool:
-    """True for a sweep of the embedded controller (in the store, named local-..., or no W&B server in use)."""
-    return has_sweep(args.store, sweep_id) or sweep_id.startswith(LOCAL_PREFIX) or dest.backend == "embedded"
+    """True for a sweep of the embedded controller (in the store, named local-..., or no W&B server in use).
+
+    A W&B sweep path (entity/project/id) while W&B is not in use is a `UserError` saying so."""
+    if has_sweep(args.store, sweep_id) or sweep_id.startswith(LOCAL_PREFIX):
+        return True
+    if dest.backend == "embedded" and "/" in sweep_id:
+        why = "--offline" if args.offline else "no W&B API key" if not dest.key_set else f"WANDB_MODE={wandb_mode()}"
+        raise UserError(
+            f"--sweep-id {sweep_id} is a W&B sweep path, but W&B is not in use here ({why}): log in "
+            "(`wandb login` or WANDB_API_KEY in .env) to join it, or pass a local sweep id "
+            f"(local sweeps in {args.store}/: {', '.join(sweep_ids(args.store)) or 'none'})"
+        )
+    return dest.backend == "embedded"
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -334,6 +364,13 @@ def cmd_best(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of wandb_sweep.py; returns the exit status."""
     parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and not words[0].startswith("-"):  # this CLI has options only: a leading word is a subcommand
+        from ocr.sweep.hydra_check import did_you_mean
+        from ocr.tuning.cli import COMMANDS
+
+        parser.error(f"unknown subcommand {words[0]!r}{did_you_mean(words[0], list(COMMANDS))}: the subcommands are "
+                     f"{', '.join(COMMANDS)} (python {PROG} SUBCOMMAND --help); sweeps take options only (--help)")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     check_combination(args, parser)

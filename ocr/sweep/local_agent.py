@@ -192,6 +192,11 @@ def failing(done: list[Trial]) -> bool:
     return failed >= wandb.env.get_agent_max_initial_failures(MAX_INITIAL_FAILURES) and failed >= len(done) - failed
 
 
+def exit_status(done: list[Trial]) -> int:
+    """An agent's exit status: 1 when it stopped because trials kept failing or every trial it ran failed."""
+    return int(bool(done) and (failing(done) or all(t.state == "failed" for t in done)))
+
+
 def run_agent(sweep: LocalSweep, opts: AgentOptions, say: Callable[[str], None] = print) -> list[Trial]:
     """Run trials of `sweep` until `opts.count` is done, the sweep has no more, or trials keep failing.
 

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from ocr.sweep.report import Row
-from ocr.utils.env import wandb_key_is_set
+from ocr.utils.env import wandb_base_url, wandb_key_is_set
 from ocr.utils.errors import UserError
 
 OFFLINE_HINT = "to sweep without W&B, add --offline (or set WANDB_MODE=offline)"
-
-
-def base_url() -> str:
-    return os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
 
 
 def require_api_key() -> None:
@@ -26,7 +21,7 @@ def require_api_key() -> None:
 
 def _server_error(action: str, err: BaseException) -> UserError:
     first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return UserError(f"could not {action} on W&B at {base_url()}: {first}; {OFFLINE_HINT}")
+    return UserError(f"could not {action} on W&B at {wandb_base_url()}: {first}; {OFFLINE_HINT}")
 
 
 def create_sweep(config: dict[str, Any], project: str, entity: str | None) -> str:

@@ -58,7 +58,9 @@ def short_params(config: dict[str, Any], params: Params, width: int = PARAMS_WID
 def epoch_line(config: dict[str, Any], trial: Trial, record: dict[str, Any]) -> str:
     value = record.get(metric_name(config))
     shown = fmt_metric(value) if isinstance(value, (int, float)) else "-"
-    return f"  {trial.run_id} epoch {record.get('epoch', '?')}: {short_metric(config)} {shown}"
+    epoch = record.get("epoch")
+    number = epoch + 1 if isinstance(epoch, int) else "?"  # Lightning counts from 0; people (and ocr.train) from 1
+    return f"  {trial.run_id} epoch {number}: {short_metric(config)} {shown}"
 
 
 def stop_line(config: dict[str, Any], trial: Trial) -> str:

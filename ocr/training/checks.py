@@ -1,29 +1,96 @@
-"""Config checks run before anything heavy is imported or built, so mistakes surface in a second."""
+"""Config checks run before anything heavy is imported or built, so mistakes surface in a second.
+
+`RULES` holds one check per config key; training applies them to its composed config and the sweep
+launcher to every value a sweep parameter can take, so both refuse the same values with the same words.
+"""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+import functools
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
 
 from ocr.utils.errors import UserError, require_number
 
 
+def _image_size(value: Any) -> None:
+    require_number(value, "image_size", integer=True)
+    if value < 64 or value % 32:
+        raise UserError(f"image_size={value} must be a multiple of 32 and >= 64 (e.g. 640, 800, 1024, 1280)")
+
+
+def _batch_size(value: Any) -> None:
+    require_number(value, "batch_size", integer=True)
+    if value < 1:
+        raise UserError(f"batch_size={value} must be >= 1")
+
+
+def _learning_rate(value: Any) -> None:
+    require_number(value, "optimizer.lr")
+    if value <= 0:
+        raise UserError(f"optimizer.lr={value} must be > 0 (the reference sweeps used 0.0005 to 0.002)")
+
+
+def _weight_decay(value: Any) -> None:
+    require_number(value, "optimizer.weight_decay")
+    if value < 0:
+        raise UserError(f"optimizer.weight_decay={value} must be >= 0")
+
+
+def _max_epochs(value: Any) -> None:
+    require_number(value, "trainer.max_epochs", integer=True)
+    if value < 1 and value != -1:
+        raise UserError(f"trainer.max_epochs={value} must be >= 1 (or -1: no limit)")
+
+
+@functools.cache
+def lightning_precisions() -> tuple[Any, ...]:
+    """The `precision` values Lightning's Trainer accepts (read from Lightning; empty if it moved them)."""
+    try:
+        from lightning.fabric.connector import _PRECISION_INPUT
+    except ImportError:
+        return ()
+
+    def flatten(hint: Any) -> list[Any]:
+        args = typing.get_args(hint)
+        return [v for a in args for v in flatten(a)] if args else [hint]
+
+    return tuple(flatten(_PRECISION_INPUT))
+
+
+def _precision(value: Any) -> None:
+    allowed = lightning_precisions()
+    if allowed and value not in allowed:
+        shown = ", ".join(str(v) for v in allowed if isinstance(v, str) and not v.isdigit())
+        raise UserError(f"trainer.precision={value!r} is not a Lightning precision (one of: {shown})")
+
+
+RULES: dict[str, Callable[[Any], None]] = {
+    "image_size": _image_size,
+    "batch_size": _batch_size,
+    "optimizer.lr": _learning_rate,
+    "optimizer.weight_decay": _weight_decay,
+    "trainer.max_epochs": _max_epochs,
+    "trainer.precision": _precision,
+}
+
+
+def check_value(key: str, value: Any) -> None:
+    """Raise `UserError` if config key `key` may not take `value` (keys without a rule accept anything)."""
+    rule = RULES.get(key)
+    if rule is not None:
+        rule(value)
+
+
 def check_config(cfg: DictConfig) -> None:
-    """Refuse values that would fail late or silently (image size, batch size, learning rate, model name)."""
-    require_number(cfg.image_size, "image_size", integer=True)
-    require_number(cfg.batch_size, "batch_size", integer=True)
-    if cfg.image_size < 64 or cfg.image_size % 32:
-        raise UserError(f"image_size={cfg.image_size} must be a multiple of 32 and >= 64 (e.g. 640, 800, 1024, 1280)")
-    if cfg.batch_size < 1:
-        raise UserError(f"batch_size={cfg.batch_size} must be >= 1")
-    optimizer = cfg.get("optimizer") or {}
-    if "lr" in optimizer:
-        require_number(optimizer.lr, "optimizer.lr")
-        if optimizer.lr <= 0:
-            raise UserError(f"optimizer.lr={optimizer.lr} must be > 0 (the reference sweeps used 0.0005 to 0.002)")
-    if "weight_decay" in optimizer:
-        require_number(optimizer.weight_decay, "optimizer.weight_decay")
-        if optimizer.weight_decay < 0:
-            raise UserError(f"optimizer.weight_decay={optimizer.weight_decay} must be >= 0")
+    """Refuse values that would fail late or silently (the `RULES`, the post-processing search, the model name)."""
+    for key in RULES:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is not None:
+            check_value(key, value)
     tuning = cfg.get("tuning") or {}
     if tuning.get("count", 0) and not cfg.get("cache_val_maps"):
         raise UserError(f"tuning.count={tuning.count} searches the cached validation maps: set cache_val_maps=true "

@@ -17,11 +17,22 @@ def load_env(path: str | Path = ".env") -> None:
     load_dotenv(Path(path), override=False)
 
 
+def wandb_base_url() -> str:
+    """The W&B server wandb would talk to: WANDB_BASE_URL, else its settings (`wandb login --host`) or default."""
+    if os.environ.get("WANDB_BASE_URL"):
+        return os.environ["WANDB_BASE_URL"]
+    from wandb.sdk import wandb_setup  # reads wandb's settings files; starts no service process
+
+    return wandb_setup.singleton().settings.base_url
+
+
 def wandb_key_is_set() -> bool:
     """True when a W&B API key is available (WANDB_API_KEY, or `wandb login`'s entry in ~/.netrc)."""
     if os.environ.get("WANDB_API_KEY"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    host = urlparse(wandb_base_url()).hostname
+    if not host:
+        return False
     try:
         return netrc.netrc().authenticators(host) is not None
     except (FileNotFoundError, netrc.NetrcParseError, OSError):

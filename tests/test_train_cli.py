@@ -1,0 +1,60 @@
+"""`python -m ocr.train`: overrides are checked against the config before Hydra or Lightning start."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ocr
+
+from ocr.train import check_overrides
+from ocr.training.checks import check_value, lightning_precisions
+from ocr.utils.errors import UserError
+
+CONFIGS = Path(ocr.__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        (["image_sze=256"], "'image_sze' is not a key of the Hydra config"),
+        (["optimizer=adamm"], "'adamm' is not an option of config group 'optimizer'"),
+        (["trainer.max_epochs=abc"], "trainer.max_epochs='abc' must be an integer"),
+        (["trainer.precision=bogus"], "trainer.precision='bogus' is not a Lightning precision"),
+        (["image_size=250"], "image_size=250 must be a multiple of 32"),
+        (["batch_size=2", "models.encoder.model_name=hrnet_w81"], "unknown model 'hrnet_w81'"),
+    ],
+)
+def test_bad_overrides_are_one_line(words: list[str], expected: str) -> None:
+    with pytest.raises(UserError) as err:
+        check_overrides(words)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_what_hydra_handles_itself_is_left_to_it() -> None:
+    check_overrides(["+extra=1", "~log_val_images", "image_size=256,512", "hydra.run.dir=/tmp/x"])
+    check_overrides(["--cfg", "job", "image_sze=256"])  # Hydra's own flags: no second guessing
+    check_overrides(["image_size=[1,"])  # malformed: Hydra reports it
+    check_overrides(["image_size=640", "trainer.max_epochs=-1", "trainer.precision=bf16-mixed", "optimizer=adamw"])
+
+
+def test_rules_match_lightning() -> None:
+    assert {"32-true", "bf16-mixed", "16-mixed", 32} <= set(lightning_precisions())
+    check_value("trainer.precision", 32)
+    check_value("not.a.ruled.key", object())
+    with pytest.raises(UserError, match="batch_size=0 must be >= 1"):
+        check_value("batch_size", 0)
+
+
+def test_the_cli_stops_in_a_second_with_the_closest_key(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "ocr.train", "image_sze=256"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "ocr.train: error: command line: parameter 'image_sze' is not a key of the Hydra config "
+        f"{CONFIGS / 'train.yaml'} (nor a config group) (did you mean image_size?)"
+    ]
+    assert not (tmp_path / "outputs").exists()

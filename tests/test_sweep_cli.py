@@ -141,7 +141,7 @@ def test_online_errors_say_how_to_run_offline(capsys, monkeypatch: pytest.Monkey
 
 def test_bad_input_is_one_line_and_creates_nothing(capsys, tmp_path: Path) -> None:
     err = error_of(capsys, ["--config", MAIN, "--create-sweep", "--models", "hrnet_w18,hrnet_w99"])
-    assert err.startswith("wandb_sweep.py: error: --models: unknown model 'hrnet_w99'")
+    assert err.startswith("wandb_sweep.py: error: --models: models.encoder.model_name='hrnet_w99' is not a timm model")
     bad = tmp_path / "bad.yaml"
     bad.write_text("method: bayes\nparameters:\n  x: {min: 2.0, max: 1.0}\n")
     assert "min 2.0 must be less than max 1.0" in error_of(capsys, ["--config", str(bad), "--create-sweep"])

@@ -154,7 +154,7 @@ def test_missing_sweep_file(tmp_path: Path) -> None:
         ({"optimizer": {"min": 0.0, "max": 1.0}}, "is a config group: list its options"),
         (
             {MODEL_KEY: {"values": ["hrnet_w18", "hrnet_w99"]}},
-            "unknown model 'hrnet_w99': not a timm model (HRNet models: hrnet_w18",
+            "models.encoder.model_name='hrnet_w99' is not a timm model; HRNet names are: hrnet_w18",
         ),
         ({"x": {"values": [None]}}, "does not survive as a Hydra override 'x=None'"),
         ({"x": {"values": ["a,b"]}}, "does not survive as a Hydra override"),

@@ -25,7 +25,7 @@ CONFIGS = Path(ocr.__file__).resolve().parents[1] / "configs"
         (["trainer.max_epochs=abc"], "trainer.max_epochs='abc' must be an integer"),
         (["trainer.precision=bogus"], "trainer.precision='bogus' is not a Lightning precision"),
         (["image_size=250"], "image_size=250 must be a multiple of 32"),
-        (["batch_size=2", "models.encoder.model_name=hrnet_w81"], "unknown model 'hrnet_w81'"),
+        (["batch_size=2", "models.encoder.model_name=hrnet_w81"], "model_name='hrnet_w81' is not a timm model"),
     ],
 )
 def test_bad_overrides_are_one_line(words: list[str], expected: str) -> None:
@@ -58,3 +58,21 @@ def test_the_cli_stops_in_a_second_with_the_closest_key(tmp_path) -> None:
         f"{CONFIGS / 'train.yaml'} (nor a config group) (did you mean image_size?)"
     ]
     assert not (tmp_path / "outputs").exists()
+
+
+def test_timm_names_are_cached_per_version(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import timm
+
+    from ocr.models import names
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    names.timm_model_names.cache_clear()
+    try:
+        listed = names.timm_model_names()
+        assert listed == frozenset(timm.list_models())
+        assert names.cache_file().is_file() and timm.__version__ in names.cache_file().name
+        names.timm_model_names.cache_clear()
+        assert names.timm_model_names() == listed  # read back from the file
+        assert names.is_timm_model("hrnet_w18.ms_aug_in1k") and not names.is_timm_model("hrnet_w19")
+    finally:
+        names.timm_model_names.cache_clear()

@@ -8,17 +8,8 @@ import timm
 import torch
 from torch import nn
 
+from ocr.models.names import check_model_name
 from ocr.utils.errors import UserError
-
-
-def check_model_name(model_name: str) -> None:
-    """Raise a `UserError` listing the valid HRNet names if timm has no model called `model_name`."""
-    if not timm.is_model(model_name):
-        hrnets = ", ".join(timm.list_models("hrnet*"))
-        raise UserError(
-            f"models.encoder.model_name={model_name!r} is not a timm model; HRNet names are: {hrnets} "
-            "(any timm model with features_only works, e.g. resnet18)"
-        )
 
 
 class TimmEncoder(nn.Module):

@@ -4,13 +4,13 @@ the values training accepts) and the sweep's metric against what a run logs."""
 from __future__ import annotations
 
 import difflib
-import functools
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+from ocr.models.names import check_model_name
 from ocr.sweep.spec import MODEL_KEY
 from ocr.training.checks import check_value
 from ocr.utils.errors import UserError
@@ -117,20 +117,13 @@ def command_overrides(config: dict[str, Any], where: str) -> dict[str, dict[str,
     return fixed
 
 
-@functools.cache
-def timm_models() -> frozenset[str]:
-    """Every model name timm knows."""
-    import timm
-
-    return frozenset(timm.list_models())
-
-
 def check_model_names(names: list[Any], where: str) -> None:
     """Refuse names timm does not know, listing the HRNet family as the likely intent."""
     for name in names:
-        if not isinstance(name, str) or name not in timm_models():
-            hrnets = ", ".join(sorted(m for m in timm_models() if m.startswith("hrnet")))
-            raise UserError(f"{where}: unknown model {name!r}: not a timm model (HRNet models: {hrnets})")
+        try:
+            check_model_name(name, MODEL_KEY)
+        except UserError as err:
+            raise UserError(f"{where}: {err}") from None
 
 
 def check_parameters(

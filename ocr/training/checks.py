@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ocr.models.names import check_model_name
 from ocr.utils.errors import UserError, require_number
 
 
@@ -95,6 +96,4 @@ def check_config(cfg: DictConfig) -> None:
     if tuning.get("count", 0) and not cfg.get("cache_val_maps"):
         raise UserError(f"tuning.count={tuning.count} searches the cached validation maps: set cache_val_maps=true "
                         "(or tuning.count=0)")
-    from ocr.models.encoder import check_model_name  # imports timm (and torch)
-
     check_model_name(cfg.models.encoder.model_name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -143,8 +144,11 @@ def test_unparseable_json(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "where"),
     [
-        ([1, 2], "top level"),
-        ({"images": [1]}, "top level"),
+        ([1, 2], 'the top level key "images" must be an object of image names, found list'),
+        ({"images": [1]}, 'the top level key "images" must be an object of image names, found list'),
+        ({"images": None}, 'the top level key "images" must be an object of image names, found NoneType'),
+        ({"imgs": {}}, r'the top level key "images" is missing \(found keys: imgs\)'),
+        ({}, r'the top level key "images" is missing \(the object is empty\)'),
         ({"images": {"a.jpg": [1]}}, r"images\['a.jpg'\] must be"),
         ({"images": {"a.jpg": {"words": [1]}}}, r"images\['a.jpg'\]\[\"words\"\] must be"),
     ],
@@ -217,6 +221,27 @@ def test_corrupt_image_gives_a_blank_sample_and_one_warning(tmp_path: Path, capl
     assert not dataset[1]["corrupt"]
     with pytest.raises(ImageDecodeError, match="OpenCV could not decode it"):
         decode_bgr(tmp_path / "images" / "val" / "bad.jpg")
+
+
+def test_a_decoder_warning_names_the_file_once_instead_of_every_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture
+) -> None:
+    """A truncated JPEG decodes with libjpeg's "Premature end of JPEG file" (no file name, on every read)."""
+    make_dataset(tmp_path, "val", {"cut.jpg": {"words": None}, "ok.jpg": {"words": None}})
+    path = tmp_path / "images" / "val" / "cut.jpg"
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((60, 80, 3)) * 255).astype(np.uint8)).save(path, quality=90)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    dataset = ReceiptDataset(tmp_path, "val", 64)
+    with caplog.at_level(logging.WARNING):
+        samples = [dataset[0] for _ in range(3)] + [dataset[1]]
+    assert not any(s["corrupt"] for s in samples)
+    assert warnings_of(caplog) == [f"{path}: Premature end of JPEG file (from the image decoder); decoded anyway"]
+    assert "Premature end" not in capfd.readouterr().err
+
+    loader = torch.utils.data.DataLoader(dataset, num_workers=1, collate_fn=names_collate)
+    assert [name for batch in loader for name in batch] == ["cut.jpg", "ok.jpg"]  # a worker process decodes
+    assert "Premature end" not in capfd.readouterr().err
 
 
 # ---------------------------------------------------------------- transforms
@@ -412,7 +437,7 @@ def test_datamodule_config_mistakes(clean_env: Path) -> None:
     assert math.isclose(ReceiptDataModule(None, 64, 2, augment={"p": 0.25}).augment["brightness_contrast_p"], 0.25)
 
 
-def test_an_empty_split_or_limit_zero_is_one_clear_line(clean_env: Path) -> None:
+def test_an_empty_split_is_one_clear_line(clean_env: Path) -> None:
     root = clean_env / "data"
     make_dataset(root, "train", {"a.jpg": {"words": None}})
     make_dataset(root, "val", {})
@@ -421,5 +446,11 @@ def test_an_empty_split_or_limit_zero_is_one_clear_line(clean_env: Path) -> None
         ReceiptDataModule(str(root), image_size=64, batch_size=1, num_workers=0).setup("fit")
     make_dataset(root, "val", {"b.jpg": {"words": None}})
     ReceiptDataModule(str(root), image_size=64, batch_size=1, num_workers=0).setup("fit")
-    with pytest.raises(UserError, match=r"has no images \(data.limit_train=0\)"):
-        ReceiptDataModule(str(root), image_size=64, batch_size=1, num_workers=0, limit_train=0).setup("fit")
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+@pytest.mark.parametrize("value", [0, -1, 2.5, "abc", True])
+def test_a_limit_that_is_not_a_positive_integer_is_one_clear_line(clean_env: Path, split: str, value: object) -> None:
+    message = f"data.limit_{split}={value!r} must be null (every image) or an integer >= 1 (the first N images by name)"
+    with pytest.raises(UserError, match=re.escape(message)):
+        ReceiptDataModule(None, image_size=64, batch_size=1, **{f"limit_{split}": value})

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import re
 import os
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -15,10 +18,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from PIL import Image
 
 from ocr.training import module as module_lib
+from ocr.training import run as run_lib
 from ocr.training.checks import check_config
-from ocr.training.run import train
+from ocr.training.run import LIGHTNING_INFO, log_interval, quiet_lightning, train
 from ocr.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +66,11 @@ def test_run_writes_checkpoint_config_metrics_and_epoch_lines(tmp_path: Path, sy
     metrics_file = tmp_path / "metrics.jsonl"
     monkeypatch.setenv("OCR_METRICS_FILE", str(metrics_file))
     run_dir = tmp_path / "run"
-    metrics = train(compose_train(tiny_overrides(synthetic_dir)), run_dir)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = train(compose_train(tiny_overrides(synthetic_dir)), run_dir)
+    noise = ("LeafSpec` is deprecated", "smaller than the logging interval", "when using `ckpt_path`")
+    assert not [str(w.message) for w in caught if any(n in str(w.message) for n in noise)]
 
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert (run_dir / "config.yaml").is_file()
@@ -147,6 +156,73 @@ def test_a_rerun_into_the_same_directory_replaces_best_ckpt(tmp_path: Path, synt
     assert second["best_checkpoint"] == first["best_checkpoint"] and second["best_checkpoint"].endswith("best.ckpt")
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["best.ckpt"]  # no best-v1.ckpt
     assert Path(second["best_checkpoint"]).stat().st_mtime_ns > stamp
+
+
+def write_receipts(root: Path, mistake: str) -> Path:
+    """A one-image train/val dataset with `mistake` in it."""
+    if mistake == "no folder":
+        return root / "nowhere"
+    for split in ("train", "val"):
+        if not (mistake == "no images/val" and split == "val"):
+            (root / "images" / split).mkdir(parents=True)
+            Image.new("RGB", (64, 48), "white").save(root / "images" / split / "a.jpg")
+        if mistake != "no jsons":
+            (root / "jsons").mkdir(exist_ok=True)
+            text = {"broken JSON": '{"images": {', "bad schema": '{"imgs": {}}'}.get(mistake, '{"images": {"a.jpg": {}}}')
+            (root / "jsons" / f"{split}.json").write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("mistake, extra, message", [
+    ("no folder", {}, "does not exist"),
+    ("no jsons", {}, r"annotation file .*train\.json not found"),
+    ("broken JSON", {}, r"train\.json is not valid JSON"),
+    ("no images/val", {}, r"image folder .*images/val not found"),
+    ("bad schema", {}, 'the top level key "images" is missing'),
+    ("no mistake", {"data.limit_val": -1}, r"data.limit_val=-1 must be null \(every image\) or an integer >= 1"),
+])
+def test_dataset_mistakes_stop_the_run_before_wandb_or_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mistake: str, extra: dict, message: str
+) -> None:
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was built before the dataset was checked")
+
+    monkeypatch.setattr(run_lib, "build_model", no_model)
+    root = write_receipts(tmp_path / "data", mistake)
+    run_dir = tmp_path / "run"
+    with pytest.raises(UserError, match=message):
+        train(compose_train(tiny_overrides(tmp_path / "syn", dataset_base_path=root, **extra)), run_dir)
+    assert not list(tmp_path.rglob("wandb")), "no W&B run is started for a run that cannot train"
+
+
+def test_lightning_lines_go_once_through_the_root_handlers_without_tips(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    hydra_console = logging.StreamHandler(stream)  # as Hydra's console (and train.log) handlers
+    monkeypatch.setattr(logging.getLogger(), "handlers", [hydra_console])
+    for name in run_lib.LIGHTNING_LOGGERS:  # restored after the test
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(logger, "handlers", [*logger.handlers, logging.StreamHandler(io.StringIO())])
+        monkeypatch.setattr(logger, "propagate", False)
+    monkeypatch.setattr(logging.getLogger(LIGHTNING_INFO), "filters", [])
+    quiet_lightning()
+    from lightning.pytorch.utilities.rank_zero import rank_zero_info
+
+    rank_zero_info("GPU available: False, used: False")
+    rank_zero_info("💡 Tip: For seamless cloud logging and experiment tracking, try installing [litlogger]")
+    assert stream.getvalue() == "GPU available: False, used: False\n"
+    handlers, logger = [], logging.getLogger(LIGHTNING_INFO)
+    while logger:  # every handler a Lightning record reaches
+        handlers += logger.handlers
+        logger = logger.parent if logger.propagate else None
+    assert handlers == [hydra_console]
+
+
+@pytest.mark.parametrize("limit, batches, expected", [
+    (None, 4, 4), (None, 40, 10), (2, 40, 2), (0.25, 20, 5), (None, 0, 1),
+])
+def test_the_logging_interval_is_at_most_an_epoch(limit: object, batches: int, expected: int) -> None:
+    trainer = compose_train([f"trainer.limit_train_batches={'null' if limit is None else limit}"]).trainer
+    assert trainer.log_every_n_steps == 10 and log_interval(trainer, batches) == expected
 
 
 def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:

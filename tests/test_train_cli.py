@@ -76,3 +76,19 @@ def test_timm_names_are_cached_per_version(tmp_path, monkeypatch: pytest.MonkeyP
         assert names.is_timm_model("hrnet_w18.ms_aug_in1k") and not names.is_timm_model("hrnet_w19")
     finally:
         names.timm_model_names.cache_clear()
+
+
+def test_a_run_config_names_its_data_by_absolute_path(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from omegaconf import OmegaConf
+
+    from ocr.training.run import with_absolute_data_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = OmegaConf.create({"dataset_base_path": "rel/data", "data": {"dataset_base_path": "${dataset_base_path}",
+                                                                      "synthetic": {"dir": "data/synthetic"}}})
+    out = with_absolute_data_paths(cfg)
+    assert out.dataset_base_path == out.data.dataset_base_path == str(tmp_path / "rel" / "data")
+    assert out.data.synthetic.dir == str(tmp_path / "data" / "synthetic")
+    assert cfg.data.synthetic.dir == "data/synthetic"  # the run's own config is unchanged
+    empty = with_absolute_data_paths(OmegaConf.create({"dataset_base_path": "", "data": {"dataset_base_path": None}}))
+    assert empty.dataset_base_path == "" and empty.data.dataset_base_path is None

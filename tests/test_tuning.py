@@ -6,6 +6,7 @@ import json
 import random
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ocr.data.annotations import load_split
+from ocr.data.dataset import ReceiptDataset
 from ocr.data.synthetic import generate_dataset
 from ocr.postprocess.db_postprocess import DBPostProcessor
 from ocr.training.run import build_module
@@ -26,6 +28,7 @@ from ocr.tuning.runs import load_model, resolve_run
 from ocr.tuning.space import REPO_ROOT, grid_points, read_yaml, search_config
 from ocr.tuning.submission import integer_points, read_csv, write_csv, write_json
 from ocr.tuning.tune import search
+from ocr.tuning.wandb_link import sync_command
 from ocr.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +87,8 @@ def same_polygons(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
 
 def test_cache_round_trip_reproduces_direct_inference(cached_run: Path, data_dir: Path, blob_thresh: float) -> None:
     post = DBPostProcessor(thresh=blob_thresh, box_thresh=0.0, polygon_unclip_ratio=1.5, min_size=0)
-    _, direct = predict_split(resolve_run(cached_run), data_dir, "val", post, pick_device("cpu"), keep_maps=True)
+    dataset = ReceiptDataset(data_dir, "val", 64)
+    _, direct = predict_split(resolve_run(cached_run), dataset, post, pick_device("cpu"), keep_maps=True)
     direct = list(direct)
     cache = load_val_cache(cached_run)
     assert [im.name for im in cache.images] == [p.meta["image_name"] for p in direct]
@@ -190,6 +194,19 @@ def test_search_finds_the_one_threshold_that_separates_touching_words(constructe
     assert json.loads((constructed_run / "tune_postprocess.json").read_text())["best"]["values"]["thresh"] == 0.6
 
 
+@pytest.mark.parametrize("thresholds, hint", [([0.3, 0.4, 0.6], "thresh=0.6 (the max)"), ([0.3, 0.6, 0.95], None)])
+def test_a_best_value_at_an_end_of_its_range_gets_a_hint(
+    constructed_run: Path, tmp_path: Path, thresholds: list[float], hint: str | None, capsys
+) -> None:
+    config = write_search_yaml(tmp_path / "search.yaml", thresholds)  # 0.6 is the only threshold that scores 1.0
+    assert main(["tune-postprocess", str(constructed_run), "--config", str(config), "--workers", "1"]) == 0
+    hints = [line for line in capsys.readouterr().out.splitlines() if line.startswith("hint:")]
+    if hint is None:
+        assert hints == []
+    else:
+        assert len(hints) == 1 and hint in hints[0] and str(config) in hints[0] and "--config" in hints[0]
+
+
 @pytest.mark.parametrize("budget, spread, points", [
     (100, 3, [5, 5, 4]), (125, 3, [5, 5, 5]), (99, 3, [5, 4, 4]), (100, 1, [100]), (100, 2, [10, 10]),
     (3, 3, [2, 2, 2]), (12, 3, [3, 2, 2]), (100, 0, []),
@@ -289,6 +306,42 @@ def test_predict_writes_a_row_per_image_and_survives_unreadable_ones(
     assert len(list((tmp_path / "out" / "overlays_test_custom").glob("*.png"))) == 1
 
 
+def test_predict_reads_the_images_on_disk_without_labels(cached_run: Path, data_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    (data / "jsons" / "val.json").unlink()
+    shutil.copy(data / "images" / "val" / "val_00000.jpg", data / "images" / "val" / "unlisted.jpg")
+    assert main(["predict", str(cached_run), "--split", "val", "--data", str(data), "--out", str(tmp_path / "out"),
+                 "--postprocess", "default"]) == 0
+    assert sorted(read_csv(tmp_path / "out" / "val_default.csv")) == ["unlisted.jpg", "val_00000.jpg", "val_00001.jpg",
+                                                                       "val_00002.jpg"]
+
+
+def test_predict_on_a_folder_without_images_is_one_line(cached_run: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "images" / "val").mkdir(parents=True)
+    (tmp_path / "jsons").mkdir()
+    (tmp_path / "jsons" / "val.json").write_text(json.dumps({"images": {}}))
+    out = tmp_path / "out"
+    assert main(["predict", str(cached_run), "--split", "val", "--data", str(tmp_path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{tmp_path / 'images' / 'val'} has no images (" in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_predict_says_an_offline_artifact_awaits_wandb_sync(
+    tmp_path: Path, cfg, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run_dir, run_id = make_run(tmp_path / "run", cfg), "sub123"
+    (run_dir / "wandb" / f"offline-run-20250101_120000-{run_id}").mkdir(parents=True)
+    assert main(["predict", str(run_dir), "--postprocess", "default"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("W&B:"))
+    assert "uploaded" not in line and f"saved the submission as artifact submission-{run_id}" in line
+    folder = Path(line.split("`wandb sync ")[1].rstrip(")`"))
+    assert folder.is_dir() and folder.name.endswith(run_id)  # the offline run that holds the artifact
+    assert sync_command(SimpleNamespace(offline=False, dir=str(folder / "files"))) is None  # online: nothing to sync
+
+
 # ----------------------------------------------------------------------------- overlays
 
 
@@ -307,6 +360,31 @@ def test_overlays_go_to_the_attached_wandb_run_one_key_per_image(cached_run: Pat
     data = b"".join(p.read_bytes() for p in (cached_run / "wandb").glob(f"offline-run-*-{run_id}/*.wandb"))
     stems = [p.stem for p in sorted((cached_run / "overlays" / "default").glob("*.png"))]
     assert len(stems) == 2 and all(f"overlays/default/{stem}".encode() in data for stem in stems)
+
+
+def test_a_sweep_trial_folder_stands_for_its_run(cached_run: Path, capsys) -> None:
+    trial = cached_run.parent  # a sweep trial keeps its run in run/: .sweeps/<sweep>/trials/<trial>/run
+    assert main(["overlays", str(trial), "--names", "val_00000.jpg", "--postprocess", "default"]) == 0
+    assert f"PNGs in {cached_run / 'overlays' / 'default'}" in capsys.readouterr().out
+
+
+def test_a_folder_above_runs_names_the_run_to_pass(tmp_path: Path, capsys) -> None:
+    trials = tmp_path / "sweep" / "trials"
+    for hidden in (trials / ".hydra", trials / "wandb" / "run-x" / "files"):  # config.yaml files that are not runs
+        hidden.mkdir(parents=True)
+        (hidden / "config.yaml").write_text("a: 1\n")
+    with pytest.raises(UserError, match="is not the output directory of a training run") as err:
+        resolve_run(trials)
+    assert "below" not in str(err.value)
+    (trials / "t1" / "run").mkdir(parents=True)
+    (trials / "t1" / "run" / "config.yaml").write_text("a: 1\n")
+    assert resolve_run(trials / "t1").run_dir == trials / "t1" / "run"
+    assert main(["tune-postprocess", str(tmp_path / "sweep")]) == 2
+    assert f"the run directory below it is {trials / 't1' / 'run'}: pass that" in capsys.readouterr().err
+    (trials / "t2" / "run").mkdir(parents=True)
+    (trials / "t2" / "run" / "config.yaml").write_text("a: 1\n")
+    with pytest.raises(UserError, match="several run directories"):
+        resolve_run(trials)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -342,13 +420,17 @@ def test_checkpoint_of_another_model_is_one_clear_line(tmp_path: Path, cfg, data
     assert "\n" not in str(err.value) and "resnet18" in str(err.value)
 
 
-def test_missing_cache_says_how_to_build_it(tmp_path: Path, cfg, capsys) -> None:
+@pytest.mark.parametrize("checkpoint, message", [(True, "build-cache"), (False, "the run has no checkpoint")])
+def test_missing_cache_says_how_to_build_it(tmp_path: Path, cfg, checkpoint: bool, message: str, capsys) -> None:
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    (run_dir / "checkpoints").mkdir(parents=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    if checkpoint:
+        (run_dir / "checkpoints" / "best.ckpt").touch()
     assert main(["tune-postprocess", str(run_dir)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "build-cache" in err and "\n" not in err and "Traceback" not in err
+    assert message in err and "\n" not in err and "Traceback" not in err
+    assert ("build-cache" in err) == checkpoint  # no advice that cannot work: build-cache needs the checkpoint
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -357,6 +439,7 @@ def test_missing_cache_says_how_to_build_it(tmp_path: Path, cfg, capsys) -> None
     (["tune-postprocess", "{run}", "--config", "{run}/nope.yaml"], "not found"),
     (["predict", "{run}", "--postprocess", "tuned"], "tune-postprocess"),
     (["predict", "{run}", "--postprocess", "default", "thresh=2"], "thresh=2"),
+    (["predict", "{run}", "--postprocess", "default", "thresh=abc"], "thresh='abc' must be a finite number"),
     (["predict", "{run}/nowhere"], "does not exist"),
 ])
 def test_bad_arguments_are_one_line(constructed_run: Path, argv: list[str], message: str, capsys) -> None:

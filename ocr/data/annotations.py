@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ocr.utils.errors import UserError
+from ocr.utils.errors import UserError, is_finite_number
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,12 @@ def stored_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
+LAYOUT = '{"images": {NAME: {"words": {KEY: {"points": [[x, y], ...]}}}}}'
+
+
 def _shape_error(json_path: Path, where: str, expected: str, found: object) -> UserError:
     return UserError(
-        f"{json_path}: {where} must be {expected}, found {type(found).__name__}; "
-        'fix the file (expected {"images": {NAME: {"words": {KEY: {"points": [[x, y], ...]}}}}})'
+        f"{json_path}: {where} must be {expected}, found {type(found).__name__}; fix the file (expected {LAYOUT})"
     )
 
 
@@ -89,8 +91,13 @@ def read_annotation_json(json_path: Path, split: str) -> dict[str, dict | None]:
         raise UserError(
             f"{json_path} is not UTF-8 text ({err.reason} at byte {err.start}); fix or replace it"
         ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
-        found = data.get("images") if isinstance(data, dict) else data
+    if isinstance(data, dict) and "images" not in data:
+        keys = f"found keys: {_examples(sorted(data))}" if data else "the object is empty"
+        raise UserError(
+            f'{json_path}: the top level key "images" is missing ({keys}); fix the file (expected {LAYOUT})'
+        )
+    if not isinstance(data, dict) or not isinstance(data["images"], dict):
+        found = data["images"] if isinstance(data, dict) else data
         raise _shape_error(json_path, 'the top level key "images"', "an object of image names", found)
     entries: dict[str, dict | None] = {}
     for name, entry in data["images"].items():
@@ -142,6 +149,30 @@ def parse_word(key: str, entry: object, size: tuple[int, int] | None) -> tuple[W
 def _examples(names: list[str]) -> str:
     shown = ", ".join(names[:EXAMPLES])
     return shown + (", ..." if len(names) > EXAMPLES else "")
+
+
+def checked_limit(split: str, value: object) -> int | None:
+    """`data.limit_<split>` as an int (None: every image); UserError unless it is null or an integer >= 1."""
+    if value is None:
+        return None
+    if not is_finite_number(value, integer=True) or value < 1:
+        raise UserError(
+            f"data.limit_{split}={value!r} must be null (every image) or an integer >= 1 (the first N images by name)"
+        )
+    return int(value)
+
+
+def unlabelled_split(root: Path, split: str) -> dict[str, list[Word]]:
+    """Every image file of `split` (sorted by name) with no words: what prediction reads; no JSON needed."""
+    image_dir = split_paths(root, split)[0]
+    if not image_dir.is_dir():
+        raise UserError(f"image folder {image_dir} not found: the {split} split's images go there; "
+                        "check the split name and the dataset root")
+    names = list_images(image_dir)
+    if not names:
+        raise UserError(f"{image_dir} has no images ({'/'.join(sorted(IMAGE_SUFFIXES))} files): "
+                        "add the split's images, or choose another split or dataset root")
+    return {name: [] for name in names}
 
 
 def load_split(root: Path, split: str) -> dict[str, list[Word]]:

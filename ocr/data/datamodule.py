@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from ocr.data.annotations import checked_limit
 from ocr.data.dataset import ReceiptDataset
 from ocr.data.paths import ensure_dataset, resolve_dataset_root
 from ocr.utils.errors import UserError
@@ -72,8 +73,8 @@ class ReceiptDataModule(L.LightningDataModule):
         self.collate_fn = collate_fn or stack_images
         self.synthetic = _checked("synthetic", synthetic, SYNTHETIC_KEYS)
         self.augment = {AUGMENT_KEYS[k]: float(v) for k, v in _checked("augment", augment, AUGMENT_KEYS).items()}
-        self.limit_train = limit_train
-        self.limit_val = limit_val
+        self.limit_train = checked_limit("train", limit_train)
+        self.limit_val = checked_limit("val", limit_val)
         self.datasets: dict[str, Dataset] = {}
 
     def dataset_root(self) -> Path:
@@ -99,10 +100,10 @@ class ReceiptDataModule(L.LightningDataModule):
             )
             limit = {"train": self.limit_train, "val": self.limit_val}.get(split)
             if limit is not None:
-                dataset = Subset(dataset, range(min(int(limit), len(dataset))))
+                dataset = Subset(dataset, range(min(limit, len(dataset))))
             if len(dataset) == 0 and split in ("train", "val"):
                 raise UserError(
-                    f"the {split} split of {root} has no images{' (data.limit_' + split + '=0)' if limit == 0 else ''}: "
+                    f"the {split} split of {root} has no images: "
                     f"training needs some in jsons/{split}.json and images/{split}/ (val/cleval_hmean, the sweep's "
                     "metric, is measured on val)"
                 )

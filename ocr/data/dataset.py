@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from ocr.data.annotations import load_split, split_paths
+from ocr.data.annotations import load_split, split_paths, unlabelled_split
 from ocr.data.transforms import (
     ImageDecodeError,
     brightness_contrast,
@@ -35,7 +35,8 @@ class ReceiptDataset(Dataset):
     * ``corrupt``: True when the file could not be decoded (then the image is blank and there are no words)
 
     With `train`, brightness/contrast is jittered (alpha = 1 +- contrast_limit, beta = +-brightness_limit * 255)
-    with probability `brightness_contrast_p`.
+    with probability `brightness_contrast_p`. Without `labels`, every image file of the split is a sample with
+    no words (no JSON is read).
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class ReceiptDataset(Dataset):
         contrast_limit: float = 0.2,
         brightness_contrast_p: float = 0.5,
         reduced_decode: bool = True,
+        labels: bool = True,
     ) -> None:
         self.root = Path(root)
         self.split = split
@@ -58,7 +60,7 @@ class ReceiptDataset(Dataset):
         self.brightness_contrast_p = brightness_contrast_p
         self.reduced_decode = reduced_decode
         self.image_dir = split_paths(self.root, split)[0]
-        self.words = load_split(self.root, split)
+        self.words = load_split(self.root, split) if labels else unlabelled_split(self.root, split)
         self.names = list(self.words)
         self._warned: set[str] = set()
 

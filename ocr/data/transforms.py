@@ -6,13 +6,21 @@ W - x and resizing by s maps x to x * s, which is the `original = transformed / 
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import cv2
 import numpy as np
 import torch
 from PIL import Image
+
+log = logging.getLogger(__name__)
 
 EXIF_ORIENTATION = 0x0112
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -58,15 +66,72 @@ def reduction_factor(header: ImageHeader, target_long_side: int) -> int:
     return 1
 
 
+_stderr_lock = threading.Lock()  # fd 2 is redirected by one decode at a time
+_stderr_sink: IO[bytes] | None = None  # this process's temporary file fd 2 points at during a decode
+_reported: set[tuple[str, str]] = set()  # (file, decoder message) already logged by this process
+
+
+def _fresh_sink_after_fork() -> None:
+    """A forked process (a DataLoader worker) gets its own lock and file (the parent's offset is shared)."""
+    global _stderr_lock, _stderr_sink
+    _stderr_lock, _stderr_sink = threading.Lock(), None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_sink_after_fork)
+
+
+def imread_quietly(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
+    """`cv2.imread(path, flags)` and what the decoders (libjpeg, libpng, OpenCV) wrote to stderr meanwhile.
+
+    Their messages name no file and repeat on every read; they are returned instead of printed. Calls are
+    serialised per process; anything another thread writes to stderr during a decode is returned with them.
+    Without a usable stderr or temporary file, the messages go to stderr as usual and "" is returned.
+    """
+    global _stderr_sink
+    with _stderr_lock:
+        try:
+            if _stderr_sink is None:
+                _stderr_sink = tempfile.TemporaryFile()
+            saved = os.dup(2)
+        except OSError:
+            return cv2.imread(str(path), flags), ""
+        fd = _stderr_sink.fileno()
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        try:
+            os.dup2(fd, 2)
+            try:
+                image = cv2.imread(str(path), flags)
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        written = os.lseek(fd, 0, os.SEEK_CUR)
+        if not written:
+            return image, ""
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, written).decode(errors="replace")
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+    return image, text
+
+
 def decode_bgr(path: Path, factor: int = 1) -> np.ndarray:
     """Pixels as stored (EXIF orientation NOT applied), BGR uint8 (H, W, 3), decoded at 1/`factor` size.
 
     The reduced size rounds up (libjpeg), so callers must not derive geometry from the decoded shape.
+    A decoder warning on a file that decodes (e.g. libjpeg's "Corrupt JPEG data: bad Huffman code") is logged
+    once per process with the file's path; an undecodable file raises ImageDecodeError with the decoder's words.
     """
     flags = _REDUCED_FLAGS.get(factor, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
-    bgr = cv2.imread(str(path), flags)
+    bgr, printed = imread_quietly(path, flags)
+    said = "; ".join(line.strip() for line in printed.splitlines() if line.strip())
     if bgr is None:
-        raise ImageDecodeError(f"{path}: OpenCV could not decode it")
+        raise ImageDecodeError(f"{path}: OpenCV could not decode it" + (f" ({said})" if said else ""))
+    if said and (str(path), said) not in _reported:
+        _reported.add((str(path), said))
+        log.warning(f"{path}: {said} (from the image decoder); decoded anyway")
     return bgr
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ocr.utils.errors import UserError, is_finite_number
+from ocr.utils.errors import UserError, is_finite_number, require_number
 
 KEY = "models.head.postprocess"
 
@@ -58,5 +58,6 @@ def check_non_negative(name: str, value: object) -> None:
 
 def _check_number(name: str, value: object, low: float, high: float, rule: str, high_open: bool = False) -> None:
     """Raise ``UserError`` unless ``value`` is a finite real in [low, high] (or [low, high))."""
-    if not (is_finite_number(value) and low <= value and (value < high if high_open else value <= high)):
+    require_number(value, f"{KEY}.{name}")
+    if not (low <= value and (value < high if high_open else value <= high)):
         raise UserError(f"{KEY}.{name}={value!r} must be {rule}")

@@ -1,6 +1,6 @@
 """Config checks run before anything heavy is imported or built, so mistakes surface in a second.
 
-`RULES` holds one check per config key; training applies them to its composed config and the sweep
+`RULES` holds one check per config key (`data.limit_*` from `ocr.data`); training applies them to its composed config and the sweep
 launcher to every value a sweep parameter can take, so both refuse the same values with the same words.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ocr.data.annotations import checked_limit
 from ocr.models.names import check_model_name
 from ocr.utils.errors import UserError, require_number
 
@@ -76,6 +77,8 @@ RULES: dict[str, Callable[[Any], None]] = {
     "optimizer.weight_decay": _weight_decay,
     "trainer.max_epochs": _max_epochs,
     "trainer.precision": _precision,
+    "data.limit_train": functools.partial(checked_limit, "train"),
+    "data.limit_val": functools.partial(checked_limit, "val"),
 }
 
 

@@ -13,6 +13,7 @@ import torch
 from ocr.metrics.scorer import CLEvalScorer
 from ocr.models.dbnet import DBNet
 from ocr.models.loss import DBLoss
+from ocr.training.logged import CLEVAL_KEYS, cleval_name
 from ocr.training.visualize import denormalize, draw_polygons
 
 
@@ -100,7 +101,7 @@ class DBNetModule(L.LightningModule):
         if not self.val_predictions:
             return
         scores = self.scorer.result()
-        self.log_dict({f"val/cleval_{k}": float(scores[k]) for k in ("recall", "precision", "hmean")}, prog_bar=True)
+        self.log_dict({cleval_name(k): float(scores[k]) for k in CLEVAL_KEYS}, prog_bar=True)
         self._log_overlays()
 
     def close_scorer(self) -> None:

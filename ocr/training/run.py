@@ -5,9 +5,12 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import math
 import os
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning as L
 import torch
@@ -16,16 +19,54 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ocr.data.datamodule import ReceiptDataModule
 from ocr.models.dbnet import DBNet, build_dbnet
 from ocr.training.batch_size import BatchPlan, batch_cap, cuda_memory_gib, halve, plan_batch
 from ocr.training.callbacks import StopFile, append_json_line
 from ocr.training.checks import check_config
+from ocr.training.logged import cleval_name
 from ocr.training.module import DBNetModule
 from ocr.tuning.cache import cache_dir, write_val_cache
 from ocr.utils.env import wandb_mode
 from ocr.utils.errors import UserError
 
 log = logging.getLogger(__name__)
+
+LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "lightning_fabric", "pytorch_lightning")
+LIGHTNING_INFO = "lightning.pytorch.utilities.rank_zero"  # the logger of Lightning's info lines (devices, tips)
+
+
+def _not_a_tip(record: logging.LogRecord) -> bool:
+    """False for Lightning's "💡 Tip: ... try installing litlogger / litmodels" advertisements."""
+    return not str(record.msg).startswith("💡 Tip:")
+
+
+def quiet_lightning() -> None:
+    """Lightning's lines once each, through the root logger's handlers (Hydra's console and train.log) when
+    it has some; no litlogger/litmodels tips; no `LeafSpec` deprecation warning from Lightning's own code."""
+    if logging.getLogger().handlers:
+        for name in LIGHTNING_LOGGERS:  # the plain stderr handlers Lightning adds on import
+            logger = logging.getLogger(name)
+            for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+                logger.removeHandler(handler)
+            logger.propagate = True
+    info = logging.getLogger(LIGHTNING_INFO)
+    if _not_a_tip not in info.filters:
+        info.addFilter(_not_a_tip)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
+
+
+@contextmanager
+def lightning_info_hidden() -> Iterator[None]:
+    """Lightning's info lines (devices, tips) not shown in the block; its warnings still are."""
+    info = logging.getLogger(LIGHTNING_INFO)
+    level = info.level
+    info.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        info.setLevel(level)
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -78,17 +119,40 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def fit_once(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any) -> dict[str, Any]:
+def checked_datamodule(cfg: DictConfig) -> ReceiptDataModule:
+    """The run's datamodule with its train and val splits set up: the dataset checks (folders, JSON files and
+    their structure, empty splits, `data.limit_*`) without decoding an image, so a mistake stops the run first."""
+    datamodule = build(cfg.data, collate_fn=build(cfg.collate_fn), batch_size=cfg.batch_size)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def log_interval(trainer: DictConfig, batches: int) -> int:
+    """`trainer.log_every_n_steps`, lowered to the training batches of an epoch (after `limit_train_batches`)
+    so that every epoch logs its training steps."""
+    limit = trainer.get("limit_train_batches")
+    if isinstance(limit, float):
+        batches = int(batches * limit)
+    elif isinstance(limit, int):
+        batches = min(batches, limit)
+    return max(1, min(int(trainer.log_every_n_steps), batches))
+
+
+def fit_once(
+    cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule: ReceiptDataModule
+) -> dict[str, Any]:
     """Train with `plan`, then re-validate the best checkpoint; returns the final metrics."""
-    datamodule = build(cfg.data, collate_fn=build(cfg.collate_fn), batch_size=plan.used)
+    datamodule.batch_size = plan.used
     module = build_module(cfg)
     callbacks = [build(node) for node in cfg.callbacks.values()]
     if not logger:  # the learning-rate monitor refuses to run without a logger
         callbacks = [cb for cb in callbacks if not isinstance(cb, L.pytorch.callbacks.LearningRateMonitor)]
     checkpoint = next(cb for cb in callbacks if isinstance(cb, L.pytorch.callbacks.ModelCheckpoint))
     checkpoint.dirpath = str(run_dir / "checkpoints")
+    batches = math.ceil(len(datamodule.datasets["train"]) / plan.used)
     trainer: L.Trainer = build(
-        cfg.trainer, logger=logger, callbacks=callbacks, accumulate_grad_batches=plan.accumulate, default_root_dir=str(run_dir)
+        cfg.trainer, logger=logger, callbacks=callbacks, accumulate_grad_batches=plan.accumulate,
+        default_root_dir=str(run_dir), log_every_n_steps=log_interval(cfg.trainer, batches),
     )
     if logger:
         logger.log_hyperparams({"batch/requested": plan.requested, "batch/used": plan.used, "batch/accumulate": plan.accumulate})
@@ -126,20 +190,29 @@ def _revalidate(cfg: DictConfig, module: DBNetModule, datamodule: L.LightningDat
     """Validation metrics of the best checkpoint (empty when there is none), keeping its maps if asked."""
     if not best:
         return {}
-    scorer = L.Trainer(
-        logger=False, callbacks=[], accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
-        precision=cfg.trainer.precision, enable_progress_bar=cfg.trainer.enable_progress_bar,
-        limit_val_batches=cfg.trainer.limit_val_batches,
-    )
+    checkpoint = _read_checkpoint(best)
+    module.load_state_dict(checkpoint["state_dict"])  # the weights only: no fit state, callbacks or tips to restore
+    log.info("validating the best checkpoint (epoch %d) again: %s", checkpoint["epoch"], best)
+    with lightning_info_hidden():  # the device lines were shown for the fit
+        scorer = L.Trainer(
+            logger=False, callbacks=[], enable_checkpointing=False, enable_model_summary=False,
+            accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, precision=cfg.trainer.precision,
+            enable_progress_bar=cfg.trainer.enable_progress_bar, limit_val_batches=cfg.trainer.limit_val_batches,
+        )
     module.keep_maps = bool(cfg.cache_val_maps)
-    return scorer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    return scorer.validate(module, datamodule=datamodule, verbose=False)[0]
+
+
+def _read_checkpoint(path: str) -> dict[str, Any]:
+    """A Lightning checkpoint, memory-mapped on the CPU (tensors are read when used)."""
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
 
 
 def _epoch_of(checkpoint_path: str | None) -> int | None:
     """The epoch stored in a Lightning checkpoint (memory-mapped: the weights are not read)."""
     if not checkpoint_path:
         return None
-    return int(torch.load(checkpoint_path, map_location="cpu", weights_only=False, mmap=True)["epoch"])
+    return int(_read_checkpoint(checkpoint_path)["epoch"])
 
 
 def tune_after_training(tuning: DictConfig, run_dir: Path, logger: Any, seed: int) -> dict[str, float]:
@@ -152,7 +225,7 @@ def tune_after_training(tuning: DictConfig, run_dir: Path, logger: Any, seed: in
              result.default.hmean, result.tuned_scores["hmean"], len(result.trials), result.seconds, result.files[0])
     if logger:
         log_to_wandb(result, logger.experiment)
-    return {f"val/cleval_{k}_tuned": v for k, v in result.tuned_scores.items()}
+    return {cleval_name(k, tuned=True): v for k, v in result.tuned_scores.items()}
 
 
 def initial_plan(cfg: DictConfig) -> BatchPlan:
@@ -165,12 +238,14 @@ def initial_plan(cfg: DictConfig) -> BatchPlan:
     return plan
 
 
-def fit_with_oom_retry(cfg: DictConfig, run_dir: Path, logger: Any) -> dict[str, Any]:
+def fit_with_oom_retry(
+    cfg: DictConfig, run_dir: Path, logger: Any, datamodule: ReceiptDataModule
+) -> dict[str, Any]:
     """`fit_once`, retried with half the batch (and twice the accumulation) after each CUDA out-of-memory error."""
     plan = initial_plan(cfg)
     while True:
         try:
-            return fit_once(cfg, run_dir, plan, logger)
+            return fit_once(cfg, run_dir, plan, logger, datamodule)
         except Exception as err:  # noqa: BLE001 - only out-of-memory is retried; everything else re-raised
             if not is_out_of_memory(err):
                 raise
@@ -187,21 +262,35 @@ def fit_with_oom_retry(cfg: DictConfig, run_dir: Path, logger: Any) -> dict[str,
             L.seed_everything(cfg.seed, workers=True, verbose=False)
 
 
+def with_absolute_data_paths(cfg: DictConfig) -> DictConfig:
+    """A resolved copy of `cfg` whose dataset folders are absolute, so that a run directory's config.yaml finds
+    its data from any working directory (`tune-postprocess`, `predict`, ...)."""
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    for key in ("dataset_base_path", "data.dataset_base_path", "data.synthetic.dir"):
+        value = OmegaConf.select(out, key, default=None)
+        if isinstance(value, str) and value:
+            OmegaConf.update(out, key, str(Path(value).expanduser().absolute()))
+    return out
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run one training run into `run_dir`; returns (and writes) the best checkpoint's metrics.
 
-    The W&B run it starts is finished before it returns (exit code 1 if training raised).
+    The dataset is checked before the W&B run and the model are created; the W&B run is finished before it
+    returns (exit code 1 if training raised).
     """
     check_config(cfg)
+    quiet_lightning()
+    datamodule = checked_datamodule(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    OmegaConf.save(with_absolute_data_paths(cfg), run_dir / "config.yaml", resolve=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     logger = make_logger(cfg, run_dir)
     exit_code = 1
     try:
         if logger:  # under "cfg", so a sweep's own keys (e.g. `optimizer: adamw`) keep their values in the run config
             logger.log_hyperparams({"cfg": OmegaConf.to_container(cfg, resolve=True)})
-        metrics = fit_with_oom_retry(cfg, run_dir, logger)
+        metrics = fit_with_oom_retry(cfg, run_dir, logger, datamodule)
         if cfg.get("tuning") and cfg.tuning.count and cache_dir(run_dir).is_dir():  # not after a SIGTERM
             metrics.update(tune_after_training(cfg.tuning, run_dir, logger, cfg.seed))
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))

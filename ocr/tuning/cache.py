@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ocr.tuning.runs import BEST_CHECKPOINT
 from ocr.utils.errors import UserError
 
 CACHE_DIR = "val_cache"
@@ -105,7 +106,12 @@ def write_val_cache(
 
 
 def missing_cache_error(run_dir: Path) -> UserError:
-    """The message for a run without a validation cache, naming the command that builds it."""
+    """The message for a run without a validation cache: the command that builds it, or why it cannot be built."""
+    if not (Path(run_dir) / BEST_CHECKPOINT).is_file():
+        return UserError(
+            f"no validation cache in {cache_dir(run_dir)}, and the run has no checkpoint ({Path(run_dir) / BEST_CHECKPOINT} "
+            "is missing: the run failed or is still running); pass a run that finished a validation epoch"
+        )
     return UserError(
         f"no validation cache in {cache_dir(run_dir)}: build it from the run's best checkpoint with "
         f"`python wandb_sweep.py build-cache {run_dir}` (runs one validation pass)"

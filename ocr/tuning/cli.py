@@ -21,6 +21,7 @@ examples:
   %(prog)s predict outputs/2025-01-01/12-00-00 --split test --postprocess tuned
   %(prog)s overlays outputs/2025-01-01/12-00-00 --images 4 --postprocess default thresh=0.2
 """
+RUN_HELP = "training run directory, sweep trial folder (.sweeps/<sweep>/trials/<trial>), or a .ckpt inside a run"
 POSTPROCESS_HELP = (
     "post-processing to use: 'tuned' (the run's tuned_postprocess.txt), 'default' (the run's config), "
     "optionally followed by KEY=VALUE edits (e.g. thresh=0.2 box_thresh=0.45); "
@@ -50,7 +51,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     cache = sub.add_parser("build-cache", help="validate a run's best checkpoint once and cache its probability maps",
                            description="Run one validation pass with the run's best checkpoint (as training does) and "
                                        "save the maps to RUN_DIR/val_cache/ for tune-postprocess.")
-    cache.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help="training run directory, or a .ckpt inside one")
+    cache.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help=RUN_HELP)
     cache.add_argument("--data", type=Path, help="dataset root (default: the run's dataset_base_path)")
     cache.add_argument("--batch-size", type=positive_int, help="validation batch size (default: the run's)")
     cache.add_argument("--num-workers", type=int, help="data loader workers (default: the run's)")
@@ -59,7 +60,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                           description="Search models.head.postprocess.* on RUN_DIR/val_cache with the sweeps engine; "
                                       "write RUN_DIR/tuned_postprocess.txt (Hydra overrides) and tune_postprocess.json; "
                                       "log val/cleval_hmean_tuned to the run's W&B run when one is attached.")
-    tune.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help="training run directory, or a .ckpt inside one")
+    tune.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help=RUN_HELP)
     tune.add_argument("--method", choices=("grid", "random", "bayes"), default="grid",
                       help="search method (default grid: each continuous range spread over evenly spaced values, "
                            "about --count combinations in all, sharing work between them: the fastest)")
@@ -78,8 +79,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                           description="Predict every image of a split with the run's checkpoint; write "
                                       "<split>_<label>.csv (filename,polygons) and .json; upload both as a W&B "
                                       "artifact of the run when one is attached.")
-    pred.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help="training run directory, or a .ckpt inside one")
-    pred.add_argument("--split", default="test", help="split folder under DATA/images (default test)")
+    pred.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help=RUN_HELP)
+    pred.add_argument("--split", default="test",
+                      help="split folder under DATA/images; every image in it is predicted, no labels needed (default test)")
     pred.add_argument("--postprocess", nargs="+", metavar="CHOICE", help=POSTPROCESS_HELP)
     pred.add_argument("--out", type=Path, help="output folder (default RUN_DIR/submissions)")
     pred.add_argument("--data", type=Path, help="dataset root (default: the run's dataset_base_path)")
@@ -91,7 +93,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     over = sub.add_parser("overlays", help="draw predicted and true polygons on cached validation images",
                           description="PNG overlays (true: green, predicted: red) of validation images post-processed "
                                       "from the cache, under RUN_DIR/overlays/<label>/; W&B images when attached.")
-    over.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help="training run directory, or a .ckpt inside one")
+    over.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help=RUN_HELP)
     over.add_argument("--images", type=positive_int, default=4, metavar="N", help="the first N cached images (default 4)")
     over.add_argument("--names", nargs="+", metavar="NAME", help="these images instead (file names)")
     over.add_argument("--postprocess", nargs="+", metavar="CHOICE", help=POSTPROCESS_HELP)
@@ -119,6 +121,14 @@ def _ensure_cache(run_dir: Path, build: bool, data: Path | None) -> None:
         raise missing_cache_error(run_dir)
     print(f"building the validation cache of {run_dir} ...")
     build_val_cache(resolve_run(run_dir), data)
+
+
+def _offline_note(run) -> str:
+    """` (offline: upload with `wandb sync DIR`)` for an offline W&B run, "" for an online one."""
+    from ocr.tuning.wandb_link import sync_command
+
+    sync = sync_command(run)
+    return f" (offline: upload with `{sync}`)" if sync else ""
 
 
 def _log_images(run, key: str, images: list[tuple[str, object]], caption: str) -> None:
@@ -168,7 +178,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             for label, images in overlay_sets.items():
                 _log_images(run, f"overlays/{label}", images, f"{label} post-processing ({describe(params[label])})")
             hmean = result.tuned_scores["hmean"]
-            print(f"W&B: logged val/cleval_hmean_tuned={hmean:.4f} and the tuned values to run {run.id}")
+            print(f"W&B: logged val/cleval_hmean_tuned={hmean:.4f} and the tuned values to run {run.id}{_offline_note(run)}")
     return 0
 
 
@@ -189,7 +199,8 @@ def _grid_lines(result) -> list[str]:
 
 def report(result) -> str:
     """The search's summary: scores table, best parameters as Hydra overrides, files written."""
-    from ocr.tuning.space import overrides
+    from ocr.tuning.space import PREFIX, overrides
+    from ocr.tuning.tune import edges_reached
 
     lines = [
         f"{result.method} search over {', '.join(result.swept)}",
@@ -209,6 +220,14 @@ def report(result) -> str:
     for label, *values in rows:
         lines.append(f"{label:32} " + " ".join(f"{v:>8.4f}" if v is not None else f"{'-':>8}" for v in values))
     lines.append("")
+    edges = edges_reached(result)
+    if edges:
+        lines.append(
+            "hint: " + ", ".join(f"{key}={value} (the {side})" for key, value, side in edges)
+            + f" {'is' if len(edges) == 1 else 'are'} at the edge of the searched range: a better value may lie beyond; "
+            f"widen {'it' if len(edges) == 1 else 'them'} under {PREFIX}* in {result.config_path} "
+            "(or in a copy passed as --config) and tune again"
+        )
     recorded = result.run_metrics.get("val/cleval_hmean")
     if recorded is not None and abs(recorded - d["hmean"]) > 1e-6:
         lines.append("note: the run's own post-processing scores differently on the cache than in metrics.json "
@@ -231,7 +250,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ocr.tuning.overlays import write_pngs
     from ocr.tuning.predict import predict
     from ocr.tuning.tuned import describe
-    from ocr.tuning.wandb_link import attached_run
+    from ocr.tuning.wandb_link import attached_run, sync_command
 
     def progress(stream, total):
         return tqdm(stream, total=total, desc=f"predict {args.split}", unit="image", dynamic_ncols=True)
@@ -259,7 +278,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             run.log_artifact(artifact)
             if result.overlays:
                 _log_images(run, f"predict/{result.split}", result.overlays, f"predicted ({result.label})")
-            print(f"W&B: uploaded the submission as artifact submission-{run.id} of run {run.id}")
+            sync = sync_command(run)
+            if sync:
+                print(f"W&B: saved the submission as artifact submission-{run.id} to the offline run {run.id} "
+                      f"(upload it with `{sync}`)")
+            else:
+                print(f"W&B: uploaded the submission as artifact submission-{run.id} of run {run.id}")
     return 0
 
 
@@ -282,7 +306,7 @@ def cmd_overlays(args: argparse.Namespace) -> int:
     with attached_run(run_dir, cfg, "overlays") as run:
         if run is not None:
             _log_images(run, f"overlays/{label}", images, f"{label} post-processing ({describe(params)})")
-            print(f"W&B: logged {len(images)} overlays to run {run.id}")
+            print(f"W&B: logged {len(images)} overlays to run {run.id}{_offline_note(run)}")
     return 0
 
 

@@ -49,17 +49,19 @@ def build_val_cache(
     run: RunRef, data: Path | None = None, batch_size: int | None = None, num_workers: int | None = None
 ) -> tuple[Path, dict[str, float]]:
     """Validate the run's checkpoint exactly as training does and cache its maps; returns (cache dir, metrics)."""
-    from ocr.training.run import build, build_module
+    from ocr.training.run import build, build_module, lightning_info_hidden, quiet_lightning
 
+    quiet_lightning()
     cfg = load_run_config(run.run_dir)
     module = build_module(cfg, model=load_model(run, cfg))
     module.keep_maps = True
     datamodule = build(datamodule_config(cfg, data, batch_size, num_workers), collate_fn=build(cfg.collate_fn))
-    trainer = L.Trainer(
-        logger=False, callbacks=[], accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
-        precision=cfg.trainer.precision, enable_progress_bar=True, limit_val_batches=cfg.trainer.limit_val_batches,
-        enable_model_summary=False,
-    )
+    with lightning_info_hidden():  # the device lines of a Trainer that only validates
+        trainer = L.Trainer(
+            logger=False, callbacks=[], accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+            precision=cfg.trainer.precision, enable_progress_bar=True, limit_val_batches=cfg.trainer.limit_val_batches,
+            enable_model_summary=False,
+        )
     try:
         metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, verbose=False)[0].items()}
     finally:
@@ -101,22 +103,20 @@ class Prediction:
 
 def predict_split(
     run: RunRef,
-    root: Path,
-    split: str,
+    dataset: ReceiptDataset,
     postprocess: Any,
     device: torch.device,
     batch_size: int = 1,
     num_workers: int = 0,
     keep_maps: bool = False,
 ) -> tuple[int, Iterator[Prediction]]:
-    """(number of images, lazy predictions) for every image of `split` under `root`, in file-name order.
+    """(number of images, lazy predictions) for every image of `dataset`, in its order.
 
     An image that cannot be decoded yields an empty prediction with ``meta["corrupt"]`` set (the
     dataset logs a warning naming it); the others are unaffected.
     """
     cfg = load_run_config(run.run_dir)
     model = load_model(run, cfg).to(device)
-    dataset = ReceiptDataset(root, split, int(cfg.image_size))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=stack_images)
 
     def generate() -> Iterator[Prediction]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ocr.data.annotations import split_paths
+from ocr.data.dataset import ReceiptDataset
 from ocr.data.transforms import ImageDecodeError, orient_points, oriented_size, read_header
 from ocr.postprocess.db_postprocess import DBPostProcessor
 from ocr.tuning.inference import Prediction, dataset_root, pick_device, predict_split
@@ -83,25 +83,21 @@ def predict(
     overlays: int = 0,
     progress: Callable[[Iterator[Prediction], int], Iterable[Prediction]] | None = None,
 ) -> PredictResult:
-    """Predict every image of `split`, write `<split>_<label>.csv` and `.json` under `out_dir`."""
-    from ocr.data.dataset import ReceiptDataset
+    """Predict every image file of `split` (labels not needed), write `<split>_<label>.csv` and `.json` under `out_dir`."""
     from ocr.tuning.overlays import render
 
     run = resolve_run(run_path)
     cfg = load_run_config(run.run_dir)
     label, params = choose_params(postprocess, cfg, run.run_dir)
     post = DBPostProcessor(**params)
-    root = dataset_root(cfg, data)
-    total, predictions = predict_split(run, root, split, post, pick_device(device), batch_size, num_workers)
+    dataset = ReceiptDataset(dataset_root(cfg, data), split, int(cfg.image_size), labels=False)
+    total, predictions = predict_split(run, dataset, post, pick_device(device), batch_size, num_workers)
     stream = progress(predictions, total) if progress else predictions
-    polygons, unreadable, shown = collect(stream, split_paths(root, split)[0], overlays)
+    polygons, unreadable, shown = collect(stream, dataset.image_dir, overlays)
     out_dir = Path(out_dir) if out_dir else run.run_dir / "submissions"
     stem = f"{split}_{label}"
     files = [write_csv(out_dir / f"{stem}.csv", polygons), write_json(out_dir / f"{stem}.json", polygons)]
-    rendered = []
-    if shown:
-        dataset = ReceiptDataset(root, split, int(cfg.image_size))
-        rendered = [(name, render(dataset, name, polys)) for name, polys in shown.items()]
+    rendered = [(name, render(dataset, name, polys)) for name, polys in shown.items()]
     return PredictResult(
         run, split, label, params, files, len(polygons), sum(len(p) for p in polygons.values()), unreadable, rendered
     )

@@ -18,6 +18,8 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
 BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
 MODEL_PREFIX = "model."
+TRIAL_RUN = "run"  # a sweep trial folder (.sweeps/<sweep>/trials/<trial>/) holds its run directory here
+RUN_SEARCH_DEPTH = 4  # levels below a non-run folder searched for the run directory to suggest
 # What building the model, the data and the post-processing of a run reads from its config.yaml.
 RUN_CONFIG_KEYS = ("models.encoder.model_name", "models.head.postprocess", "image_size", "data", "collate_fn", "trainer")
 
@@ -31,24 +33,61 @@ class RunRef:
 
 
 def resolve_run(path: str | Path) -> RunRef:
-    """A run directory or a .ckpt file (inside a run directory's checkpoints/) as a RunRef."""
+    """A run directory, a sweep trial folder (its `run/`) or a .ckpt file (inside a run's checkpoints/) as a RunRef."""
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"{path} does not exist: pass a run directory (with {CONFIG_FILE} and {BEST_CHECKPOINT}) or a .ckpt file")
     if path.is_dir():
-        return RunRef(path, path / BEST_CHECKPOINT)
+        run_dir = next((d for d in (path, path / TRIAL_RUN) if (d / CONFIG_FILE).is_file()), None)
+        if run_dir is None:
+            raise not_a_run_error(path)
+        return RunRef(run_dir, run_dir / BEST_CHECKPOINT)
     run_dir = next((d for d in (path.parent, path.parent.parent) if (d / CONFIG_FILE).is_file()), path.parent.parent)
     return RunRef(run_dir, path)
+
+
+def runs_below(folder: Path, limit: int = 2) -> list[Path]:
+    """Up to `limit` run directories (holding config.yaml) below `folder`, at most RUN_SEARCH_DEPTH levels down.
+
+    Hidden folders (Hydra's `.hydra/`) and W&B's `wandb/` hold config.yaml files of their own and are skipped.
+    """
+    found: list[Path] = []
+    level = [Path(folder)]
+    for _ in range(RUN_SEARCH_DEPTH):
+        below = []
+        for parent in level:
+            try:
+                children = sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "wandb")
+            except OSError:
+                continue
+            for child in children:
+                if (child / CONFIG_FILE).is_file():
+                    found.append(child)
+                    if len(found) >= limit:
+                        return found
+                else:
+                    below.append(child)
+        level = below
+    return found
+
+
+def not_a_run_error(folder: Path) -> UserError:
+    """The message for a folder without config.yaml, naming the run directory below it when there is one."""
+    found = runs_below(folder)
+    what = f"{folder} is not the output directory of a training run (no {CONFIG_FILE})"
+    if len(found) == 1:
+        return UserError(f"{what}; the run directory below it is {found[0]}: pass that")
+    if found:
+        return UserError(f"{what}; it holds several run directories, e.g. {found[0]} and {found[1]}: pass one of them")
+    return UserError(f"{what}: pass the directory a training run wrote (it holds {CONFIG_FILE}, {BEST_CHECKPOINT} and "
+                     f"{METRICS_FILE}), or a sweep trial folder")
 
 
 def load_run_config(run_dir: Path) -> DictConfig:
     """The resolved Hydra config the run was trained with."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
-        raise UserError(
-            f"no {CONFIG_FILE} in {run_dir}: pass the output directory of a training run "
-            f"(it holds {CONFIG_FILE}, {BEST_CHECKPOINT} and {METRICS_FILE})"
-        )
+        raise not_a_run_error(Path(run_dir))
     try:
         cfg = OmegaConf.load(path)
     except yaml.YAMLError as err:

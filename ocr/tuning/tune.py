@@ -16,13 +16,15 @@ from typing import Any
 
 import numpy as np
 
+from ocr.sweep.hydra_check import discrete_values
+from ocr.training.logged import cleval_name
 from ocr.tuning.cache import load_val_cache
 from ocr.tuning.evaluate import CacheEvaluator, Check
 from ocr.tuning.runs import load_run_config, load_run_metrics, resolve_run
 from ocr.tuning.search import Trial, best_trial, run_search
 from ocr.tuning.space import PREFIX, default_config_path, overrides, read_yaml, search_config
 from ocr.tuning.tuned import run_params, write_tuned
-from ocr.utils.errors import UserError
+from ocr.utils.errors import UserError, is_finite_number
 
 RESULT_FILE = "tune_postprocess.json"
 
@@ -60,6 +62,39 @@ class TuneResult:
     def tuned_scores(self) -> dict[str, float]:
         """The scores of the saved parameters, as the direct path (validation's) computes them."""
         return self.check.scores if self.improved else self.default.scores
+
+
+def range_ends(spec: dict[str, Any]) -> tuple[float, float] | None:
+    """(lowest, highest) value an engine parameter can take, or None when it is not a numeric range."""
+    ends = discrete_values(spec) or [spec[k] for k in ("min", "max") if k in spec]
+    if len(ends) < 2 or not all(is_finite_number(v) for v in ends) or min(ends) == max(ends):
+        return None
+    return min(ends), max(ends)
+
+
+def edges_reached(result: TuneResult) -> list[tuple[str, Any, str]]:
+    """(key, tuned value, "min" or "max") for each swept parameter whose tuned value is an end of its searched range
+    that could be widened (DBPostProcessor accepts values beyond it); empty when the search kept the run's values."""
+    from ocr.postprocess.db_postprocess import DBPostProcessor
+
+    if not result.improved:
+        return []
+    found = []
+    for name, spec in sorted(result.space.items()):
+        key, ends = name.removeprefix(PREFIX), range_ends(spec)
+        if ends is None:
+            continue
+        value = result.tuned[key]
+        for end, side, sign in ((ends[0], "min", -1), (ends[1], "max", 1)):
+            if not np.isclose(value, end, rtol=0, atol=1e-9):
+                continue
+            step = 1 if isinstance(value, int) else 1e-6  # one step beyond the end
+            try:
+                DBPostProcessor(**{**result.tuned, key: value + sign * step})
+            except UserError:
+                continue
+            found.append((key, value, side))
+    return found
 
 
 def _json_ready(trial: Trial) -> dict[str, Any]:
@@ -153,7 +188,7 @@ def log_to_wandb(result: TuneResult, run: Any) -> None:
     import wandb
 
     scores = result.tuned_scores
-    logged = {f"val/cleval_{k}_tuned": v for k, v in scores.items()}
+    logged = {cleval_name(k, tuned=True): v for k, v in scores.items()}
     logged.update({f"tuned/{k}": v for k, v in result.tuned.items()})
     columns = [*result.swept, "hmean", "recall", "precision"]
     rows = [[t.values.get(k.removeprefix(PREFIX)) for k in result.swept] + [t.hmean, t.scores["recall"], t.scores["precision"]]

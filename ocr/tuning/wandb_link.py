@@ -57,3 +57,8 @@ def attached_run(run_dir: Path, cfg: DictConfig, job_type: str) -> Iterator[Any 
         yield run
     finally:
         run.finish()
+
+
+def sync_command(run: Any) -> str | None:
+    """`wandb sync <folder>`, which uploads what was logged to offline run `run`; None for an online run."""
+    return f"wandb sync {Path(run.dir).parent}" if run.offline else None

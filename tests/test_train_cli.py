@@ -39,6 +39,9 @@ def test_what_hydra_handles_itself_is_left_to_it() -> None:
     check_overrides(["--cfg", "job", "image_sze=256"])  # Hydra's own flags: no second guessing
     check_overrides(["image_size=[1,"])  # malformed: Hydra reports it
     check_overrides(["image_size=640", "trainer.max_epochs=-1", "trainer.precision=bf16-mixed", "optimizer=adamw"])
+    check_overrides(["~logger", "trainer.max_epochs=null", "trainer.precision=null", "data.limit_train=null"])
+    with pytest.raises(UserError, match="a config group cannot be null \\(Hydra drops a group with ~logger"):
+        check_overrides(["logger=null"])
 
 
 def test_rules_match_lightning() -> None:
@@ -92,3 +95,17 @@ def test_a_run_config_names_its_data_by_absolute_path(tmp_path, monkeypatch: pyt
     assert cfg.data.synthetic.dir == "data/synthetic"  # the run's own config is unchanged
     empty = with_absolute_data_paths(OmegaConf.create({"dataset_base_path": "", "data": {"dataset_base_path": None}}))
     assert empty.dataset_base_path == "" and empty.data.dataset_base_path is None
+
+
+def test_a_config_without_an_optimizer_or_image_size_is_one_line() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from ocr.training.checks import check_config
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose("train", overrides=["~optimizer", "image_size=null"])
+    with pytest.raises(UserError, match="image_size=None must be an integer"):
+        check_config(cfg)
+    cfg.image_size = 256
+    with pytest.raises(UserError, match="no optimizer configured: training needs one"):
+        check_config(cfg)

@@ -155,6 +155,9 @@ def check_parameters(
         options = groups[name]
         if options:
             for value in values:
+                if value is None:
+                    raise UserError(f"{where}: parameter {name!r}: a config group cannot be null "
+                                    f"(Hydra drops a group with ~{name} on the command line)")
                 if value not in options:
                     raise UserError(
                         f"{where}: parameter {name!r}: {value!r} is not an option of config group {name!r} "

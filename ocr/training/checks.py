@@ -43,6 +43,8 @@ def _weight_decay(value: Any) -> None:
 
 
 def _max_epochs(value: Any) -> None:
+    if value is None:  # Lightning's default
+        return
     require_number(value, "trainer.max_epochs", integer=True)
     if value < 1 and value != -1:
         raise UserError(f"trainer.max_epochs={value} must be >= 1 (or -1: no limit)")
@@ -65,7 +67,7 @@ def lightning_precisions() -> tuple[Any, ...]:
 
 def _precision(value: Any) -> None:
     allowed = lightning_precisions()
-    if allowed and value not in allowed:
+    if allowed and value is not None and value not in allowed:  # None: Lightning's default
         shown = ", ".join(str(v) for v in allowed if isinstance(v, str) and not v.isdigit())
         raise UserError(f"trainer.precision={value!r} is not a Lightning precision (one of: {shown})")
 
@@ -91,10 +93,13 @@ def check_value(key: str, value: Any) -> None:
 
 def check_config(cfg: DictConfig) -> None:
     """Refuse values that would fail late or silently (the `RULES`, the post-processing search, the model name)."""
+    absent = object()
     for key in RULES:
-        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
-        if value is not None:
+        value = OmegaConf.select(cfg, key, default=absent, throw_on_missing=False)
+        if value is not absent:
             check_value(key, value)
+    if not cfg.get("optimizer"):
+        raise UserError("no optimizer configured: training needs one (optimizer=adam or optimizer=adamw)")
     tuning = cfg.get("tuning") or {}
     if tuning.get("count", 0) and not cfg.get("cache_val_maps"):
         raise UserError(f"tuning.count={tuning.count} searches the cached validation maps: set cache_val_maps=true "

@@ -192,7 +192,7 @@ def _revalidate(cfg: DictConfig, module: DBNetModule, datamodule: L.LightningDat
         return {}
     checkpoint = _read_checkpoint(best)
     module.load_state_dict(checkpoint["state_dict"])  # the weights only: no fit state, callbacks or tips to restore
-    log.info("validating the best checkpoint (epoch %d) again: %s", checkpoint["epoch"], best)
+    log.info("validating the best checkpoint (epoch %d) again: %s", checkpoint["epoch"] + 1, best)  # counted from 1
     with lightning_info_hidden():  # the device lines were shown for the fit
         scorer = L.Trainer(
             logger=False, callbacks=[], enable_checkpointing=False, enable_model_summary=False,

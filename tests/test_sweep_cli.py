@@ -301,4 +301,44 @@ def test_results_name_the_best_trials_run_directory(capsys, tmp_path: Path) -> N
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text("image_size: 64\n")
     cli.print_results(sweep, top=5)
-    assert f"its run directory: {run_dir} (python wandb_sweep.py tune-postprocess {run_dir}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"its run directory: {run_dir} (also for predict and overlays):\n  python wandb_sweep.py tune-postprocess {run_dir}\n" in out
+    with sweep.transaction() as trials:  # a better score from a trial that was interrupted is not offered as the best
+        trials.append(Trial(run_id="ccc", number=3, params={"x": {"value": 0.9}}, state="killed",
+                            history=[{"epoch": 0, "val/cleval_hmean": 0.9}]))
+    cli.print_results(sweep, top=5)
+    out = capsys.readouterr().out
+    assert " ccc " in out and "killed" in out and "best: val/cleval_hmean = 0.7000 (run bbb)" in out
+
+
+def test_an_interrupted_agent_says_how_many_trials_it_still_owes(capsys, tmp_path: Path, monkeypatch) -> None:
+    sweep = create_sweep(tmp_path / ".sweeps", fake_sweep_config({"x": {"values": [0.1, 0.7]}}), "P", None)
+
+    def interrupted(sweep, opts, say, done):
+        done.append(Trial(run_id="aaa", number=1, params={}, state="finished"))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run_agent", interrupted)
+    args = SimpleNamespace(gpus=None, agent_label=None, count=3, top=5)
+    assert cli.run_local(args, sweep, "offline") == 130
+    assert f"interrupted; resume with: python wandb_sweep.py --sweep-id {sweep.id} --count 2" in capsys.readouterr().err
+
+
+def test_trial_numbers_past_replaced_trials_show_their_place_under_the_cap() -> None:
+    from ocr.sweep.report import counted_place, trial_tag
+
+    config = {"run_cap": 3}
+    trials = [Trial(run_id=r, number=n, params={}, state=st) for r, n, st in
+              (("a", 1, "killed"), ("b", 2, "finished"), ("c", 3, "finished"), ("d", 4, "running"))]
+    assert [trial_tag(config, t, counted_place(t, trials)) for t in trials[1:]] == [
+        "2 (1/3 of run_cap)", "3 (2/3 of run_cap)", "4 (3/3 of run_cap)"]
+    assert trial_tag(config, trials[0], 1) == "1/3" and trial_tag({}, trials[3], 3) == "4"
+
+
+def test_argument_errors_are_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(["--count", "0", "--create-sweep"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("wandb_sweep.py: error: argument --count: expected a positive integer, got '0' "
+                   "(see wandb_sweep.py --help)")

@@ -19,8 +19,9 @@ from ocr.sweep.preview import Destination, preview_text
 from ocr.sweep.report import best_summary, leaderboard, ranked, rows_from_trials
 from ocr.sweep.spec import EPOCHS_KEY, METHODS, MODEL_KEY, Narrowing, apply_narrowing, load_sweep_config
 from ocr.sweep.store import DEFAULT_ROOT, LOCAL_PREFIX, LocalSweep, create_sweep, has_sweep, open_sweep, sweep_ids
+from ocr.sweep.trial import Trial
 from ocr.utils.env import load_env, wandb_key_is_set, wandb_mode
-from ocr.utils.errors import UserError, exit_on_user_error
+from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error
 
 PROG = "wandb_sweep.py"
 DEFAULT_CONFIG = Path("sweep_config.yaml")
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ocr.tuning.cli import COMMANDS  # wandb_sweep.py hands these subcommands to ocr/tuning
 
     after = f"\nafter training, on a run directory: {', '.join(COMMANDS)}  (python {PROG} SUBCOMMAND --help)\n"
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=PROG,
         description="Hyperparameter sweeps of DBNet + timm HRNet training (python -m ocr.train) on W&B or offline.",
         epilog=EPILOG + after,
@@ -200,9 +201,10 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def agent_commands(sweep_ref: str, local: bool) -> str:
+def agent_commands(sweep_ref: str, local: bool, run_cap: int | None = None) -> str:
     """How to start agents on the sweep: here, one per GPU (where that can apply), W&B's own agent, results."""
-    lines = [f"  python {PROG} --sweep-id {sweep_ref} --count 10        # one agent here"]
+    count = min(10, run_cap) if run_cap else 10
+    lines = [f"  python {PROG} --sweep-id {sweep_ref} --count {count}        # one agent here (several may share it)"]
     if not local or visible_gpus() > 1:  # a W&B sweep's agents may run on other machines
         lines.append(f"  python {PROG} --sweep-id {sweep_ref} --gpus 0,1        # one agent per GPU")
     if not local:
@@ -256,13 +258,13 @@ def sync_hint(sweep: LocalSweep) -> str | None:
 def print_results(sweep: LocalSweep, top: int) -> None:
     trials = sweep.trials()
     rows = rows_from_trials(sweep.config, trials)
-    print(f"\nleaderboard of {sweep.id} ({len(trials)} trials, {sweep.config['method']}):")
+    print(f"\nleaderboard of {sweep.id} ({len(trials)} trial{'s' if len(trials) != 1 else ''}, {sweep.config['method']}):")
     print(leaderboard(sweep.config, rows, top))
     print(best_summary(sweep.config, rows))
-    best = ranked(sweep.config, rows)
+    best = ranked(sweep.config, rows, complete=True)
     run_dir = sweep.trial_dir(best[0].run_id) / "run" if best else None
     if run_dir is not None and (run_dir / "config.yaml").is_file():
-        print(f"its run directory: {run_dir} (python {PROG} tune-postprocess {run_dir}; predict; overlays)")
+        print(f"its run directory: {run_dir} (also for predict and overlays):\n  python {PROG} tune-postprocess {run_dir}")
     hint = sync_hint(sweep)
     if hint:
         print(hint)
@@ -275,10 +277,12 @@ def run_local(args: argparse.Namespace, sweep: LocalSweep, trial_mode: str) -> i
     else:
         label = f"[{args.agent_label}] " if args.agent_label else ""
         opts = AgentOptions(count=args.count, wandb_mode=trial_mode)
+        done: list[Trial] = []
         try:
-            done = run_agent(sweep, opts, say=lambda line: print(label + line, flush=True))
+            run_agent(sweep, opts, say=lambda line: print(label + line, flush=True), done=done)
         except (KeyboardInterrupt, Interrupted):
-            print(f"\ninterrupted; resume with: python {PROG} --sweep-id {sweep.id}", file=sys.stderr)
+            left = f" --count {args.count - len(done)}" if args.count else ""  # trials this agent still owed
+            print(f"\ninterrupted; resume with: python {PROG} --sweep-id {sweep.id}{left}", file=sys.stderr)
             return 130
         status = exit_status(done)
     if not args.agent_label:
@@ -299,7 +303,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     if dest.backend == "wandb":
         sweep_id = online.create_sweep(config, dest.project, dest.entity)
         ref = online.sweep_path(sweep_id, dest.project, dest.entity)
-        print(f"created W&B sweep {ref}\n{agent_commands(ref, local=False)}")
+        print(f"created W&B sweep {ref}\n{agent_commands(ref, local=False, run_cap=config.get('run_cap'))}")
         if args.count or args.gpus:
             return spawn_gpu_agents(args, ref) if args.gpus else _online_agent(args, ref, dest)
         return 0
@@ -307,7 +311,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     if args.count or args.gpus:  # agents start now; the way to add more is said once, up front
         print(f"created local sweep {sweep.id} in {sweep.dir} (more agents: python {PROG} --sweep-id {sweep.id})")
         return run_local(args, sweep, dest.trial_mode)
-    print(f"created local sweep {sweep.id} in {sweep.dir}\n{agent_commands(sweep.id, local=True)}")
+    print(f"created local sweep {sweep.id} in {sweep.dir}\n{agent_commands(sweep.id, local=True, run_cap=sweep.run_cap)}")
     return 0
 
 

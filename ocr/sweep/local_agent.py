@@ -7,6 +7,7 @@ out-of-memory error never ends the agent and never leaves GPU memory to the next
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from ocr.sweep import procs
 from ocr.sweep.command import trial_command, write_param_file
 from ocr.sweep.controller import METRICS_FILE, STOP_FILE, read_metrics, reserve
 from ocr.sweep.engine import runs_to_stop
-from ocr.sweep.report import epoch_line, progress_line, stop_line
+from ocr.sweep.report import counted_place, epoch_line, progress_line, stop_line, trial_tag
 from ocr.sweep.store import LocalSweep
 from ocr.sweep.trial import Trial
 
@@ -68,7 +69,7 @@ def start_trial(sweep: LocalSweep, trial: Trial, mode: str) -> subprocess.Popen:
     param_file = tdir / f"config-{trial.run_id}.yaml"
     write_param_file(param_file, trial.params)
     argv = trial_command(sweep.config, trial.params)
-    (tdir / "command.txt").write_text(" ".join(argv) + "\n", encoding="utf-8")
+    (tdir / "command.txt").write_text(shlex.join(argv) + "\n", encoding="utf-8")
     with (tdir / "output.log").open("ab") as log:
         proc = subprocess.Popen(
             argv,
@@ -172,7 +173,7 @@ def run_one(sweep: LocalSweep, trial: Trial, opts: AgentOptions, say: Callable) 
         _finish(t, proc.returncode, interrupted=False)
 
     trial = _update(sweep, trial.run_id, finish)
-    say(progress_line(sweep.config, trial))
+    say(progress_line(sweep.config, trial, counted_place(trial, sweep.trials())))
     if trial.state == "failed":
         for line in output_tail(sweep, trial.run_id):
             say(f"    | {line}")
@@ -197,14 +198,17 @@ def exit_status(done: list[Trial]) -> int:
     return int(bool(done) and (failing(done) or all(t.state == "failed" for t in done)))
 
 
-def run_agent(sweep: LocalSweep, opts: AgentOptions, say: Callable[[str], None] = print) -> list[Trial]:
+def run_agent(
+    sweep: LocalSweep, opts: AgentOptions, say: Callable[[str], None] = print, done: list[Trial] | None = None
+) -> list[Trial]:
     """Run trials of `sweep` until `opts.count` is done, the sweep has no more, or trials keep failing.
 
-    Returns the trials this agent ran.
+    Returns the trials this agent ran to their end (also appended to `done` as they end, which the caller
+    still holds if the agent is interrupted).
     """
     previous = signal.signal(signal.SIGTERM, _raise_interrupted)
     agent = procs.identity()
-    done: list[Trial] = []
+    done = [] if done is None else done
     try:
         while opts.count is None or len(done) < opts.count:
             trial, reaped, reason = reserve(sweep, agent)
@@ -214,7 +218,8 @@ def run_agent(sweep: LocalSweep, opts: AgentOptions, say: Callable[[str], None] 
                 say(f"sweep {sweep.id}: {reason}; no more trials")
                 break
             where = _rel(sweep.trial_dir(trial.run_id))
-            say(f"trial {trial.number}{_of(sweep)} {trial.run_id} starting (output: {where})")
+            counted = counted_place(trial, sweep.trials())
+            say(f"trial {trial_tag(sweep.config, trial, counted)} {trial.run_id} starting (output: {where})")
             done.append(run_one(sweep, trial, opts, say))
             if failing(done):
                 say(f"{len(done)} trials, most of them failed: this agent stops (see the output.log files above)")
@@ -223,10 +228,6 @@ def run_agent(sweep: LocalSweep, opts: AgentOptions, say: Callable[[str], None] 
         signal.signal(signal.SIGTERM, previous)
         sys.stdout.flush()
     return done
-
-
-def _of(sweep: LocalSweep) -> str:
-    return f"/{sweep.run_cap}" if sweep.run_cap else ""
 
 
 def _rel(path: Path) -> str:

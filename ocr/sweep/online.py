@@ -19,9 +19,13 @@ def require_api_key() -> None:
         )
 
 
-def _server_error(action: str, err: BaseException) -> UserError:
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return UserError(f"could not {action} on W&B at {wandb_base_url()}: {first}; {OFFLINE_HINT}")
+def _server_error(action: str, err: BaseException, hint: str = OFFLINE_HINT) -> UserError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(". ")
+    return UserError(f"could not {action} on W&B at {wandb_base_url()}: {first}; {hint}")
+
+
+# An existing W&B sweep lives on the server: going offline does not reach it.
+SERVER_HINT = "check the network (or WANDB_BASE_URL); a local sweep id starts with local- (list: --best --offline)"
 
 
 def create_sweep(config: dict[str, Any], project: str, entity: str | None) -> str:
@@ -56,7 +60,7 @@ def fetch_sweep(sweep_id: str, project: str, entity: str | None) -> Any:
             "or create one with --create-sweep)"
         ) from None
     except Exception as err:
-        raise _server_error(f"read sweep {path}", err) from None
+        raise _server_error(f"read sweep {path}", err, SERVER_HINT) from None
 
 
 def run_agent(sweep_id: str, project: str, entity: str | None, count: int | None) -> None:

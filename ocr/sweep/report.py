@@ -70,10 +70,23 @@ def stop_line(config: dict[str, Any], trial: Trial) -> str:
     )
 
 
-def progress_line(config: dict[str, Any], trial: Trial) -> str:
-    """One line per finished trial: number, id, state, best metric, epochs, time, parameters."""
+def trial_tag(config: dict[str, Any], trial: Trial, counted: int) -> str:
+    """`N/CAP`, or `N (K/CAP of run_cap)` once interrupted trials (which run_cap does not count) were replaced;
+    `counted` is K, this trial's place among the trials run_cap counts."""
     cap = config.get("run_cap")
-    number = f"{trial.number}/{cap}" if cap else str(trial.number)
+    if not cap:
+        return str(trial.number)
+    return f"{trial.number}/{cap}" if counted == trial.number else f"{trial.number} ({counted}/{cap} of run_cap)"
+
+
+def counted_place(trial: Trial, trials: list[Trial]) -> int:
+    """How many trials run_cap counts up to and including `trial` (interrupted ones are not counted)."""
+    return sum(1 for t in trials if t.number <= trial.number and not t.interrupted)
+
+
+def progress_line(config: dict[str, Any], trial: Trial, counted: int | None = None) -> str:
+    """One line per finished trial: number, id, state, best metric, epochs, time, parameters."""
+    number = trial_tag(config, trial, trial.number if counted is None else counted)
     seconds = trial.ended - trial.started if trial.ended and trial.started else None
     return (
         f"trial {number} {trial.run_id} {trial.label:<8} {short_metric(config)} "
@@ -108,9 +121,13 @@ def rows_from_trials(config: dict[str, Any], trials: list[Trial]) -> list[Row]:
     ]
 
 
-def ranked(config: dict[str, Any], rows: list[Row]) -> list[Row]:
-    """Rows with a metric value, best first."""
-    scored = [r for r in rows if r.value is not None and math.isfinite(r.value)]
+INCOMPLETE_STATES = ("killed", "crashed")  # interrupted before their end: not offered as the best
+
+
+def ranked(config: dict[str, Any], rows: list[Row], complete: bool = False) -> list[Row]:
+    """Rows with a metric value, best first (with `complete`, none that was interrupted)."""
+    scored = [r for r in rows if r.value is not None and math.isfinite(r.value)
+              and not (complete and r.state in INCOMPLETE_STATES)]
     return sorted(scored, key=lambda r: r.value, reverse=maximize(config))
 
 
@@ -128,7 +145,7 @@ def leaderboard(config: dict[str, Any], rows: list[Row], top: int = 10) -> str:
     unscored = len(rows) - len(ranked(config, rows))
     if unscored:
         lines.append(
-            f"({unscored} trial(s) without a {metric_name(config)} value: pending, running, failed or crashed)"
+            f"({unscored} trial(s) without a {metric_name(config)} value: pending, running, failed, killed or crashed)"
         )
     return "\n".join(lines)
 
@@ -143,9 +160,9 @@ def best_command(config: dict[str, Any], row: Row) -> str:
 
 def best_summary(config: dict[str, Any], rows: list[Row]) -> str:
     """The best trial's metric and the command (Hydra overrides) that reproduces its configuration."""
-    best = ranked(config, rows)
+    best = ranked(config, rows, complete=True)
     if not best:
-        return f"no trial has a {metric_name(config)} value yet"
+        return f"no trial that ran to its end has a {metric_name(config)} value yet"
     top = best[0]
     return (
         f"best: {metric_name(config)} = {fmt_metric(top.value)} (run {top.run_id}); reproduce with:\n"

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from ocr.utils.errors import UserError
+from ocr.utils.errors import ArgumentParser, UserError
 
 EXAMPLES = """\
 examples:
@@ -42,7 +42,7 @@ def positive_int(text: str) -> int:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -47,6 +47,7 @@ def attached_run(run_dir: Path, cfg: DictConfig, job_type: str) -> Iterator[Any 
         run = wandb.init(
             id=run_id, resume="allow", mode=mode, dir=str(run_dir), job_type=job_type,
             project=logger.get("project"), entity=logger.get("entity"),
+            settings=wandb.Settings(quiet=True),  # no history/summary footer: the command prints what it logged
         )
     except Exception as err:  # noqa: BLE001 - wandb raises many types for network/auth problems
         log.warning(f"could not resume W&B run {run_id} ({type(err).__name__}: {str(err).splitlines()[0][:120]}); "

@@ -211,6 +211,9 @@ def test_narrowing_replaces_values_and_rechecks(tmp_path: Path) -> None:
     assert config["parameters"]["optimizer"] == {"values": ["adam", "adamw"]}  # input untouched
     multi = apply_narrowing(config, Narrowing(image_sizes=(800, 1024)), "s.yaml")
     assert multi["parameters"]["image_size"] == {"values": [800, 1024]}
+    fixed = {**config, "command": [*config["command"], "image_size=160", "batch_size=4"]}
+    narrowed = apply_narrowing(fixed, Narrowing(image_sizes=(800,)), "s.yaml")
+    assert narrowed["command"] == [*config["command"], "batch_size=4"]  # the option replaces the fixed image_size
     with pytest.raises(UserError, match="s.yaml with the command-line options: the sweep engine refuses"):
         apply_narrowing(config, Narrowing(method="grid"), "s.yaml")  # x is a range: grid cannot enumerate it
 

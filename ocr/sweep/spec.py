@@ -195,8 +195,11 @@ def apply_narrowing(config: dict[str, Any], narrowing: Narrowing, where: str) ->
         out["method"] = narrowing.method
     if narrowing.run_cap is not None:
         out["run_cap"] = narrowing.run_cap
-    for key, values in narrowing.parameter_values().items():
+    narrowed = narrowing.parameter_values()
+    for key, values in narrowed.items():
         out["parameters"][key] = {"value": values[0]} if len(values) == 1 else {"values": list(values)}
+    if isinstance(out.get("command"), list):  # a value fixed in the command gives way to the option that replaces it
+        out["command"] = [c for c in out["command"] if not (isinstance(c, str) and c.split("=", 1)[0] in narrowed)]
     if out != config:
         check_sweep_config(out, f"{where} with the command-line options")
     return out

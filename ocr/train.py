@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ocr.training.checks import check_config
+from ocr.utils.display import shown_path
 from ocr.utils.env import load_env
 from ocr.utils.errors import exit_on_user_error
 
@@ -43,14 +43,6 @@ def check_overrides(words: list[str]) -> None:
     }
     if plain:
         check_parameters(plain, "command line", round_trip=False)
-
-
-def shown_path(path: Path) -> str:
-    """`path` relative to the working directory when it lies below it."""
-    try:
-        return os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
-    except ValueError:
-        return str(path)
 
 
 @hydra.main(config_path="../configs", config_name="train", version_base="1.3")

@@ -23,6 +23,7 @@ from ocr.sweep.engine import runs_to_stop
 from ocr.sweep.report import counted_place, epoch_line, progress_line, stop_line, trial_tag
 from ocr.sweep.store import LocalSweep
 from ocr.sweep.trial import Trial
+from ocr.utils.display import shown_path
 
 HEARTBEAT_EVERY_S = 10.0
 MAX_INITIAL_FAILURES = 5  # wandb agent's default; WANDB_AGENT_MAX_INITIAL_FAILURES overrides it, as for wandb
@@ -217,7 +218,7 @@ def run_agent(
             if trial is None:
                 say(f"sweep {sweep.id}: {reason}; no more trials")
                 break
-            where = _rel(sweep.trial_dir(trial.run_id))
+            where = shown_path(sweep.trial_dir(trial.run_id))
             counted = counted_place(trial, sweep.trials())
             say(f"trial {trial_tag(sweep.config, trial, counted)} {trial.run_id} starting (output: {where})")
             done.append(run_one(sweep, trial, opts, say))
@@ -228,10 +229,3 @@ def run_agent(
         signal.signal(signal.SIGTERM, previous)
         sys.stdout.flush()
     return done
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

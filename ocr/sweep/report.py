@@ -10,7 +10,7 @@ from typing import Any
 from ocr.sweep.command import Params, trial_command
 from ocr.sweep.engine import best_value
 from ocr.sweep.spec import maximize, metric_name
-from ocr.sweep.trial import Trial
+from ocr.sweep.trial import INTERRUPTED_STATES, Trial
 
 PARAMS_WIDTH = 100
 
@@ -121,13 +121,10 @@ def rows_from_trials(config: dict[str, Any], trials: list[Trial]) -> list[Row]:
     ]
 
 
-INCOMPLETE_STATES = ("killed", "crashed")  # interrupted before their end: not offered as the best
-
-
 def ranked(config: dict[str, Any], rows: list[Row], complete: bool = False) -> list[Row]:
-    """Rows with a metric value, best first (with `complete`, none that was interrupted)."""
+    """Rows with a metric value, best first (with `complete`, none that was interrupted before its end)."""
     scored = [r for r in rows if r.value is not None and math.isfinite(r.value)
-              and not (complete and r.state in INCOMPLETE_STATES)]
+              and not (complete and r.state in INTERRUPTED_STATES)]
     return sorted(scored, key=lambda r: r.value, reverse=maximize(config))
 
 

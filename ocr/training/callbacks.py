@@ -10,6 +10,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from ocr.training.logged import CLEVAL_KEYS, cleval_name
+
 
 def scalar_metrics(metrics: dict) -> dict[str, float]:
     """Plain floats from Lightning's `callback_metrics` (tensors and numbers), NaN/inf dropped."""
@@ -63,7 +65,7 @@ class StopFile(L.Callback):
 class EpochSummary(L.Callback):
     """Logs one line per validation of `fit`: epoch, train/val loss and the CLEval scores."""
 
-    KEYS = ("train/loss_epoch", "val/loss", "val/cleval_recall", "val/cleval_precision", "val/cleval_hmean")
+    KEYS = ("train/loss_epoch", "val/loss", *(cleval_name(k) for k in CLEVAL_KEYS))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":

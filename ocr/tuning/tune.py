@@ -143,7 +143,7 @@ def check_values(config: dict[str, Any], defaults: dict[str, Any], where: str) -
 
     for name, spec in config["parameters"].items():
         ends = [spec[k] for k in ("min", "max") if k in spec and "log" not in str(spec.get("distribution", ""))]
-        for value in [*spec.get("values", []), *([spec["value"]] if "value" in spec else []), *ends]:
+        for value in [*discrete_values(spec), *ends]:
             try:
                 DBPostProcessor(**{**defaults, name.removeprefix(PREFIX): value})
             except UserError as err:

@@ -1,7 +1,7 @@
 """Per-image time of our CLEval against PyPI cleval on the real receipts, single process, one thread.
 
 Ground truth: the receipts' quads scaled so each image's longest side is `--image-size`, rounded to
-integers (PyPI cleval truncates coordinates). Detections: `ocr.metrics.synthetic.perturb_detections`.
+integers (PyPI cleval truncates coordinates). Detections: `reference.detections.perturb_detections` (tests/).
 
     python bench/bench_cleval.py --data ../shared/data/receipts-sroie --image-size 1024 [--json out.json]
 """
@@ -16,15 +16,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from ocr.metrics.cleval import score_image  # noqa: E402
-from ocr.metrics.cleval_reference import reference_available, reference_scores  # noqa: E402
-from ocr.metrics.synthetic import perturb_detections  # noqa: E402
 from ocr.utils.errors import UserError, exit_on_user_error  # noqa: E402
+from reference.cleval_pypi import reference_available, reference_scores  # noqa: E402
+from reference.receipts import cleval_samples  # noqa: E402
 
 _STARTUP = """
 import time
@@ -35,25 +34,6 @@ word = np.array([[0, 0], [40, 0], [40, 10], [0, 10]], np.float32)
 score_image([word], ["abcd"], [word])
 print(time.perf_counter() - t0)
 """
-
-
-def load_samples(data_dir: Path, image_size: int) -> list[tuple[np.ndarray, list[str], np.ndarray]]:
-    """(gt quads, transcriptions, perturbed detections) per receipt, in `image_size` coordinates."""
-    rng = np.random.default_rng(0)
-    samples = []
-    for json_path in sorted((data_dir / "jsons").glob("*.json")):
-        images = json.loads(json_path.read_text())["images"]
-        for name in sorted(images):
-            image_path = data_dir / "images" / json_path.stem / name
-            words = list(images[name]["words"].values())
-            if not image_path.is_file() or not words:
-                continue
-            with Image.open(image_path) as image:
-                scale = image_size / max(image.size)
-            gt = np.rint(np.array([w["points"] for w in words], dtype=np.float64) * scale)
-            dets = np.array(perturb_detections(gt, rng), dtype=np.float64)
-            samples.append((gt, [w["transcription"] for w in words], dets))
-    return samples
 
 
 def _startup_seconds() -> float:
@@ -83,7 +63,7 @@ def bench_rows(data_dir: Path, image_size: int, repeats: int = 5) -> list[dict]:
         torch.set_num_threads(1)
     except ImportError:
         pass
-    samples = load_samples(Path(data_dir), image_size)
+    samples = cleval_samples(Path(data_dir), np.random.default_rng(0), image_size)
     ours, seconds, cpu_seconds = [], [], []
     for gt, texts, det in samples:
         gt32, det32 = list(gt.astype(np.float32)), list(det.astype(np.float32))

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from ocr.data.annotations import load_split, split_paths  # noqa: E402
 from ocr.data.transforms import fit_scale, orient_points, oriented_size, read_header, scaled_hw  # noqa: E402
@@ -32,11 +32,12 @@ from ocr.metrics.cleval import prepare_ground_truth, score_detections  # noqa: E
 from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams  # noqa: E402
 from ocr.postprocess.stages import candidates, expand  # noqa: E402
 from ocr.targets.db_targets import make_db_targets  # noqa: E402
-from ocr.tuning.cache import write_val_cache  # noqa: E402
+from ocr.training.val_cache import write_val_cache  # noqa: E402
 from ocr.tuning.evaluate import CacheEvaluator  # noqa: E402
 from ocr.tuning.search import best_trial, run_search  # noqa: E402
 from ocr.tuning.space import read_yaml, search_config  # noqa: E402
 from ocr.utils.errors import UserError, exit_on_user_error  # noqa: E402
+from reference.scoring import direct_scores  # noqa: E402
 
 FIXED = {"thresh": 0.22, "box_thresh": 0.42, "max_candidates": 1000, "use_polygon": True,
          "box_unclip_ratio": 1.3, "polygon_unclip_ratio": 1.8, "min_size": 3}
@@ -122,11 +123,10 @@ def time_method(run_dir: Path, config: dict, count: int, workers: int, seed: int
         wall, main_cpu = time.perf_counter() - start, time.process_time() - main_cpu
         worker_cpu = list(evaluator.worker_cpu_s)
         best = best_trial(trials)
-        check = evaluator.check({**FIXED, **best.values})
     return {"method": config["method"], "combinations": len(trials), "images": evaluator.n_images, "workers": workers,
             "wall_s": wall, "main_cpu_s": main_cpu, "worker_cpu_s": worker_cpu,
             "load_average_1min": os.getloadavg()[0], "best_hmean": best.hmean,
-            "direct_check_same": check.mismatched_images == 0 and check.scores == best.scores}
+            "direct_check_same": direct_scores(run_dir, {**FIXED, **best.values}) == best.scores}
 
 
 HEADER = (f"{'method':<8} {'combos':>6} {'images':>6} {'workers':>7} {'wall s':>8} {'main CPU s':>10} "

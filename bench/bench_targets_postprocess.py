@@ -1,17 +1,16 @@
-"""Benchmark: DB targets and DB post-processing, fast path vs plain reference, on the real receipts.
+"""Benchmark: DB targets and DB post-processing, fast path vs plain reference (tests/reference), on the real receipts.
 
     python bench/bench_targets_postprocess.py --data ../shared/data/receipts-sroie --image-size 1024 [--json out.json]
 
 Each receipt is resized so that its longest side is ``--image-size`` (polygons scaled alike; images are
 not decoded, only their size is read). Targets are built on the padded S x S canvas. Post-processing
-runs on a realistic probability map made from the ground truth: the shrunk-kernel map of the targets,
-cropped to the image, Gaussian-blurred (sigma 1 px), gained by 1.3, plus N(0, 0.05) noise, clipped to
-[0, 1]. A second targets row rotates every polygon by 10 degrees about the image centre (no axis-aligned
+runs on a realistic probability map made from the ground truth (``reference.receipts.synthetic_prob``).
+A second targets row rotates every polygon by 10 degrees about the image centre (no axis-aligned
 edges: the general distance path). Polygon mode has a third row, ``libs``: only the OpenCV and pyclipper
 calls its definition makes (``library_calls``), the floor for an exact implementation on those libraries.
-Single thread (cv2, torch). Per image the best of ``--repeats`` runs
-is kept, in wall-clock time and in the thread's CPU time (the latter is what a busy machine distorts
-least); the table gives median / min / max over images.
+Single thread (cv2, torch). Per image the best of ``--repeats`` runs is kept, in wall-clock time and in
+the thread's CPU time (the latter is what a busy machine distorts least); the table gives median / min /
+max over images.
 """
 
 from __future__ import annotations
@@ -21,66 +20,24 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import cv2
 import numpy as np
 import pyclipper
-from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams, postprocess_plain  # noqa: E402
+from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams  # noqa: E402
 from ocr.postprocess.geometry import APPROX_EPSILON, POLYGON_SHIFT, new_clipper  # noqa: E402
 from ocr.postprocess.stages import candidates  # noqa: E402
-from ocr.targets.db_targets import make_db_targets, make_db_targets_plain  # noqa: E402
-from ocr.utils.errors import UserError, exit_on_user_error  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """One receipt at network-input scale: polygons (N, 2) float32, valid (h, w), scale."""
-
-    name: str
-    polygons: list[np.ndarray]
-    valid_hw: tuple[int, int]
-    scale: float
-
-
-def load_receipts(data_dir: Path, image_size: int) -> list[Receipt]:
-    """All receipts of every split in ``data_dir/jsons/*.json``, resized to longest side ``image_size``."""
-    jsons = sorted((Path(data_dir) / "jsons").glob("*.json"))
-    if not jsons:
-        raise UserError(f"no jsons/*.json under {data_dir}; pass --data pointing at the receipts folder")
-    receipts = []
-    for path in jsons:
-        for name, entry in json.loads(path.read_text())["images"].items():
-            with Image.open(Path(data_dir) / "images" / path.stem / name) as image:
-                width, height = image.size
-            scale = image_size / max(width, height)
-            polygons = [
-                np.asarray(word["points"], dtype=np.float32) * np.float32(scale)
-                for word in entry["words"].values()
-            ]
-            receipts.append(Receipt(name, polygons, (round(height * scale), round(width * scale)), scale))
-    return receipts
-
-
-def synthetic_prob(receipt: Receipt, rng: np.random.Generator) -> np.ndarray:
-    """Realistic float32 probability map (h, w) for a receipt (see the module docstring)."""
-    height, width = receipt.valid_hw
-    kernels = make_db_targets(receipt.polygons, height, width).prob_map
-    prob = cv2.GaussianBlur(kernels, (0, 0), 1.0) * np.float32(1.3)
-    prob += rng.normal(0.0, 0.05, prob.shape).astype(np.float32)
-    return np.clip(prob, 0.0, 1.0)
-
-
-def rotated(receipt: Receipt, degrees: float, image_size: int) -> list[np.ndarray]:
-    """The receipt's polygons rotated by ``degrees`` about the canvas centre."""
-    matrix = cv2.getRotationMatrix2D((image_size / 2, image_size / 2), degrees, 1.0).astype(np.float32)
-    return [p @ matrix[:, :2].T + matrix[:, 2] for p in receipt.polygons]
+from ocr.targets.db_targets import make_db_targets  # noqa: E402
+from ocr.utils.errors import exit_on_user_error  # noqa: E402
+from reference.postprocess_plain import postprocess_plain  # noqa: E402
+from reference.receipts import load_receipts, rotated, synthetic_prob  # noqa: E402
+from reference.targets_plain import make_db_targets_plain  # noqa: E402
 
 
 def library_calls(prob: np.ndarray, params: PostprocessParams) -> Callable[[], object]:

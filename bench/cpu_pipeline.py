@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "bench"), str(REPO), str(REPO / "tests")]
 
 import bench_cleval  # noqa: E402
 import bench_targets_postprocess as btp  # noqa: E402
@@ -28,15 +28,16 @@ import bench_targets_postprocess as btp  # noqa: E402
 from ocr.metrics.scorer import CLEvalScorer  # noqa: E402
 from ocr.postprocess.db_postprocess import DBPostProcessor  # noqa: E402
 from ocr.utils.errors import exit_on_user_error  # noqa: E402
+from reference.receipts import load_receipts, synthetic_prob  # noqa: E402
 
 
 def validation_pass_row(data_dir: Path, image_size: int, images: int, workers: int = 2, batch: int = 8) -> dict:
     """Seconds for post-processing + CLEval over `images` receipt-sized maps, as one validation epoch runs them:
     each batch of `batch` maps is post-processed here and handed to the run's metric pool (`CLEvalScorer`,
     already started: it lives for the whole run), which scores it while the next batch is post-processed."""
-    receipts = btp.load_receipts(data_dir, image_size)
+    receipts = load_receipts(data_dir, image_size)
     rng = np.random.default_rng(0)
-    maps = [(btp.synthetic_prob(r, rng), r) for r in receipts]
+    maps = [(synthetic_prob(r, rng), r) for r in receipts]
     inputs = [maps[i % len(maps)] for i in range(images)]
     postprocess = DBPostProcessor(thresh=0.22, box_thresh=0.42)
     with CLEvalScorer(workers) as scorer:

@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ocr.training.checks import check_config
+from ocr.config.checks import check_config, check_parameters
 from ocr.utils.display import shown_path
 from ocr.utils.env import load_env
 from ocr.utils.errors import exit_on_user_error
@@ -26,8 +26,6 @@ def check_overrides(words: list[str]) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
     from hydra.errors import HydraException
-
-    from ocr.sweep.hydra_check import check_parameters
 
     if any(word.startswith("-") and word not in ("-m", "--multirun") for word in words):
         return
@@ -51,16 +49,22 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with exit_on_user_error(PROG):
         check_config(cfg)
-        from ocr.training.run import train  # Lightning and the model stack: imported once the config is known good
+        from ocr.training.run import train  # deferred: Lightning and the model stack load once the config is good
+        from ocr.tuning.tune import after_training
 
-        metrics = train(cfg, run_dir)
+        metrics = train(cfg, run_dir, after_fit=after_training(cfg.get("tuning"), cfg.seed))
     shown = {k: v for k, v in metrics.items() if k.startswith("val/cleval")}
     print("final (best checkpoint): " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
     print(f"run directory: {shown_path(run_dir)} (tune post-processing: python wandb_sweep.py tune-postprocess "
           f"{shown_path(run_dir)})")
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """`python -m ocr.train` / `ocr-train`: the overrides are checked before Hydra starts."""
     with exit_on_user_error(PROG):
         check_overrides(sys.argv[1:])
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -22,14 +22,14 @@ def test_caps_grow_with_memory_and_shrink_with_size() -> None:
 def test_plan(requested: int, cap: int | None, used: int, acc: int) -> None:
     plan = plan_batch(requested, cap)
     assert (plan.used, plan.accumulate) == (used, acc)
-    assert plan.effective >= requested
+    assert plan.used * plan.accumulate >= requested
 
 
 def test_halving_keeps_effective_batch_until_one() -> None:
     plan = plan_batch(16, None)
     seen = []
     while plan is not None:
-        seen.append((plan.used, plan.accumulate, plan.effective))
+        seen.append((plan.used, plan.accumulate, plan.used * plan.accumulate))
         plan = halve(plan)
     assert seen == [(16, 1, 16), (8, 2, 16), (4, 4, 16), (2, 8, 16), (1, 16, 16)]
 

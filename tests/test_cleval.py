@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +15,11 @@ from ocr.metrics.cleval import (
     ImageScore, _area_in_rectangles, _points_inside, _prepare, mean_scores, prepare_detections, prepare_ground_truth, score_detections,
     score_image, score_prepared,
 )
-from ocr.metrics.scorer import CLEvalScorer, score_dataset
-from ocr.metrics.cleval_reference import reference_available, reference_scores
-from ocr.metrics.synthetic import perturb_detections
+from ocr.metrics.scorer import CLEvalScorer
+from reference.cleval_pypi import reference_available, reference_scores
+from reference.detections import perturb_detections
+from reference.receipts import cleval_samples
+from reference.scoring import score_dataset
 
 
 def box(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
@@ -299,29 +300,15 @@ def test_random_polygons_never_crash_and_score_in_unit_range(words, extra, data)
 # ---------------------------------------------------------------- agreement with PyPI cleval
 
 
-def _receipt_samples(receipts: Path) -> list[tuple[np.ndarray, list[str], np.ndarray]]:
-    """GT quads with transcriptions and perturbed detections for the 64 real receipts (fixed seed)."""
-    rng = np.random.default_rng(2024)
-    samples = []
-    for split in ("train", "val"):
-        images = json.loads((receipts / "jsons" / f"{split}.json").read_text())["images"]
-        for name in sorted(images):
-            words = list(images[name]["words"].values())
-            gt = np.array([w["points"] for w in words], dtype=np.float64)
-            dets = np.array(perturb_detections(gt, rng), dtype=np.float64)
-            samples.append((gt, [w["transcription"] for w in words], dets))
-    return samples
-
-
 @pytest.fixture(scope="module")
 def agreement(receipts: Path) -> tuple[list[ImageScore], list[tuple[float, float, float]]]:
     """Our scores and PyPI cleval's on the receipts, as is, at half scale, and with don't-care words.
 
-    PyPI cleval runs in a child process (see ocr.metrics.cleval_reference), so it is never imported here.
+    PyPI cleval runs in a child process (see reference.cleval_pypi), so it is never imported here.
     """
     if not reference_available():
         pytest.skip("PyPI cleval is not installed (pip install -e .[dev])")
-    samples = _receipt_samples(receipts)
+    samples = cleval_samples(receipts, np.random.default_rng(2024))
     cases = [(gt, texts, det, [False] * len(gt)) for gt, texts, det in samples]
     cases += [(np.rint(gt / 2), texts, np.rint(det / 2), [False] * len(gt)) for gt, texts, det in samples[::4]]
     cases += [(gt, texts, det, [i % 7 == 3 for i in range(len(gt))]) for gt, texts, det in samples[1::4]]

@@ -21,7 +21,7 @@ def test_encoder_channels_come_from_timm(name: str) -> None:
     enc = TimmEncoder(name, pretrained=False)
     feats = enc(torch.zeros(1, 3, 64, 64))
     assert [f.shape[1] for f in feats] == enc.channels
-    assert [64 // f.shape[-1] for f in feats] == enc.strides == [4, 8, 16, 32]
+    assert [64 // f.shape[-1] for f in feats] == enc.body.feature_info.reduction() == [4, 8, 16, 32]
 
 
 def test_unknown_model_lists_hrnet_names() -> None:

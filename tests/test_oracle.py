@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from ocr.data.dataset import ReceiptDataset
-from ocr.metrics.scorer import score_dataset
 from ocr.postprocess.db_postprocess import DBPostProcessor
 from ocr.targets.db_targets import make_db_targets
+from reference.scoring import score_dataset
 
 
 def oracle_samples(root: Path, postprocessor: DBPostProcessor, image_size: int = 1024) -> list:

@@ -5,7 +5,6 @@ it stands for (pyclipper offsets, OpenCV measures, corners and masked means)."""
 from __future__ import annotations
 
 import gc
-import importlib
 from pathlib import Path
 
 import cv2
@@ -15,21 +14,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams, postprocess_plain
-from ocr.postprocess.geometry import ordered_corners, polygon_score, quad_to_fixed, unclip_offset
-from ocr.postprocess.maps import sanitised
-from ocr.postprocess.packed import box_points, ordered_quads, outline_measures, overlapping, pixel_boxes, rect_array
+from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams
+from ocr.postprocess.geometry import polygon_score, quad_to_fixed, sanitised
+from ocr.postprocess.packed import (
+    box_points, ordered_quads, outline_measures, overlapping, pixel_boxes, rect_array, region_scores,
+)
 from ocr.postprocess.round_offset import offset_convex_quads
-from ocr.postprocess.scores import region_scores
 from ocr.postprocess import stages
 from ocr.postprocess.stages import Candidates, candidates, expand
 from ocr.utils.collector import paused_gc
 from ocr.utils.errors import UserError
-
-
-def _bench():
-    """The benchmark module, for its receipt loader and realistic map maker."""
-    return importlib.import_module("bench.bench_targets_postprocess")
+from reference.postprocess_plain import ordered_corners, postprocess_plain, unclip_offset
+from reference.receipts import load_receipts, synthetic_prob
 
 
 def assert_same(fast, plain) -> None:
@@ -158,9 +154,8 @@ def test_bad_inputs_raise() -> None:
 @pytest.fixture(scope="module")
 def receipt_maps(receipts: Path) -> list[tuple[np.ndarray, float]]:
     """Realistic probability maps (blurred, noisy ground-truth kernels) of all 64 receipts at 1024."""
-    bench = _bench()
     rng = np.random.default_rng(0)
-    return [(bench.synthetic_prob(r, rng), r.scale) for r in bench.load_receipts(receipts, 1024)]
+    return [(synthetic_prob(r, rng), r.scale) for r in load_receipts(receipts, 1024)]
 
 
 

@@ -11,10 +11,9 @@ import torch
 import wandb
 from test_sweep_support import REPO, fake_sweep_config, write_fake_project, write_yaml
 
-from ocr.sweep import cli
+from ocr.cli import sweep as cli
 from ocr.sweep.spec import load_sweep_config
-from ocr.sweep.store import create_sweep, sweep_ids
-from ocr.sweep.trial import Trial
+from ocr.sweep.store import Trial, create_sweep, sweep_ids
 from ocr.utils.errors import UserError
 
 MAIN = str(REPO / "sweep_config.yaml")
@@ -325,14 +324,16 @@ def test_an_interrupted_agent_says_how_many_trials_it_still_owes(capsys, tmp_pat
 
 
 def test_trial_numbers_past_replaced_trials_show_their_place_under_the_cap() -> None:
-    from ocr.sweep.report import counted_place, trial_tag
+    from ocr.sweep.report import trial_tag
 
     config = {"run_cap": 3}
     trials = [Trial(run_id=r, number=n, params={}, state=st) for r, n, st in
               (("a", 1, "killed"), ("b", 2, "finished"), ("c", 3, "finished"), ("d", 4, "running"))]
-    assert [trial_tag(config, t, counted_place(t, trials)) for t in trials[1:]] == [
+    assert [trial_tag(config, t, trials) for t in trials[1:]] == [
         "2 (1/3 of run_cap)", "3 (2/3 of run_cap)", "4 (3/3 of run_cap)"]
-    assert trial_tag(config, trials[0], 1) == "1/3" and trial_tag({}, trials[3], 3) == "4"
+    assert trial_tag({}, trials[3], trials) == "4"
+    uninterrupted = [Trial(run_id="a", number=1, params={}, state="finished"), *trials[1:2]]
+    assert [trial_tag(config, t, uninterrupted) for t in uninterrupted] == ["1/3", "2/3"]
 
 
 def test_argument_errors_are_one_line(capsys) -> None:

@@ -11,12 +11,11 @@ import pytest
 import wandb.wandb_agent as wandb_agent
 from test_sweep_support import REPO, agent_env, fake_sweep_config, write_fake_project
 
-from ocr.sweep.command import hydra_overrides, trial_command, write_param_file
-from ocr.sweep.engine import suggest
+from ocr.sweep.engine import suggest, trial_command
 from ocr.sweep.local_agent import trial_env
 from ocr.sweep.spec import load_sweep_config
-from ocr.sweep.store import create_sweep
-from ocr.sweep.trial import Trial
+from ocr.sweep.store import Trial, create_sweep
+from ocr.utils.compat import sweep_macros, write_param_file
 
 
 class CapturedProcess:
@@ -74,10 +73,11 @@ def test_the_engines_gp_convergence_warnings_stay_quiet(monkeypatch: pytest.Monk
 
 def test_overrides_keep_types_hydra_reads_back() -> None:
     params = {"a.b": {"value": 0.0013359}, "n": {"value": 8}, "flag": {"value": True}, "opt": {"value": "adamw"}}
-    assert hydra_overrides(params) == ["a.b=0.0013359", "n=8", "flag=True", "opt=adamw"]
+    overrides = sweep_macros(params)["args_no_hyphens"]  # what ${args_no_hyphens} expands to
+    assert overrides == ["a.b=0.0013359", "n=8", "flag=True", "opt=adamw"]
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(hydra_overrides(params))
+    parsed = OverridesParser.create().parse_overrides(overrides)
     assert [o.value() for o in parsed] == [0.0013359, 8, True, "adamw"]
 
 
@@ -141,6 +141,6 @@ def test_real_trial_through_the_embedded_controller(tmp_path: Path, monkeypatch:
     assert all("val/cleval_hmean" in r for r in trial.history), "every epoch line carries the sweep metric"
     assert "val/cleval_hmean" in trial.summary
     assert list(sweep.dir.glob(f"trials/{trial.run_id}/**/offline-run-*-{trial.run_id}")), "a W&B offline run to sync"
-    from ocr.sweep.cli import sync_hint
+    from ocr.cli.sweep import sync_hint
 
     assert sync_hint(sweep) is not None

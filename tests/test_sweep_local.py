@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_sweep_support import REPO, agent_env, fake_sweep_config, start_agent, wait_for, write_fake_project
 
-from ocr.sweep import procs
+from ocr.sweep.controller import is_alive
 from ocr.sweep.local_agent import AgentOptions, exit_status, run_agent
 from ocr.sweep.report import best_summary, leaderboard, rows_from_trials
 from ocr.sweep.store import LocalSweep, create_sweep, open_sweep
@@ -133,7 +133,7 @@ def test_resume_after_a_killed_agent_marks_its_trial_crashed_and_keeps_results(p
     first.kill()  # kill -9: no cleanup, its trial process is orphaned
     first.wait()
     orphan = sweep.trials()[1].process
-    assert procs.is_alive(orphan), "the trial outlives its agent"
+    assert is_alive(orphan), "the trial outlives its agent"
 
     second = start_agent(project, project / ".sweeps", sweep.id, None)
     output = second.communicate(timeout=120)[0]
@@ -143,7 +143,7 @@ def test_resume_after_a_killed_agent_marks_its_trial_crashed_and_keeps_results(p
     crashed = trials[1]
     assert "died" in crashed.note and crashed.history, "what it logged before the crash is kept"
     assert f"{crashed.run_id}: marked crashed" in output
-    assert not procs.is_alive(orphan), "the orphaned trial was killed"
+    assert not is_alive(orphan), "the orphaned trial was killed"
     assert [t.params["sleep"]["value"] for t in trials] == [0.02, 0.5, 0.5, 0.03], "the crashed point is re-run"
     assert len(trials[0].history) == 6 and trials[0].summary[HMEAN] == 0.5
 
@@ -164,7 +164,7 @@ def test_sigterm_to_the_cli_agent_kills_its_trial_and_records_it(project: Path) 
     _, err = agent.communicate(timeout=60)
     assert agent.returncode == 130
     assert f"resume with: python wandb_sweep.py --sweep-id {sweep.id}" in err
-    assert sweep.trials()[0].state == "killed" and not procs.is_alive(trial_proc)
+    assert sweep.trials()[0].state == "killed" and not is_alive(trial_proc)
 
 
 def test_open_unknown_local_sweep_lists_known_ones(project: Path) -> None:

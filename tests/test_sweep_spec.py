@@ -9,11 +9,12 @@ import pytest
 import yaml
 from test_sweep_support import REPO, fake_sweep_config, write_fake_project, write_yaml
 
-from ocr.sweep.hydra_check import check_parameters, command_overrides
+from ocr.config.checks import MODEL_KEY, check_parameters, sweep_metrics
 from ocr.sweep.spec import (
-    MODEL_KEY,
     Narrowing,
     apply_narrowing,
+    check_against_training,
+    command_overrides,
     engine_view,
     known_distributions,
     load_sweep_config,
@@ -26,9 +27,7 @@ SHIPPED = [REPO / "sweep_config.yaml", REPO / "sweep_configs" / "demo_cpu.yaml"]
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_shipped_sweeps_are_valid_for_the_engine_and_the_hydra_config(path: Path) -> None:
-    config = load_sweep_config(path)
-    fixed = command_overrides(config, str(path))
-    check_parameters({**fixed, **config["parameters"]}, str(path))  # the repo's configs/: keys and options exist
+    check_against_training(load_sweep_config(path), str(path))  # the repo's configs/: keys and options exist
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -205,14 +204,15 @@ def test_missing_hydra_configs(tmp_path: Path) -> None:
 
 def test_narrowing_replaces_values_and_rechecks(tmp_path: Path) -> None:
     config = load_sweep_config(write_yaml(tmp_path / "s.yaml", GOOD))
-    narrowed = apply_narrowing(config, Narrowing(method="random", run_cap=7, optimizers=("adamw",)), "s.yaml")
+    narrowed = apply_narrowing(config, Narrowing(method="random", run_cap=7, parameters={"optimizer": ("adamw",)}),
+                               "s.yaml")
     assert narrowed["method"] == "random" and narrowed["run_cap"] == 7
     assert narrowed["parameters"]["optimizer"] == {"value": "adamw"}
     assert config["parameters"]["optimizer"] == {"values": ["adam", "adamw"]}  # input untouched
-    multi = apply_narrowing(config, Narrowing(image_sizes=(800, 1024)), "s.yaml")
+    multi = apply_narrowing(config, Narrowing(parameters={"image_size": (800, 1024)}), "s.yaml")
     assert multi["parameters"]["image_size"] == {"values": [800, 1024]}
     fixed = {**config, "command": [*config["command"], "image_size=160", "batch_size=4"]}
-    narrowed = apply_narrowing(fixed, Narrowing(image_sizes=(800,)), "s.yaml")
+    narrowed = apply_narrowing(fixed, Narrowing(parameters={"image_size": (800,)}), "s.yaml")
     assert narrowed["command"] == [*config["command"], "batch_size=4"]  # the option replaces the fixed image_size
     with pytest.raises(UserError, match="s.yaml with the command-line options: the sweep engine refuses"):
         apply_narrowing(config, Narrowing(method="grid"), "s.yaml")  # x is a range: grid cannot enumerate it
@@ -233,7 +233,7 @@ def test_narrowing_replaces_values_and_rechecks(tmp_path: Path) -> None:
 )
 def test_values_training_refuses_are_refused_before_the_sweep_exists(parameters: dict, expected: str) -> None:
     with pytest.raises(UserError) as err:
-        check_parameters(parameters, "sweep.yaml")
+        check_against_training(fake_sweep_config(parameters), "sweep.yaml")
     assert expected in str(err.value) and "\n" not in str(err.value)
 
 
@@ -245,23 +245,23 @@ def test_a_misspelt_key_gets_the_closest_one() -> None:
 
 
 def test_ranges_training_accepts_pass() -> None:
-    check_parameters(
-        {
-            "image_size": {"distribution": "q_uniform", "min": 640, "max": 1280, "q": 32},
-            "optimizer.lr": {"distribution": "log_uniform_values", "min": 0.0005, "max": 0.002},
-            "trainer.max_epochs": {"values": [-1, 5]},
-            "trainer.precision": {"values": ["32-true", "bf16-mixed"]},
-        },
-        "sweep.yaml",
-    )
+    parameters = {
+        "image_size": {"distribution": "q_uniform", "min": 640, "max": 1280, "q": 32},
+        "optimizer.lr": {"distribution": "log_uniform_values", "min": 0.0005, "max": 0.002},
+        "trainer.max_epochs": {"values": [-1, 5]},
+        "trainer.precision": {"values": ["32-true", "bf16-mixed"]},
+    }
+    check_against_training(fake_sweep_config(parameters), "sweep.yaml")
 
 
-def test_the_metric_must_be_one_a_run_logs() -> None:
-    from ocr.sweep.hydra_check import check_metric
-    from ocr.training.logged import sweep_metrics
+def test_the_metric_must_be_one_a_run_logs(tmp_path: Path) -> None:
+    _, configs = write_fake_project(tmp_path)
+
+    def check_metric(name: str) -> None:
+        check_against_training(fake_sweep_config({"x": {"value": 0.5}}, metric={"name": name}), "s.yaml", configs)
 
     for name in ("val/cleval_hmean", "val/loss", "val/cleval_hmean_tuned", "train/loss_epoch"):
-        check_metric({"metric": {"name": name}}, "s.yaml")
+        check_metric(name)
     assert "val/loss_prob" in sweep_metrics()
     with pytest.raises(UserError, match="metric 'val/hmean' is never logged .* logged: val/cleval_recall, "):
-        check_metric({"metric": {"name": "val/hmean"}}, "s.yaml")
+        check_metric("val/hmean")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import multiprocessing
 from pathlib import Path
@@ -17,16 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ocr.targets.collate import DBCollate
-from ocr.targets.db_targets import DBTargets, make_db_targets, make_db_targets_plain
+from ocr.targets.db_targets import DBTargets, make_db_targets
 from ocr.targets.polygons import ARC_TOLERANCE_PX, FIXED_ONE, FIXED_SHIFT, fill_rectangles, inset_rectangles
 from ocr.utils.errors import UserError
+from reference.receipts import load_receipts, rotated
+from reference.targets_plain import make_db_targets_plain
 
 FIELDS = ("prob_map", "prob_mask", "thresh_map", "thresh_mask")
-
-
-def _bench():
-    """The benchmark module, for its receipt loader (the data module is not a dependency here)."""
-    return importlib.import_module("bench.bench_targets_postprocess")
 
 
 def rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
@@ -222,15 +218,13 @@ def test_rectangle_fill_equals_fillpoly() -> None:
 
 
 def test_fast_equals_plain_on_every_real_receipt(receipts: Path) -> None:
-    bench = _bench()
-    for receipt in bench.load_receipts(receipts, 1024):
+    for receipt in load_receipts(receipts, 1024):
         assert_same(make_db_targets(receipt.polygons, 1024, 1024), make_db_targets_plain(receipt.polygons, 1024, 1024))
 
 
 def test_fast_equals_plain_on_rotated_receipts(receipts: Path) -> None:
-    bench = _bench()
-    for k, receipt in enumerate(bench.load_receipts(receipts, 512)[::4]):
-        polygons = bench.rotated(receipt, 3.0 + 7 * k, 512)
+    for k, receipt in enumerate(load_receipts(receipts, 512)[::4]):
+        polygons = rotated(receipt, 3.0 + 7 * k, 512)
         fast, plain = make_db_targets(polygons, 512, 512), make_db_targets_plain(polygons, 512, 512)
         assert_same(fast, plain)
         assert_well_formed(fast)

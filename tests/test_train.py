@@ -20,10 +20,13 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
+from ocr.config.checks import check_config
+from ocr.training import build as build_lib
 from ocr.training import module as module_lib
-from ocr.training import run as run_lib
-from ocr.training.checks import check_config
-from ocr.training.run import LIGHTNING_INFO, log_interval, quiet_lightning, train
+from ocr.training.build import log_interval
+from ocr.training.quiet import LIGHTNING_INFO, LIGHTNING_LOGGERS, quiet_lightning
+from ocr.training.run import train
+from ocr.tuning.tune import after_training
 from ocr.utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +88,7 @@ def test_run_writes_checkpoint_config_metrics_and_epoch_lines(tmp_path: Path, sy
     best = max(lines[:-1], key=lambda line: line["val/cleval_hmean"])
     assert metrics["val/cleval_hmean"] == pytest.approx(best["val/cleval_hmean"], abs=1e-6)
     assert metrics["best_epoch"] == best["epoch"]
-    assert list((run_dir / "wandb").glob("offline-run-*")), "an offline W&B run is written for later `wandb sync`"
+    assert list((run_dir / "wandb").glob(f"offline-run-*-{metrics['wandb_run_id']}")), "an offline W&B run, named in metrics.json"
     records = b"".join(p.read_bytes() for p in (run_dir / "wandb").glob("offline-run-*/*.wandb"))
     assert b"val/predictions/val_0000" in records, "each epoch's overlay goes to W&B under its image's own key"
 
@@ -95,8 +98,8 @@ def test_post_processing_search_after_training_logs_tuned_scores(tmp_path: Path,
         "trainer.max_epochs": 1, "cache_val_maps": "true", "metric.workers": 2,  # the metric pool, across passes
         "tuning.count": 3, "tuning.workers": 1,  # the default method: grid
     })
-    run_dir = tmp_path / "run"
-    metrics = train(compose_train(overrides), run_dir)
+    run_dir, cfg = tmp_path / "run", compose_train(overrides)
+    metrics = train(cfg, run_dir, after_fit=after_training(cfg.tuning, cfg.seed))
     assert metrics["val/cleval_hmean_tuned"] >= metrics["val/cleval_hmean"]  # the run's own values are the floor
     assert (run_dir / "tuned_postprocess.txt").is_file()
     trials = json.loads((run_dir / "tune_postprocess.json").read_text())["trials"]
@@ -187,7 +190,7 @@ def test_dataset_mistakes_stop_the_run_before_wandb_or_the_model(
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model was built before the dataset was checked")
 
-    monkeypatch.setattr(run_lib, "build_model", no_model)
+    monkeypatch.setattr(build_lib, "build_model", no_model)
     root = write_receipts(tmp_path / "data", mistake)
     run_dir = tmp_path / "run"
     with pytest.raises(UserError, match=message):
@@ -199,7 +202,7 @@ def test_lightning_lines_go_once_through_the_root_handlers_without_tips(monkeypa
     stream = io.StringIO()
     hydra_console = logging.StreamHandler(stream)  # as Hydra's console (and train.log) handlers
     monkeypatch.setattr(logging.getLogger(), "handlers", [hydra_console])
-    for name in run_lib.LIGHTNING_LOGGERS:  # restored after the test
+    for name in LIGHTNING_LOGGERS:  # restored after the test
         logger = logging.getLogger(name)
         monkeypatch.setattr(logger, "handlers", [*logger.handlers, logging.StreamHandler(io.StringIO())])
         monkeypatch.setattr(logger, "propagate", False)

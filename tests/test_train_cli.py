@@ -10,8 +10,9 @@ import pytest
 
 import ocr
 
+from ocr.config.checks import check_value
 from ocr.train import check_overrides
-from ocr.training.checks import check_value, lightning_precisions
+from ocr.utils.compat import lightning_precisions
 from ocr.utils.errors import UserError
 
 CONFIGS = Path(ocr.__file__).resolve().parents[1] / "configs"
@@ -100,7 +101,7 @@ def test_a_run_config_names_its_data_by_absolute_path(tmp_path, monkeypatch: pyt
 def test_a_config_without_an_optimizer_or_image_size_is_one_line() -> None:
     from hydra import compose, initialize_config_dir
 
-    from ocr.training.checks import check_config
+    from ocr.config.checks import check_config
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose("train", overrides=["~optimizer", "image_size=null"])

@@ -1,18 +1,7 @@
-"""Reading and validating one split of the competition layout: ROOT/images/SPLIT/* + ROOT/jsons/SPLIT.json.
+"""One split of the competition layout (ROOT/images/SPLIT/* + ROOT/jsons/SPLIT.json), read and validated.
 
-JSON: ``{"images": {NAME: {"words": {KEY: {"points": [[x, y], ...], "transcription": str}}}}}``; ``words``
-may be absent or null (an image without text). Points are pixels of the image as stored in the file
-(before any EXIF orientation), origin top-left, ints or floats.
-
-Policy:
-
-* Stops (UserError): missing ``images/SPLIT`` folder; missing JSON for train/val; unparseable JSON; a
-  JSON whose structure (``images`` -> NAME -> ``words``) is not the one above.
-* Skipped and counted, one warning per split: a word that is malformed, has < 3 points, non-finite
-  coordinates, lies entirely outside the image, or has zero area (after clipping).
-* Kept: a polygon partly outside the image is clipped to the image border (counted in the same warning).
-* Skipped with one warning per split: images listed in the JSON but missing on disk; for train/val,
-  images on disk but not in the JSON. For test, every image on disk is part of the prediction set.
+A broken layout or JSON stops with a UserError; unusable words, missing or unlisted images are skipped with one
+warning per kind and split; polygons partly outside their image are clipped. Test images need no JSON entry.
 """
 
 from __future__ import annotations
@@ -33,6 +22,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 PREDICTION_SPLIT = "test"
 EXAMPLES = 3
+LAYOUT = '{"images": {NAME: {"words": {KEY: {"points": [[x, y], ...]}}}}}'
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,11 +39,6 @@ def split_paths(root: Path, split: str) -> tuple[Path, Path]:
     return Path(root) / "images" / split, Path(root) / "jsons" / f"{split}.json"
 
 
-def list_images(image_dir: Path) -> list[str]:
-    """Sorted file names of the images directly inside `image_dir`."""
-    return sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
 def stored_size(path: Path) -> tuple[int, int] | None:
     """(width, height) of the image as stored (header only), or None when the header cannot be read."""
     try:
@@ -63,7 +48,8 @@ def stored_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-LAYOUT = '{"images": {NAME: {"words": {KEY: {"points": [[x, y], ...]}}}}}'
+def _examples(names: list[str]) -> str:
+    return ", ".join(names[:EXAMPLES]) + (", ..." if len(names) > EXAMPLES else "")
 
 
 def _shape_error(json_path: Path, where: str, expected: str, found: object) -> UserError:
@@ -88,25 +74,18 @@ def read_annotation_json(json_path: Path, split: str) -> dict[str, dict | None]:
             f"{json_path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); fix or replace it"
         ) from None
     except UnicodeDecodeError as err:
-        raise UserError(
-            f"{json_path} is not UTF-8 text ({err.reason} at byte {err.start}); fix or replace it"
-        ) from None
+        raise UserError(f"{json_path} is not UTF-8 text ({err.reason} at byte {err.start}); fix or replace it") from None
     if isinstance(data, dict) and "images" not in data:
         keys = f"found keys: {_examples(sorted(data))}" if data else "the object is empty"
-        raise UserError(
-            f'{json_path}: the top level key "images" is missing ({keys}); fix the file (expected {LAYOUT})'
-        )
+        raise UserError(f'{json_path}: the top level key "images" is missing ({keys}); fix the file (expected {LAYOUT})')
     if not isinstance(data, dict) or not isinstance(data["images"], dict):
         found = data["images"] if isinstance(data, dict) else data
         raise _shape_error(json_path, 'the top level key "images"', "an object of image names", found)
     entries: dict[str, dict | None] = {}
     for name, entry in data["images"].items():
-        if entry is None:
-            entries[name] = None
-            continue
-        if not isinstance(entry, dict):
+        if entry is not None and not isinstance(entry, dict):
             raise _shape_error(json_path, f"images[{name!r}]", 'an object with a "words" key', entry)
-        words = entry.get("words")
+        words = entry.get("words") if entry is not None else None
         if words is not None and not isinstance(words, dict):
             raise _shape_error(json_path, f'images[{name!r}]["words"]', "an object of word keys (or null)", words)
         entries[name] = words
@@ -114,10 +93,7 @@ def read_annotation_json(json_path: Path, split: str) -> dict[str, dict | None]:
 
 
 def parse_word(key: str, entry: object, size: tuple[int, int] | None) -> tuple[Word | None, str | None, bool]:
-    """(word, None, clipped) for a usable entry, or (None, reason, False) for one to skip.
-
-    `size` is the stored image (width, height); None skips the bounds check.
-    """
+    """(word, None, clipped) for a usable entry, or (None, reason, False); `size` (width, height) None: no bounds."""
     if not isinstance(entry, dict) or "points" not in entry:
         return None, "malformed", False
     try:
@@ -132,23 +108,16 @@ def parse_word(key: str, entry: object, size: tuple[int, int] | None) -> tuple[W
         return None, "NaN/inf coordinates", False
     clipped = False
     if size is not None:
-        width, height = size
         lo, hi = pts.min(axis=0), pts.max(axis=0)
-        if hi[0] < 0 or hi[1] < 0 or lo[0] > width or lo[1] > height:
+        if hi[0] < 0 or hi[1] < 0 or lo[0] > size[0] or lo[1] > size[1]:
             return None, "entirely outside the image", False
-        inside = np.clip(pts, 0, [width, height])
-        clipped = bool((inside != pts).any())
-        pts = inside
+        inside = np.clip(pts, 0, size)
+        clipped, pts = bool((inside != pts).any()), inside
     x, y = pts[:, 0], pts[:, 1]
     if abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) < 1e-6:
         return None, "zero area", False
     text = entry.get("transcription")
     return Word(pts.astype(np.float32), text if isinstance(text, str) else None, str(key)), None, clipped
-
-
-def _examples(names: list[str]) -> str:
-    shown = ", ".join(names[:EXAMPLES])
-    return shown + (", ..." if len(names) > EXAMPLES else "")
 
 
 def checked_limit(split: str, value: object) -> int | None:
@@ -162,50 +131,42 @@ def checked_limit(split: str, value: object) -> int | None:
     return int(value)
 
 
-def unlabelled_split(root: Path, split: str) -> dict[str, list[Word]]:
-    """Every image file of `split` (sorted by name) with no words: what prediction reads; no JSON needed."""
-    image_dir = split_paths(root, split)[0]
-    if not image_dir.is_dir():
-        raise UserError(f"image folder {image_dir} not found: the {split} split's images go there; "
-                        "check the split name and the dataset root")
-    names = list_images(image_dir)
-    if not names:
-        raise UserError(f"{image_dir} has no images ({'/'.join(sorted(IMAGE_SUFFIXES))} files): "
-                        "add the split's images, or choose another split or dataset root")
-    return {name: [] for name in names}
-
-
-def load_split(root: Path, split: str) -> dict[str, list[Word]]:
-    """Image name -> its usable words for `split`, sorted by name (see the module docstring for the policy)."""
+def load_split(root: Path, split: str, labels: bool = True) -> dict[str, list[Word]]:
+    """Image name -> its usable words for `split`, sorted by name; without `labels`, every image file, no words."""
     image_dir, json_path = split_paths(root, split)
     if not image_dir.is_dir():
         raise UserError(
             f"image folder {image_dir} not found: expected ROOT/images/{split}/ and ROOT/jsons/{split}.json "
-            f"under the dataset root {root}; check dataset_base_path"
+            f"under the dataset root {root}; check dataset_base_path" if labels else
+            f"image folder {image_dir} not found: the {split} split's images go there; check the split name and the dataset root"
         )
-    on_disk = set(list_images(image_dir))
+    on_disk = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not labels:
+        if not on_disk:
+            raise UserError(f"{image_dir} has no images ({'/'.join(sorted(IMAGE_SUFFIXES))} files): "
+                            "add the split's images, or choose another split or dataset root")
+        return {name: [] for name in on_disk}
+    present = set(on_disk)
     entries = read_annotation_json(json_path, split)
 
     result: dict[str, list[Word]] = {}
     reasons: Counter[str] = Counter()
     first_bad: tuple[str, str, str] | None = None
     n_words = n_clipped = 0
-    missing = sorted(name for name in entries if name not in on_disk)
     for name, words in entries.items():
-        if name not in on_disk:
+        if name not in present:
             continue
         size = stored_size(image_dir / name) if words else None
-        kept = []
+        kept = result[name] = []
         for key, entry in (words or {}).items():
             n_words += 1
             word, reason, clipped = parse_word(key, entry, size)
             if word is None:
                 reasons[reason] += 1
                 first_bad = first_bad or (name, str(key), reason)
-                continue
-            n_clipped += clipped
-            kept.append(word)
-        result[name] = kept
+            else:
+                n_clipped += clipped
+                kept.append(word)
 
     if reasons:
         detail = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
@@ -216,12 +177,13 @@ def load_split(root: Path, split: str) -> dict[str, list[Word]]:
         )
     if n_clipped:
         log.warning(f"{json_path}: clipped {n_clipped} polygons partly outside their image to the image border")
+    missing = sorted(set(entries) - present)
     if missing:
         log.warning(
             f"{json_path} lists {len(missing)} images missing from {image_dir} ({_examples(missing)}): skipped; "
             "add the files or remove their entries"
         )
-    unlisted = sorted(on_disk - entries.keys())
+    unlisted = [name for name in on_disk if name not in entries]
     if split == PREDICTION_SPLIT:
         result.update({name: [] for name in unlisted})
     elif unlisted:

@@ -12,16 +12,11 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ocr.data.annotations import checked_limit
 from ocr.data.dataset import ReceiptDataset
-from ocr.data.paths import ensure_dataset, resolve_dataset_root
+from ocr.data.paths import SYNTHETIC_DEFAULTS, dataset_root, resolve_dataset_root
 from ocr.utils.errors import UserError
 
-AUGMENT_KEYS = {
-    "brightness_limit": "brightness_limit",
-    "contrast_limit": "contrast_limit",
-    "p": "brightness_contrast_p",
-}
-SYNTHETIC_KEYS = ("dir", "n_train", "n_val", "n_test", "seed", "size", "text_height")
-SYNTHETIC_DEFAULT_DIR = "data/synthetic"
+AUGMENT_KEYS = {"brightness_limit": "brightness_limit", "contrast_limit": "contrast_limit", "p": "brightness_contrast_p"}
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
 
 
 def stack_images(samples: list[dict]) -> dict[str, Any]:
@@ -44,63 +39,40 @@ def _checked(section: str, given: Mapping | None, allowed: Any) -> dict[str, Any
 class ReceiptDataModule(L.LightningDataModule):
     """Loaders for ROOT in the competition layout, or for synthetic receipts when no root is configured.
 
-    `batch_size` is a plain attribute read whenever a loader is built (so it can be lowered after an OOM);
-    `val_batch_size` None follows it. `augment` holds `brightness_limit`, `contrast_limit`, `p` (train only).
-    `synthetic` holds `dir` (default data/synthetic, relative to the working directory) and the keyword
-    arguments of `ensure_dataset`. `limit_train` / `limit_val` keep the first N images (sorted by name).
-    The test split (images/test, JSON optional) is loaded only for the `test` / `predict` stages.
+    `batch_size` is read whenever a loader is built (it can be lowered after an OOM); `val_batch_size` None follows
+    it. `augment` (train only) and `synthetic` (see `paths.dataset_root`) are checked for unknown keys;
+    `limit_train` / `limit_val` keep the first N images by name.
     """
 
-    def __init__(
-        self,
-        dataset_base_path: str | None,
-        image_size: int,
-        batch_size: int,
-        num_workers: int = 2,
-        collate_fn: Callable | None = None,
-        val_batch_size: int | None = None,
-        synthetic: Mapping | None = None,
-        augment: Mapping | None = None,
-        limit_train: int | None = None,
-        limit_val: int | None = None,
-    ) -> None:
+    def __init__(self, dataset_base_path: str | None, image_size: int, batch_size: int, num_workers: int = 2,
+                 collate_fn: Callable | None = None, val_batch_size: int | None = None, synthetic: Mapping | None = None,
+                 augment: Mapping | None = None, limit_train: int | None = None, limit_val: int | None = None) -> None:
         super().__init__()
         self.root = resolve_dataset_root(dataset_base_path)
-        self.image_size = int(image_size)
-        self.batch_size = int(batch_size)
+        self.image_size, self.batch_size, self.num_workers = int(image_size), int(batch_size), int(num_workers)
         self.val_batch_size = val_batch_size
-        self.num_workers = int(num_workers)
         self.collate_fn = collate_fn or stack_images
-        self.synthetic = _checked("synthetic", synthetic, SYNTHETIC_KEYS)
+        self.synthetic = _checked("synthetic", synthetic, SYNTHETIC_DEFAULTS)
         self.augment = {AUGMENT_KEYS[k]: float(v) for k, v in _checked("augment", augment, AUGMENT_KEYS).items()}
-        self.limit_train = checked_limit("train", limit_train)
-        self.limit_val = checked_limit("val", limit_val)
+        self.limits = {"train": checked_limit("train", limit_train), "val": checked_limit("val", limit_val)}
         self.datasets: dict[str, Dataset] = {}
 
     def dataset_root(self) -> Path:
         """The configured root, or the synthetic dataset (generated on first use)."""
-        params = dict(self.synthetic)
-        synthetic_dir = params.pop("dir", SYNTHETIC_DEFAULT_DIR)
-        if "size" in params:
-            params["size"] = tuple(params["size"])
-        return ensure_dataset(self.root, synthetic_dir, **params)
+        return dataset_root(self.root, self.synthetic)
 
     def prepare_data(self) -> None:
         self.dataset_root()
 
     def setup(self, stage: str | None = None) -> None:
         root = self.dataset_root()
-        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
-        for split in wanted.get(stage, ("train", "val")):
+        for split in STAGE_SPLITS.get(stage, ("train", "val")):
             if split in self.datasets:
                 continue
             train = split == "train"
-            dataset: Dataset = ReceiptDataset(
-                root, split, self.image_size, train=train, **(self.augment if train else {})
-            )
-            limit = {"train": self.limit_train, "val": self.limit_val}.get(split)
-            if limit is not None:
-                dataset = Subset(dataset, range(min(limit, len(dataset))))
+            dataset: Dataset = ReceiptDataset(root, split, self.image_size, train=train, **(self.augment if train else {}))
+            if self.limits.get(split) is not None:
+                dataset = Subset(dataset, range(min(self.limits[split], len(dataset))))
             if len(dataset) == 0 and split in ("train", "val"):
                 raise UserError(
                     f"the {split} split of {root} has no images: "
@@ -109,25 +81,19 @@ class ReceiptDataModule(L.LightningDataModule):
                 )
             self.datasets[split] = dataset
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=self.collate_fn,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
+    def _loader(self, split: str, batch_size: int | None = None, shuffle: bool = False) -> DataLoader:
+        return DataLoader(self.datasets[split], batch_size=batch_size or self.val_batch_size or self.batch_size,
+                          shuffle=shuffle, num_workers=self.num_workers, collate_fn=self.collate_fn,
+                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.val_batch_size or self.batch_size, shuffle=False)
+        return self._loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.val_batch_size or self.batch_size, shuffle=False)
+        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

@@ -1,20 +1,14 @@
-"""Synthetic receipts in the competition layout, for training and tests without the real data.
+"""Synthetic receipts in the competition layout, one tight box per text run, deterministic for a seed.
 
-Each image is an off-white receipt (gradient + texture) on a darker table, with lines of OpenCV Hershey
-text (several faces and sizes; left/centre/right aligned; item/price columns and dotted leaders), slightly
-rotated and put in perspective, then blurred, noised and JPEG-compressed. Every text run is one word entry
-(line-level boxes like SROIE): the tight box around its ink, mapped through the same perspective.
-Deterministic for a seed; image i of a split does not depend on how many images are generated.
-
-CLI: ``python -m ocr.data.synthetic --out DIR [--train N --val N --test N --seed S]``
+CLI: ``python -m ocr.data.synthetic --out DIR [--train N --val N --test N --seed S --size MIN MAX --text-height MIN MAX]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -22,14 +16,8 @@ from tqdm import tqdm
 
 GENERATOR_VERSION = 1
 SPLITS = ("train", "val", "test")
-FONTS = (
-    cv2.FONT_HERSHEY_SIMPLEX,
-    cv2.FONT_HERSHEY_PLAIN,
-    cv2.FONT_HERSHEY_DUPLEX,
-    cv2.FONT_HERSHEY_COMPLEX,
-    cv2.FONT_HERSHEY_TRIPLEX,
-    cv2.FONT_HERSHEY_COMPLEX_SMALL,
-)
+FONTS = (cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_PLAIN, cv2.FONT_HERSHEY_DUPLEX, cv2.FONT_HERSHEY_COMPLEX,
+         cv2.FONT_HERSHEY_TRIPLEX, cv2.FONT_HERSHEY_COMPLEX_SMALL)
 INK_THRESHOLD = 96  # anti-aliased ink above this (of 255) counts as text for the tight box
 
 _ITEMS = (
@@ -41,17 +29,11 @@ _NAMES = "MAJU JAYA SENTOSA MUTIARA BINTANG INDAH MEGA SINAR CAHAYA HARMONI PERM
 _SHOP = ("SDN BHD", "ENTERPRISE", "MART", "TRADING", "RESTAURANT", "BAKERY", "HARDWARE", "STATIONERY")
 _CITIES = "JOHOR BAHRU,KUALA LUMPUR,PETALING JAYA,SHAH ALAM,IPOH,MELAKA,KLANG,SEREMBAN".split(",")
 _TOTALS = ("SUBTOTAL", "TOTAL", "GST 6%", "ROUNDING", "CASH", "CHANGE", "DISCOUNT", "TOTAL QTY", "NET TOTAL")
-_FOOTERS = (
-    "THANK YOU",
-    "PLEASE COME AGAIN",
-    "GOODS SOLD ARE NOT RETURNABLE",
-    "HAVE A NICE DAY",
-    "*** CUSTOMER COPY ***",
-)
+_FOOTERS = ("THANK YOU", "PLEASE COME AGAIN", "GOODS SOLD ARE NOT RETURNABLE", "HAVE A NICE DAY", "*** CUSTOMER COPY ***")
+DEFAULT_TEXT_HEIGHT = (0.022, 0.032)  # body text height / paper height: ~40 lines per receipt, like the real ones
 
 
-@dataclass(frozen=True)
-class Style:
+class Style(NamedTuple):
     """How one line is drawn: font face, scale and stroke thickness."""
 
     font: int
@@ -81,13 +63,9 @@ def _header_texts(rng: np.random.Generator) -> list[str]:
 def _meta_texts(rng: np.random.Generator) -> list[tuple[str, str | None]]:
     date = f"{rng.integers(1, 29):02d}/{rng.integers(1, 13):02d}/20{rng.integers(15, 25)}"
     time = f"{rng.integers(0, 24):02d}:{rng.integers(0, 60):02d}:{rng.integers(0, 60):02d}"
-    options = [
-        (f"DATE: {date}", f"TIME: {time}"),
-        (f"INVOICE NO: INV{rng.integers(0, 999999):06d}", None),
-        (f"CASHIER: {_pick(rng, _NAMES)}", None),
-        (f"TABLE {rng.integers(1, 40)}", f"PAX: {rng.integers(1, 9)}"),
-        (f"{date} {time}", None),
-    ]
+    options = [(f"DATE: {date}", f"TIME: {time}"), (f"INVOICE NO: INV{rng.integers(0, 999999):06d}", None),
+               (f"CASHIER: {_pick(rng, _NAMES)}", None), (f"TABLE {rng.integers(1, 40)}", f"PAX: {rng.integers(1, 9)}"),
+               (f"{date} {time}", None)]
     order = rng.permutation(len(options))[: int(rng.integers(1, 4))]
     return [options[i] for i in order]
 
@@ -135,9 +113,7 @@ def _style(rng: np.random.Generator, font: int, cap_height: float) -> Style:
 def _layout_text(
     rng: np.random.Generator, ink: np.ndarray, paper: tuple[int, int, int, int], text_height: tuple[float, float]
 ) -> list[tuple[np.ndarray, str]]:
-    """Draw the receipt's lines into `ink` inside the `paper` rectangle (x0, y0, x1, y1); return the runs.
-
-    Body text capitals are `text_height` (min, max) of the paper's height tall."""
+    """Draw the receipt's lines into `ink` inside `paper` (x0, y0, x1, y1), capitals `text_height` of its height; return the runs."""
     px0, py0, px1, py1 = paper
     pad = (px1 - px0) * rng.uniform(0.04, 0.08)
     left, right = px0 + pad, px1 - pad
@@ -224,9 +200,6 @@ def _perspective(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return cv2.getPerspectiveTransform(corners, moved.astype(np.float32))
 
 
-DEFAULT_TEXT_HEIGHT = (0.022, 0.032)  # ~40 lines per receipt, like the real ones
-
-
 def render_receipt(
     rng: np.random.Generator, size: tuple[int, int] = (320, 640), text_height: tuple[float, float] = DEFAULT_TEXT_HEIGHT
 ) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:
@@ -265,22 +238,9 @@ def render_receipt(
     return image, quads
 
 
-def _word_entries(runs: list[tuple[np.ndarray, str]]) -> dict[str, dict]:
-    return {
-        f"{k + 1:04d}": {"points": [[round(float(x), 1), round(float(y), 1)] for x, y in quad], "transcription": text}
-        for k, (quad, text) in enumerate(runs)
-    }
-
-
 def generate_dataset(
-    out: str | Path,
-    n_train: int = 64,
-    n_val: int = 16,
-    n_test: int = 8,
-    seed: int = 0,
-    size: tuple[int, int] = (320, 640),
-    progress: bool = True,
-    text_height: tuple[float, float] = DEFAULT_TEXT_HEIGHT,
+    out: str | Path, n_train: int = 64, n_val: int = 16, n_test: int = 8, seed: int = 0,
+    size: tuple[int, int] = (320, 640), progress: bool = True, text_height: tuple[float, float] = DEFAULT_TEXT_HEIGHT,
 ) -> Path:
     """Write a synthetic dataset (ROOT/images/{train,val,test}/*.jpg + ROOT/jsons/*.json) to `out`."""
     out = Path(out)
@@ -295,43 +255,36 @@ def generate_dataset(
                 rng = np.random.default_rng([seed, split_index, i])
                 image, runs = render_receipt(rng, size, text_height)
                 name = f"{split}_{i:05d}.jpg"
-                quality = int(rng.integers(70, 96))
-                cv2.imwrite(
-                    str(image_dir / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-                )
-                images[name] = {"words": _word_entries(runs)}
+                quality = [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(70, 96))]
+                cv2.imwrite(str(image_dir / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), quality)
+                points = [[[round(float(x), 1), round(float(y), 1)] for x, y in quad] for quad, _ in runs]
+                images[name] = {"words": {f"{k + 1:04d}": {"points": p, "transcription": text}
+                                          for k, (p, (_, text)) in enumerate(zip(points, runs))}}
                 bar.update()
             (out / "jsons" / f"{split}.json").write_text(json.dumps({"images": images}), encoding="utf-8")
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI entry point."""
+    """CLI: write a synthetic dataset and print its root."""
     parser = argparse.ArgumentParser(prog="python -m ocr.data.synthetic", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="dataset root to write")
-    parser.add_argument("--train", type=int, default=64, help="number of train images")
-    parser.add_argument("--val", type=int, default=16, help="number of val images")
-    parser.add_argument("--test", type=int, default=8, help="number of test images")
+    for split, count in zip(SPLITS, (64, 16, 8)):
+        parser.add_argument(f"--{split}", type=int, default=count, help=f"number of {split} images")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--size", type=int, nargs=2, default=(320, 640), metavar=("MIN", "MAX"), help="longest side range"
-    )
-    parser.add_argument(
-        "--text-height", type=float, nargs=2, default=DEFAULT_TEXT_HEIGHT, metavar=("MIN", "MAX"),
-        help="body text height as a fraction of the paper's height (default 0.022 0.032)",
-    )
+    parser.add_argument("--size", type=int, nargs=2, default=(320, 640), metavar=("MIN", "MAX"), help="longest side range")
+    parser.add_argument("--text-height", type=float, nargs=2, default=DEFAULT_TEXT_HEIGHT, metavar=("MIN", "MAX"),
+                        help="body text height as a fraction of the paper's height (default 0.022 0.032)")
     args = parser.parse_args(argv)
-    for flag in ("train", "val", "test"):
-        if getattr(args, flag) < 0:
-            parser.error(f"--{flag} must be >= 0")
+    for split in SPLITS:
+        if getattr(args, split) < 0:
+            parser.error(f"--{split} must be >= 0")
     if not 0 < args.text_height[0] <= args.text_height[1] < 0.5:
         parser.error("--text-height needs 0 < MIN <= MAX < 0.5")
     if not 16 <= args.size[0] <= args.size[1]:
         parser.error("--size needs 16 <= MIN <= MAX")
-    root = generate_dataset(
-        args.out, args.train, args.val, args.test, args.seed, tuple(args.size), text_height=tuple(args.text_height)
-    )
-    print(root)
+    print(generate_dataset(args.out, args.train, args.val, args.test, args.seed, tuple(args.size),
+                           text_height=tuple(args.text_height)))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Image and point transforms: decode, EXIF orientation, resize + pad to a square, augmentation, tensor.
 
-Coordinates are continuous pixels (pixel column j covers x in [j, j+1)), so a horizontal flip maps x to
-W - x and resizing by s maps x to x * s, which is the `original = transformed / scale` convention.
+Coordinates are continuous pixels (column j covers x in [j, j+1)): a flip maps x to W - x, resizing by s maps x to x * s.
 """
 
 from __future__ import annotations
@@ -11,9 +10,8 @@ import os
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 import cv2
 import numpy as np
@@ -25,19 +23,14 @@ log = logging.getLogger(__name__)
 EXIF_ORIENTATION = 0x0112
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_REDUCED_FLAGS = {
-    2: cv2.IMREAD_REDUCED_COLOR_2,
-    4: cv2.IMREAD_REDUCED_COLOR_4,
-    8: cv2.IMREAD_REDUCED_COLOR_8,
-}
+_REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 class ImageDecodeError(Exception):
     """The image file cannot be read or decoded."""
 
 
-@dataclass(frozen=True)
-class ImageHeader:
+class ImageHeader(NamedTuple):
     """What the file header says: stored (width, height), EXIF orientation (1..8; 1 = none), and format."""
 
     size: tuple[int, int]
@@ -57,13 +50,8 @@ def read_header(path: Path) -> ImageHeader:
 
 def reduction_factor(header: ImageHeader, target_long_side: int) -> int:
     """Largest JPEG DCT reduction (1, 2, 4 or 8) that still decodes at least `target_long_side` pixels."""
-    if header.format != "JPEG":
-        return 1
-    long_side = max(header.size)
-    for factor in (8, 4, 2):
-        if long_side // factor >= target_long_side:
-            return factor
-    return 1
+    fits = (f for f in (8, 4, 2) if header.format == "JPEG" and max(header.size) // f >= target_long_side)
+    return next(fits, 1)
 
 
 _stderr_lock = threading.Lock()  # fd 2 is redirected by one decode at a time
@@ -72,7 +60,7 @@ _reported: set[tuple[str, str]] = set()  # (file, decoder message) already logge
 
 
 def _fresh_sink_after_fork() -> None:
-    """A forked process (a DataLoader worker) gets its own lock and file (the parent's offset is shared)."""
+    """Give a forked process (a DataLoader worker) its own lock and file (the parent's file offset is shared)."""
     global _stderr_lock, _stderr_sink
     _stderr_lock, _stderr_sink = threading.Lock(), None
 
@@ -82,17 +70,11 @@ if hasattr(os, "register_at_fork"):
 
 
 def imread_quietly(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
-    """`cv2.imread(path, flags)` and what the decoders (libjpeg, libpng, OpenCV) wrote to stderr meanwhile.
-
-    Their messages name no file and repeat on every read; they are returned instead of printed. Calls are
-    serialised per process; anything another thread writes to stderr during a decode is returned with them.
-    Without a usable stderr or temporary file, the messages go to stderr as usual and "" is returned.
-    """
+    """`cv2.imread(path, flags)` and what the decoders wrote to stderr meanwhile ("" when stderr cannot be captured)."""
     global _stderr_sink
     with _stderr_lock:
         try:
-            if _stderr_sink is None:
-                _stderr_sink = tempfile.TemporaryFile()
+            _stderr_sink = _stderr_sink or tempfile.TemporaryFile()
             saved = os.dup(2)
         except OSError:
             return cv2.imread(str(path), flags), ""
@@ -101,29 +83,19 @@ def imread_quietly(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
             sys.stderr.flush()
         try:
             os.dup2(fd, 2)
-            try:
-                image = cv2.imread(str(path), flags)
-            finally:
-                os.dup2(saved, 2)
+            image = cv2.imread(str(path), flags)
         finally:
+            os.dup2(saved, 2)
             os.close(saved)
         written = os.lseek(fd, 0, os.SEEK_CUR)
-        if not written:
-            return image, ""
-        os.lseek(fd, 0, os.SEEK_SET)
-        text = os.read(fd, written).decode(errors="replace")
+        text = os.pread(fd, written, 0).decode(errors="replace") if written else ""
         os.ftruncate(fd, 0)
         os.lseek(fd, 0, os.SEEK_SET)
     return image, text
 
 
 def decode_bgr(path: Path, factor: int = 1) -> np.ndarray:
-    """Pixels as stored (EXIF orientation NOT applied), BGR uint8 (H, W, 3), decoded at 1/`factor` size.
-
-    The reduced size rounds up (libjpeg), so callers must not derive geometry from the decoded shape.
-    A decoder warning on a file that decodes (e.g. libjpeg's "Corrupt JPEG data: bad Huffman code") is logged
-    once per process with the file's path; an undecodable file raises ImageDecodeError with the decoder's words.
-    """
+    """Stored pixels (no EXIF orientation), BGR uint8, at about 1/`factor` size; decoder warnings logged once per file."""
     flags = _REDUCED_FLAGS.get(factor, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
     bgr, printed = imread_quietly(path, flags)
     said = "; ".join(line.strip() for line in printed.splitlines() if line.strip())
@@ -141,27 +113,16 @@ def oriented_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (height, width) if orientation >= 5 else (width, height)
 
 
-# The 8 EXIF orientations as PIL.ImageOps.exif_transpose applies them. Image: numpy ops on (H, W, C).
-# Points: (x, y) in a stored image of width W, height H -> displayed coordinates.
+# The 8 EXIF orientations as PIL.ImageOps.exif_transpose applies them, to (H, W, C) pixels and to stored (x, y).
 _IMAGE_OPS = {
-    1: lambda a: a,
-    2: lambda a: a[:, ::-1],  # FLIP_LEFT_RIGHT
-    3: lambda a: a[::-1, ::-1],  # ROTATE_180
-    4: lambda a: a[::-1],  # FLIP_TOP_BOTTOM
-    5: lambda a: a.swapaxes(0, 1),  # TRANSPOSE
-    6: lambda a: np.rot90(a, -1),  # ROTATE_270 (90 degrees clockwise)
-    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),  # TRANSVERSE
-    8: lambda a: np.rot90(a, 1),  # ROTATE_90 (90 degrees counter-clockwise)
+    1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
 }
 _POINT_OPS = {
-    1: lambda x, y, w, h: (x, y),
-    2: lambda x, y, w, h: (w - x, y),
-    3: lambda x, y, w, h: (w - x, h - y),
-    4: lambda x, y, w, h: (x, h - y),
-    5: lambda x, y, w, h: (y, x),
-    6: lambda x, y, w, h: (h - y, x),
-    7: lambda x, y, w, h: (h - y, w - x),
-    8: lambda x, y, w, h: (y, w - x),
+    1: lambda x, y, w, h: (x, y), 2: lambda x, y, w, h: (w - x, y), 3: lambda x, y, w, h: (w - x, h - y),
+    4: lambda x, y, w, h: (x, h - y), 5: lambda x, y, w, h: (y, x), 6: lambda x, y, w, h: (h - y, x),
+    7: lambda x, y, w, h: (h - y, w - x), 8: lambda x, y, w, h: (y, w - x),
 }
 
 
@@ -206,12 +167,9 @@ def brightness_contrast(image: np.ndarray, alpha: float, beta: float) -> np.ndar
     return cv2.LUT(image, lut)
 
 
-def sample_brightness_contrast(
-    brightness_limit: float, contrast_limit: float, p: float, generator: torch.Generator | None = None
-) -> tuple[float, float] | None:
-    """(alpha, beta) drawn uniformly within the limits with probability `p`, else None (torch RNG, so
-    DataLoader workers and `seed_everything` give distinct, reproducible draws)."""
-    u = torch.rand(3, generator=generator).tolist()
+def sample_brightness_contrast(brightness_limit: float, contrast_limit: float, p: float) -> tuple[float, float] | None:
+    """(alpha, beta) drawn uniformly within the limits with probability `p`, else None (torch's RNG, seeded per worker)."""
+    u = torch.rand(3).tolist()
     if u[0] >= p:
         return None
     return 1.0 + (2 * u[1] - 1) * contrast_limit, (2 * u[2] - 1) * brightness_limit
@@ -225,8 +183,7 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return chw.sub_(mean).mul_(inv_std)
 
 
-@dataclass(frozen=True)
-class LoadedImage:
+class LoadedImage(NamedTuple):
     """An image oriented and resized for the network: `image` is (h, w, 3) uint8, unpadded."""
 
     image: np.ndarray
@@ -236,11 +193,7 @@ class LoadedImage:
 
 
 def load_resized(path: Path, image_size: int, reduced_decode: bool = True) -> LoadedImage:
-    """Decode, apply EXIF orientation and resize so the longest side is `image_size`.
-
-    With `reduced_decode`, JPEGs at least twice `image_size` are decoded at 1/2, 1/4 or 1/8 size first;
-    `scale` is always relative to the full-size (oriented) image. Raises ImageDecodeError for unreadable files.
-    """
+    """Decoded (reduced JPEG decoding if `reduced_decode`), oriented and resized so the longest side is `image_size`."""
     header = read_header(path)
     width, height = oriented_size(header.size, header.orientation)
     scale = fit_scale((height, width), image_size)

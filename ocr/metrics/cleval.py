@@ -17,32 +17,22 @@ The definition is clovaai's CLEval (PyPI ``cleval==0.1.1``) restricted to detect
   precision, or the sum of those of don't-care words whose PCCs they hold, >= ``AP_CONSTRAINT``;
   don't-care areas first lose their overlap with the other words).
 
-As in the package, a quad's vertices are read as top-left, top-right, bottom-right, bottom-left: that
-order decides a word's reading direction and an unmatched detection's width/height (a detection quad
-starting at its bottom-left corner is charged as if it stood upright), so post-processing should emit
-quads clockwise from the top-left corner. Where this module departs from the package:
+A quad's vertices are read as top-left, top-right, bottom-right, bottom-left: that order decides a
+word's reading direction and an unmatched detection's width/height. Where this module departs from the
+package:
 
 * polygons of any vertex count ``N >= 3`` are measured as they are (the package keeps the first 4
-  points and truncates coordinates to integers); a polygon that is not a quad is read through its
-  minimum-area rectangle, taken clockwise from the top-left;
-* a word without transcription (or with an empty one) counts ``min(round(0.5 + long/short), 100)``
-  characters, ``long/short`` being the sides of its minimum-area rectangle: the pseudo length of the
-  Upstage receipt-competition variant;
-* degenerate polygons (fewer than 3 points, non-finite coordinates, zero area) are dropped, on either
-  side; a self-intersecting polygon is repaired with ``shapely.make_valid`` (a bow-tie becomes its two
-  lobes) and PCC inclusion is tested with the even-odd rule on the repaired rings;
-* an image without ground-truth characters scores 1.0 everywhere when it has no detection either; with
-  detections its precision and hmean are 0 and its recall 1.0 (nothing was missed). The package
-  scores both cases 0.
+  points, truncated to integers); one that is not a quad is read through its minimum-area rectangle,
+  clockwise from the top-left;
+* a word without (or with an empty) transcription counts ``min(round(0.5 + long/short), 100)``
+  characters, ``long/short`` being the sides of its minimum-area rectangle (Upstage's variant);
+* degenerate polygons (< 3 points, non-finite coordinates, zero area) are dropped; a self-intersecting
+  one is repaired with ``shapely.make_valid`` and PCC inclusion uses the even-odd rule on its rings;
+* an image without ground-truth characters scores 1.0 everywhere when it has no detection either, else
+  precision and hmean 0 and recall 1.0 (the package scores both cases 0).
 
-Speed: area precisions are computed only where they can matter (pairs sharing a PCC, and don't-care
-words); a detection against an axis-aligned word goes through GEOS's rectangle clipper, convex quad pairs
-are clipped in numpy; a word list is prepared once (`prepare_ground_truth`) and can score any number of
-detection sets (`score_detections`), and a detection list once for scoring any of its subsets
-(`prepare_detections`, `score_prepared`); PCC inclusion is one compiled crossing test over the detections whose
-boxes hold the point. The package's float32 area-precision matrix, its half-open
-point-in-polygon rule (Polygon3's) and its float32/float64 sums are reproduced, so threshold decisions
-agree bit for bit.
+The package's float32 area precisions, half-open point-in-polygon rule and float32/float64 sums are
+reproduced, so threshold decisions agree bit for bit.
 """
 
 from __future__ import annotations
@@ -103,8 +93,7 @@ class _Shapes:
 
 
 def _quads(shapes: _Shapes, which: np.ndarray) -> np.ndarray:
-    """(m, 4, 2) reading quads of the polygons `which`: a quad as given, else its (repaired) minimum-area
-    rectangle clockwise from the top-left."""
+    """(m, 4, 2) reading quads of the polygons `which`: the quad, else its minimum-area rectangle."""
     which = np.asarray(which, dtype=np.int64)
     quads = shapes.quads[which].copy()
     others = np.flatnonzero(shapes.n_vertices[which] != 4)
@@ -144,10 +133,8 @@ def _raw_vertices(polygons: Sequence[object]) -> tuple[np.ndarray, np.ndarray, n
 
 
 def _vertex_arrays(polygons: Sequence[object]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Vertices of all well-formed polygons concatenated, (V, 2) float64, with their counts and input positions.
-
-    Well-formed: an (N, 2) array of finite numbers with N >= 3 once a repeated closing vertex is dropped.
-    """
+    """(V, 2) float64 vertices, counts and input positions of the (N, 2) polygons of finite numbers with
+    N >= 3 once a repeated closing vertex is dropped."""
     coords, counts, index = _raw_vertices(polygons)
     if len(counts) == 0:
         return coords, counts, index
@@ -187,10 +174,7 @@ def _strictly_convex(quads: np.ndarray) -> np.ndarray:
 
 
 def _clipped_area(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
-    """Area of subject[k] ∩ clip[k] for (P, 4, 2) strictly convex quads (Sutherland-Hodgman).
-
-    Hand-written because a GEOS overlay costs 15-40 µs a pair; this clips all pairs at once.
-    """
+    """Area of subject[k] ∩ clip[k] for (P, 4, 2) strictly convex quads (Sutherland-Hodgman, all pairs at once)."""
     rows = np.arange(len(subject))[:, None]
     poly, n = subject, np.full(len(subject), 4)
     clip = np.where((_twice_signed_area(clip) < 0)[:, None, None], clip[:, ::-1], clip)  # inside: cross >= 0
@@ -217,10 +201,7 @@ def _clipped_area(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
 
 
 def _area_in_rectangles(geoms: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Area of geoms[k] inside the axis-aligned box boxes[k] (xmin, ymin, xmax, ymax), by GEOS's ClipByRect.
-
-    `shapely.clip_by_rect` takes one box per call; its ufunc in `shapely.lib` broadcasts over boxes.
-    """
+    """Area of geoms[k] inside the box boxes[k] (xmin, ymin, xmax, ymax), by GEOS's ClipByRect (a ufunc)."""
     return shapely.area(shapely.lib.clip_by_rect(geoms, *boxes.T))
 
 
@@ -387,11 +368,7 @@ def _crossing_rule(
     x: np.ndarray, y: np.ndarray, edges: np.ndarray, edge_start: np.ndarray, d_idx: np.ndarray
 ) -> np.ndarray:
     """Whether (x[k], y[k]) is inside detection d_idx[k]: an odd number of its edges (xi, yi, xj, yj) straddle
-    y half-open (yi <= y < yj or yj <= y < yi) with the crossing right of x, in float64 as Polygon3 computes it.
-
-    Compiled because a point on (or within rounding of) an edge must get exactly this arithmetic, and
-    numpy needs one pass per operation over every (point, edge) pair.
-    """
+    y half-open (yi <= y < yj or yj <= y < yi) with the crossing right of x, in float64 as Polygon3 computes it."""
     inside = np.zeros(len(x), dtype=np.bool_)
     for k in range(len(x)):
         px, py, odd = x[k], y[k], False
@@ -418,13 +395,8 @@ def _subtract_words(dont_care: np.ndarray, gt: _Shapes) -> np.ndarray:
 def _area_precision(
     gt: _Shapes, gt_geoms: np.ndarray, reshaped: np.ndarray, det: _Shapes, g: np.ndarray, d: np.ndarray
 ) -> np.ndarray:
-    """float32 (G, D) matrix of area(gt ∩ det) / area(det), computed for the pairs (g, d) only (0 elsewhere).
-
-    `gt_geoms` are the word shapes, `reshaped` flags those that differ from `gt.geoms` (don't-care words
-    less the others). A valid detection against an axis-aligned word rectangle is clipped by GEOS's
-    rectangle clipper (same areas as the overlay, several times faster), pairs of convex quads in numpy,
-    the rest by shapely's overlay.
-    """
+    """float32 (G, D) matrix of area(gt ∩ det) / area(det) for the pairs (g, d) only (0 elsewhere);
+    `reshaped` flags the `gt_geoms` that differ from `gt.geoms` (don't-care words less the others)."""
     ap = np.zeros((len(gt_geoms), len(det.geoms)), dtype=np.float32)
     if len(g) == 0:
         return ap
@@ -587,11 +559,8 @@ def score_image(
     *,
     gt_ignore: Sequence[bool] | None = None,
 ) -> ImageScore:
-    """CLEval detection recall/precision/hmean of one image.
-
-    `gt_texts[i]` gives word i's character count (None or "" estimates it from the shape);
-    `gt_ignore[i]` marks word i as don't-care (detections on it are neither rewarded nor charged).
-    """
+    """CLEval detection scores of one image; `gt_texts[i]` gives word i's character count (None or "": from
+    its shape), `gt_ignore[i]` marks word i as don't-care."""
     return score_detections(prepare_ground_truth(gt_polygons, gt_texts, gt_ignore), det_polygons)
 
 

@@ -1,10 +1,6 @@
-"""CLEval over many images while other work goes on: a process pool kept alive across validation passes.
+"""CLEval over many images in a process pool kept alive across validation passes, overlapping other work.
 
-Images are handed over as they are post-processed (`add`); with `workers > 1` each handful is scored in a
-background process while the caller moves on to the next batch, so the metric overlaps inference and the
-pool's start-up (about a second: fresh interpreters importing shapely and OpenCV) is paid once per run,
-not once per epoch. `workers <= 1` scores in the calling process. Either way `result` is the mean of
-per-image scores in the order the images were added, so the numbers do not depend on `workers`.
+`result` is the mean of per-image scores in the order the images were added, whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -12,8 +8,6 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-
-import numpy as np
 
 from ocr.metrics.cleval import ImageScore, Sample, mean_scores, score_image
 
@@ -24,10 +18,7 @@ def score_samples(samples: Sequence[Sample]) -> list[ImageScore]:
 
 
 class CLEvalScorer:
-    """Accumulates per-image CLEval scores of one pass at a time; see the module docstring.
-
-    Use `close()` (or a `with` block) when done: it stops the worker processes.
-    """
+    """Per-image CLEval scores of one pass at a time (`workers <= 1`: in this process); `close()` stops the pool."""
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, int(workers))
@@ -74,17 +65,3 @@ class CLEvalScorer:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-
-
-def score_dataset(samples: Sequence[Sample], workers: int = 1) -> dict[str, float]:
-    """Mean per-image CLEval scores of `(gt_polygons, gt_texts, det_polygons[, gt_ignore])` samples.
-
-    `workers > 1` scores chunks of images in a process pool (forkserver, so safe in a process that
-    holds threads or a CUDA context; as with spawn, the calling script needs an
-    `if __name__ == "__main__":` guard).
-    """
-    with CLEvalScorer(workers if len(samples) > 1 else 1) as scorer:
-        bounds = np.linspace(0, len(samples), min(len(samples), 4 * scorer.workers) + 1).astype(int)
-        for begin, end in zip(bounds[:-1], bounds[1:]):
-            scorer.add(samples[begin:end])
-        return scorer.result()

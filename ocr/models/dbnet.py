@@ -23,9 +23,7 @@ class DBNet(nn.Module):
         return self.head(self.decoder(self.encoder(images)), with_threshold=with_threshold)
 
 
-def build_dbnet(
-    encoder: TimmEncoder, decoder: Callable[..., FPNDecoder], head: Callable[..., DBHead]
-) -> DBNet:
+def build_dbnet(encoder: TimmEncoder, decoder: Callable[..., FPNDecoder], head: Callable[..., DBHead]) -> DBNet:
     """Wire partially-configured parts: the decoder gets the encoder's channels, the head the decoder's."""
     dec = decoder(in_channels=encoder.channels)
     return DBNet(encoder, dec, head(in_channels=dec.out_channels))

@@ -9,13 +9,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def conv_bn_relu(cin: int, cout: int, kernel: int) -> nn.Sequential:
-    """Conv (no bias) + BatchNorm + ReLU, 'same' padding."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-    )
-
-
 class ScaleFusion(nn.Module):
     """DBNet++ adaptive scale fusion: spatial-then-channel attention producing one weight map per scale."""
 
@@ -41,7 +34,11 @@ class FPNDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.laterals = nn.ModuleList(nn.Conv2d(c, inner_channels, 1, bias=False) for c in in_channels)
-        self.smooth = nn.ModuleList(conv_bn_relu(inner_channels, smooth_channels, 3) for _ in in_channels)
+        self.smooth = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(inner_channels, smooth_channels, 3, padding=1, bias=False),
+                          nn.BatchNorm2d(smooth_channels), nn.ReLU(inplace=True))
+            for _ in in_channels
+        )
         self.fusion = ScaleFusion(smooth_channels, len(in_channels)) if adaptive_fusion else None
         self.out_channels = smooth_channels * len(in_channels)
 

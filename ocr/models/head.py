@@ -14,12 +14,8 @@ def upsampling_branch(in_channels: int) -> nn.Sequential:
     """conv3x3 -> BN -> ReLU -> 2x deconv -> BN -> ReLU -> 2x deconv to one channel."""
     mid = in_channels // 4
     return nn.Sequential(
-        nn.Conv2d(in_channels, mid, 3, padding=1, bias=False),
-        nn.BatchNorm2d(mid),
-        nn.ReLU(inplace=True),
-        nn.ConvTranspose2d(mid, mid, 2, stride=2),
-        nn.BatchNorm2d(mid),
-        nn.ReLU(inplace=True),
+        nn.Conv2d(in_channels, mid, 3, padding=1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
+        nn.ConvTranspose2d(mid, mid, 2, stride=2), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
         nn.ConvTranspose2d(mid, 1, 2, stride=2),
     )
 

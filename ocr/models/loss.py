@@ -39,9 +39,8 @@ def dice(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, eps: float) -
 
 def check_loss_params(negative_ratio: float, prob_w: float, thresh_w: float, binary_w: float) -> None:
     """Raise ``UserError`` for loss settings that would train nothing or the wrong way round."""
-    values = {"negative_ratio": negative_ratio, "prob_map_loss_weight": prob_w,
-              "thresh_map_loss_weight": thresh_w, "binary_map_loss_weight": binary_w}
-    for name, value in values.items():
+    names = ("negative_ratio", "prob_map_loss_weight", "thresh_map_loss_weight", "binary_map_loss_weight")
+    for name, value in zip(names, (negative_ratio, prob_w, thresh_w, binary_w)):
         if not is_finite_number(value) or value < 0:
             raise UserError(f"models.loss.{name}={value!r} must be a finite number >= 0")
     if negative_ratio <= 0:
@@ -53,21 +52,12 @@ def check_loss_params(negative_ratio: float, prob_w: float, thresh_w: float, bin
 class DBLoss(nn.Module):
     """prob_w * BCE-OHEM(P) + thresh_w * L1(T) + binary_w * Dice(B); safe under bf16/fp16 autocast."""
 
-    def __init__(
-        self,
-        negative_ratio: float = 3.0,
-        prob_map_loss_weight: float = 5.0,
-        thresh_map_loss_weight: float = 10.0,
-        binary_map_loss_weight: float = 1.0,
-        eps: float = 1e-6,
-        fallback_negatives: int = 1000,
-    ) -> None:
+    def __init__(self, negative_ratio: float = 3.0, prob_map_loss_weight: float = 5.0, thresh_map_loss_weight: float = 10.0,
+                 binary_map_loss_weight: float = 1.0, eps: float = 1e-6, fallback_negatives: int = 1000) -> None:
         super().__init__()
         check_loss_params(negative_ratio, prob_map_loss_weight, thresh_map_loss_weight, binary_map_loss_weight)
-        self.negative_ratio = negative_ratio
         self.weights = (prob_map_loss_weight, thresh_map_loss_weight, binary_map_loss_weight)
-        self.eps = eps
-        self.fallback_negatives = fallback_negatives
+        self.negative_ratio, self.eps, self.fallback_negatives = negative_ratio, eps, fallback_negatives
 
     def forward(self, pred: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         with torch.autocast(device_type=pred["prob_logits"].device.type, enabled=False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -21,20 +22,16 @@ def cache_file() -> Path:
 def timm_model_names() -> frozenset[str]:
     """Every architecture name timm registers (`timm.list_models()`), from the cache file when present."""
     path = cache_file()
-    try:
+    with contextlib.suppress(OSError, ValueError):
         return frozenset(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        pass
-    import timm
+    import timm  # deferred: importing timm takes seconds, the cache file spares it
 
     names = timm.list_models()
-    try:
+    with contextlib.suppress(OSError):  # a read-only home: the names are simply not cached
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         partial.write_text(json.dumps(names), encoding="utf-8")
         partial.replace(path)
-    except OSError:  # a read-only home: the names are simply not cached
-        pass
     return frozenset(names)
 
 
@@ -43,7 +40,7 @@ def is_timm_model(name: object) -> bool:
     if not isinstance(name, str):
         return False
     if ":" in name:  # a hub reference (hf-hub:org/repo): timm resolves those itself
-        import timm
+        import timm  # deferred: importing timm takes seconds
 
         return timm.is_model(name)
     return name.split(".", 1)[0] in timm_model_names()

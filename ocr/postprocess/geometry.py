@@ -1,8 +1,7 @@
-"""Geometry helpers for DB post-processing: polygon score, unclip, minimum-area box, output mapping.
+"""Map and geometry steps of DB post-processing: input checks, contours, polygon score, unclip, output mapping.
 
-Integer coordinates carry a number of fractional bits (``shift``): float quads go to pyclipper and
-cv2.fillPoly in fixed point (``FIXED_SHIFT``) rather than truncated to whole pixels, while integer
-contour polygons stay on the pixel grid (shift 0).
+Integer coordinates carry ``shift`` fractional bits: box-mode quads are in fixed point (``FIXED_SHIFT``),
+polygon-mode contours on the pixel grid (shift 0).
 """
 
 from __future__ import annotations
@@ -19,18 +18,13 @@ FIXED_ONE = 1 << FIXED_SHIFT
 # pyclipper's arc tolerance for JT_ROUND, in pixels (its default 0.25 units, at pixel scale).
 ARC_TOLERANCE_PX = 0.25
 APPROX_EPSILON = 0.002  # approxPolyDP tolerance, as a fraction of the contour's arc length
-# Polygon mode unclips on the pixel grid, as DBNet does: the approximated contour is integer already,
-# and pyclipper runs about twice as fast there as at 1/256 px. Box mode keeps its float quads in fixed point.
 POLYGON_SHIFT = 0
 BOX_SHIFT = FIXED_SHIFT
 
 
 def polygon_score(prob: np.ndarray, points: np.ndarray, shift: int) -> float:
-    """Mean of ``prob`` over the pixels inside the int32 polygon ``points`` (``shift`` fractional bits).
-
-    The polygon is rasterised into a mask over its bounding box (clipped to the map); 0.0 if no pixel
-    is inside. A non-finite map value inside the polygon gives a non-finite score.
-    """
+    """Mean of ``prob`` over the pixels inside the int32 polygon ``points`` (``shift`` fractional bits);
+    0.0 if no pixel is inside."""
     height, width = prob.shape
     left, top, w, h = cv2.boundingRect(points)
     x0, y0 = max(left >> shift, 0), max(top >> shift, 0)
@@ -53,19 +47,9 @@ def new_clipper(shift: int) -> pyclipper.PyclipperOffset:
     return pyclipper.PyclipperOffset(arc_tolerance=ARC_TOLERANCE_PX * (1 << shift))
 
 
-def unclip_offset(points: np.ndarray, ratio: float) -> float | None:
-    """D = area * ratio / perimeter of the (N, 2) polygon in pixels (int32 or float32); None if no perimeter."""
-    perimeter = cv2.arcLength(points, True)
-    if not perimeter > 0:
-        return None
-    return abs(cv2.contourArea(points)) * ratio / perimeter
-
-
 def grow(clipper: pyclipper.PyclipperOffset, path: list[list[int]], offset: float, shift: int) -> list[np.ndarray]:
-    """Integer polygon ``path`` (``shift`` fractional bits) grown by ``offset`` px with pyclipper JT_ROUND.
-
-    Returns int32 outlines in the same units (empty if nothing is left).
-    """
+    """Integer polygon ``path`` (``shift`` fractional bits) grown by ``offset`` px with pyclipper JT_ROUND: int32
+    outlines in the same units (empty if nothing is left)."""
     clipper.Clear()
     clipper.AddPath(path, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
     return [
@@ -77,18 +61,6 @@ def grow(clipper: pyclipper.PyclipperOffset, path: list[list[int]], offset: floa
 def short_side(rect: tuple) -> float:
     """Shorter side of a cv2.minAreaRect result."""
     return min(rect[1])
-
-
-def ordered_corners(rect: tuple) -> list[list[float]]:
-    """Corners of a cv2.minAreaRect result: top-left, top-right, bottom-right, bottom-left.
-
-    The two leftmost corners form the left side (ties keep cv2.boxPoints order); on each side the
-    corner with the smaller y is the top.
-    """
-    corners = sorted(cv2.boxPoints(rect).tolist(), key=lambda p: p[0])
-    left = corners[:2] if corners[0][1] <= corners[1][1] else corners[1::-1]
-    right = corners[2:] if corners[2][1] <= corners[3][1] else corners[:1:-1]
-    return [left[0], right[0], right[1], left[1]]
 
 
 def to_original(points: np.ndarray, shift: int, scale: float, orig_hw: tuple[int, int]) -> np.ndarray:
@@ -113,3 +85,23 @@ def check_scale(scale: float) -> None:
     """Raise ``ValueError`` unless ``scale`` is a finite positive number."""
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a finite positive number, got {scale}")
+
+
+def as_map(prob: np.ndarray) -> np.ndarray:
+    """``prob`` as a C-contiguous float32 (h, w) array; ``ValueError`` if it is not 2-D."""
+    prob = np.ascontiguousarray(prob, dtype=np.float32)
+    if prob.ndim != 2:
+        raise ValueError(f"prob must be a 2-D (h, w) map, got shape {prob.shape}")
+    return prob
+
+
+def sanitised(prob: np.ndarray) -> np.ndarray:
+    """Copy of the map with NaN -> 0, +inf -> 1, -inf -> 0 (the thresholded bitmap is unchanged by this)."""
+    return np.nan_to_num(prob, nan=0.0, posinf=1.0, neginf=0.0)
+
+
+def outer_contours(prob: np.ndarray, thresh: float) -> list[np.ndarray]:
+    """Outer contours (RETR_EXTERNAL, CHAIN_APPROX_SIMPLE) of ``prob > thresh`` (NaN counts as 0)."""
+    bitmap = np.greater(prob, np.float32(thresh)).view(np.uint8)
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return list(contours)

@@ -1,10 +1,8 @@
-"""What the plain path asks OpenCV for one outline or rect at a time (area, perimeter, pixel box, box
-corners and their order), for many at once. Outlines are packed: one (P, 2) point array plus (K + 1,)
-start offsets, outline ``i`` being ``points[starts[i]:starts[i + 1]]``.
+"""Per-outline OpenCV results (area, perimeter, pixel box, box corners and their order, masked mean) for
+many outlines at once, with the same values (same float32 / double arithmetic, same order of summation).
 
-Each function gives exactly the plain path's values (same float32 / double arithmetic, same order of
-summation). numba, because these run on ~50 outlines of 4 to 30 points per image, where numpy's
-per-call overhead would cost more than the work.
+Outlines are packed: one (P, 2) point array plus (K + 1,) start offsets, outline ``i`` being
+``points[starts[i]:starts[i + 1]]``.
 """
 
 from __future__ import annotations
@@ -16,13 +14,15 @@ import cv2
 import numba
 import numpy as np
 
+from ocr.postprocess.geometry import polygon_score, sanitised
+
+EXACT_UNIT = 2.0**33  # values that are multiples of 1 / EXACT_UNIT in [0, 1] add without rounding
+EXACT_PIXELS = 1 << 20  # ... for this many pixels (partial sums stay below 2**53 units)
+
 
 @numba.njit(cache=True)
 def outline_measures(points: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(|cv2.contourArea|, cv2.arcLength(closed=True)) of each outline of float32 ``points``.
-
-    Integer outlines are passed as float32, as OpenCV converts them (exact below 2**24).
-    """
+    """(|cv2.contourArea|, cv2.arcLength(closed=True)) of each outline of float32 ``points``."""
     count = len(starts) - 1
     areas = np.zeros(count, np.float64)
     perimeters = np.zeros(count, np.float64)
@@ -50,8 +50,7 @@ def rect_array(rects: list[tuple]) -> np.ndarray:
 
 
 def box_points(rects: np.ndarray) -> np.ndarray:
-    """(K, 4, 2) float32 ``cv2.boxPoints`` of each (cx, cy, w, h, angle) row: computed here if the
-    installed OpenCV is seen to use the same formula (OpenCV 5's), else by OpenCV one rect at a time."""
+    """(K, 4, 2) float32 ``cv2.boxPoints`` of each (cx, cy, w, h, angle) row."""
     return _box_corners(rects) if _opencv_uses_box_corners() else _box_points_opencv(rects)
 
 
@@ -63,8 +62,7 @@ def _box_points_opencv(rects: np.ndarray) -> np.ndarray:
 
 @cache
 def _opencv_uses_box_corners() -> bool:
-    """Whether cv2.boxPoints equals ``_box_corners`` on probe rects (OpenCV 4 gets corners 2 and 3 by
-    mirroring corners 0 and 1 through the centre, which rounds differently)."""
+    """Whether cv2.boxPoints equals ``_box_corners`` (OpenCV 5's formula) on probe rects."""
     rng = np.random.default_rng(0)
     probe = (rng.random((256, 5)) * [1000, 1000, 300, 40, 180] - [0, 0, 0, 0, 90]).astype(np.float32)
     return bool(np.array_equal(_box_corners(probe), _box_points_opencv(probe)))
@@ -72,8 +70,7 @@ def _opencv_uses_box_corners() -> bool:
 
 @numba.njit(cache=True)
 def _box_corners(rects):
-    """OpenCV 5's RotatedRect::points in float32: with a, b = sin, cos(angle) / 2, the corners are
-    centre -+ a h -+ b w in x and centre +- b h -+ a w in y (signs of h, w: --, +-, ++, -+)."""
+    """OpenCV 5's RotatedRect::points in float32."""
     out = np.empty((len(rects), 4, 2), np.float32)
     half = np.float32(0.5)
     for k in range(len(rects)):
@@ -90,9 +87,8 @@ def _box_corners(rects):
 
 @numba.njit(cache=True)
 def ordered_quads(corners: np.ndarray) -> np.ndarray:
-    """(K, 4, 2) float32 cv2.boxPoints corners -> top-left, top-right, bottom-right, bottom-left
-    (``geometry.ordered_corners``: the two leftmost form the left side, ties keeping the given order;
-    on each side the corner with the smaller y is the top)."""
+    """(K, 4, 2) float32 cv2.boxPoints corners -> top-left, top-right, bottom-right, bottom-left: the two
+    leftmost form the left side (ties keeping the given order), on each side the smaller y is the top."""
     out = np.empty_like(corners)
     index = np.empty(4, np.int64)
     for k in range(len(corners)):
@@ -117,9 +113,8 @@ def ordered_quads(corners: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True)
 def pixel_boxes(points: np.ndarray, starts: np.ndarray, shift: int, height: int, width: int) -> np.ndarray:
-    """(K, 4) int64 ``x0, y0, x1, y1``: the inclusive pixel box that covers each integer outline with
-    ``shift`` fractional bits (floor of its smallest, ceil of its largest coordinate), clipped to the
-    map (``geometry.polygon_score``'s box); empty (x0 > x1 or y0 > y1) if outside or if no points."""
+    """(K, 4) int64 ``x0, y0, x1, y1``: the inclusive pixel box of each integer outline with ``shift``
+    fractional bits, clipped to the map (``polygon_score``'s box); empty (x0 > x1) if outside or no points."""
     count = len(starts) - 1
     boxes = np.empty((count, 4), np.int64)
     for i in range(count):
@@ -155,3 +150,73 @@ def overlapping(boxes: np.ndarray) -> np.ndarray:
                 out[i] = True
                 out[j] = True
     return out
+
+
+def region_scores(prob: np.ndarray, outlines: list[np.ndarray], boxes: np.ndarray, shift: int) -> np.ndarray:
+    """(K,) float64 mean of ``prob`` inside each int32 outline (``shift`` fractional bits), equal to
+    ``polygon_score`` on the sanitised map; ``boxes``: the outlines' ``pixel_boxes``."""
+    if not outlines:
+        return np.zeros(0, np.float64)
+    alone = overlapping(boxes)
+    mask = np.zeros(prob.shape, np.uint8)
+    shared = [outline for outline, single in zip(outlines, alone) if not single]
+    if shared:
+        cv2.fillPoly(mask, shared, 1, shift=shift)
+    scores = _masked_means(prob, mask, boxes, alone)
+    clean = None
+    for i in np.flatnonzero(alone).tolist():
+        score = polygon_score(prob, outlines[i], shift)
+        if not math.isfinite(score):  # a non-finite value inside: score the sanitised map instead
+            clean = sanitised(prob) if clean is None else clean
+            score = polygon_score(clean, outlines[i], shift)
+        scores[i] = score
+    return scores
+
+
+@numba.njit(cache=True)
+def _masked_means(prob, mask, boxes, skip):
+    """Per box (not ``skip``): the mean of the sanitised ``prob`` where ``mask`` is set, as cv2.mean.
+
+    cv2.mean adds row by row in double; when every value is a multiple of 2**-33 in [0, 1] (float16
+    maps included), four interleaved partial sums give the same double, else the sum is sequential.
+    """
+    means = np.zeros(len(boxes), np.float64)
+    for i in range(len(boxes)):
+        x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        if skip[i] or x0 > x1 or y0 > y1:
+            continue
+        parts = np.zeros(4, np.float64)
+        count = 0
+        exact = True
+        for y in range(y0, y1 + 1):
+            for x in range(x0, x1 + 1):
+                if mask[y, x]:
+                    value = np.float64(prob[y, x])
+                    scaled = value * EXACT_UNIT
+                    exact &= 0.0 <= value <= 1.0 and scaled == math.floor(scaled)
+                    parts[count & 3] += value
+                    count += 1
+        if count == 0:
+            continue
+        if exact and count <= EXACT_PIXELS:
+            total = (parts[0] + parts[1]) + (parts[2] + parts[3])
+        else:
+            total = _sequential_sum(prob, mask, x0, y0, x1, y1)
+        means[i] = total * (1.0 / count)
+    return means
+
+
+@numba.njit(cache=True)
+def _sequential_sum(prob, mask, x0, y0, x1, y1):
+    """Row-major double sum of the sanitised values where ``mask`` is set."""
+    total = 0.0
+    for y in range(y0, y1 + 1):
+        for x in range(x0, x1 + 1):
+            if mask[y, x]:
+                value = np.float64(prob[y, x])
+                if math.isnan(value):
+                    value = 0.0
+                elif math.isinf(value):
+                    value = 1.0 if value > 0 else 0.0
+                total += value
+    return total

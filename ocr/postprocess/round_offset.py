@@ -1,17 +1,8 @@
-"""pyclipper's round-join offset of many convex quads at once (box mode's unclip), with identical output.
+"""pyclipper's round-join offset (Clipper 6.4.2, JT_ROUND) of many convex integer quads at once, point for point.
 
-pyclipper (Clipper 6.4.2) offsets a closed integer path in two steps: it places rounded points around
-every vertex (one per step of the round join's arc, from the previous edge's normal to the next one's),
-then takes the union of that raw path. When the raw path is a strictly convex polygon, the union only
-drops repeated and collinear points, and the outline comes back in the raw path's direction, ending at
-its top-most (then right-most) corner. This module repeats the first step with the same double-precision
-arithmetic (no fast-math; trigonometry from the same libm) and applies that rule.
-
-Quads it cannot vouch for are flagged instead: degenerate quads, offsets under ``MIN_DELTA`` units
-(where Clipper's rounded sweep could merge the sides of a thin path) and raw paths that are not strictly
-convex; the caller hands those to pyclipper. Hand-written (numba) because pyclipper's per-call cost
-(about 20 us) is most of box mode's time budget and numpy's per-call overhead on 4-point arrays is
-larger still; tests compare it with pyclipper on random quads.
+The raw offset path is built with Clipper's double-precision steps; when it is strictly convex, Clipper's
+union only drops repeated and collinear points and returns it ending at its top-most, then right-most,
+corner. Quads that this cannot vouch for are flagged for pyclipper.
 """
 
 from __future__ import annotations
@@ -25,22 +16,16 @@ import numpy as np
 CLIPPER_PI = 3.141592653589793238
 CLIPPER_TWO_PI = CLIPPER_PI * 2
 DEF_ARC_TOLERANCE = 0.25
-# Below this offset (in integer units) a quad goes to pyclipper: a raw path this thin could be
-# narrower than one unit somewhere, where Clipper's rounded sweep may merge its sides.
+# Below this offset (integer units) a quad goes to pyclipper: Clipper's rounded sweep may merge thin sides.
 MIN_DELTA = 16.0
 
 
 def offset_convex_quads(
     quads: np.ndarray, deltas: np.ndarray, arc_tolerance: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Round-join offsets of integer quads, as ``pyclipper.PyclipperOffset(arc_tolerance=arc_tolerance)``
-    with ``JT_ROUND`` / ``ET_CLOSEDPOLYGON`` returns them for ``Execute(delta)``.
-
-    ``quads`` is (K, 4, 2) integer, ``deltas`` (K,) float64 offsets in the same units. Returns
-    ``(points, starts, done)``: for each quad ``i`` with ``done[i]`` its single output outline is
-    ``points[starts[i]:starts[i + 1]]`` (int32); a quad with ``done[i]`` false has an empty slice and
-    must be offset by pyclipper.
-    """
+    """``pyclipper.PyclipperOffset(arc_tolerance)``'s JT_ROUND ``Execute(delta)`` of (K, 4, 2) integer quads
+    by (K,) ``deltas``: ``(points, starts, done)``, quad ``i``'s outline being int32 ``points[starts[i]:starts[i + 1]]``
+    where ``done[i]``; the others (empty slices) must be offset by pyclipper."""
     quads = np.ascontiguousarray(quads, dtype=np.int64).reshape(-1, 4, 2)
     deltas = np.ascontiguousarray(deltas, dtype=np.float64).reshape(-1)
     return _offset_quads(quads, deltas, float(arc_tolerance))

@@ -1,25 +1,15 @@
-"""DB post-processing's fast path in two stages, so that a parameter search can share work.
+"""DB post-processing in two stages, so that a parameter search can share work.
 
 1. ``candidates(prob, thresh, max_candidates, use_polygon, min_size) -> Candidates``: everything that
-   depends only on the map and these keys: outer contours, area order and ``max_candidates``, each
-   candidate's approximated polygon (polygon mode) or ordered minimum-area quad (box mode, where quads
-   with a shorter side < ``min_size`` are dropped here; polygon mode ignores ``min_size`` in this stage),
-   and each candidate's score (mean probability inside it).
+   depends only on the map and these keys (contours, area order, approximated polygons or ordered quads,
+   scores); box mode drops quads with a shorter side < ``min_size`` here, polygon mode ignores it.
 2. ``expand(candidates, box_thresh, unclip_ratio, min_size, scale, orig_hw) -> (polygons, scores)``:
-   drops candidates scoring below ``box_thresh``, unclips by ``unclip_ratio`` (the active mode's ratio),
-   applies the final ``min_size`` check and maps the survivors to original-image pixels. It does not
-   change its ``Candidates``, so it can be called many times on the same ones.
+   the ``box_thresh`` filter, unclip by the active mode's ratio, the final ``min_size`` check and the
+   mapping to original-image pixels; it leaves its ``Candidates`` unchanged.
 
-For any ``PostprocessParams`` ``p``::
-
-    expand(candidates(prob, p.thresh, p.max_candidates, p.use_polygon, p.min_size),
-           p.box_thresh, p.unclip_ratio, p.min_size, scale, orig_hw)
-    == postprocess_plain(prob, scale, p, orig_hw)      # the same polygons and scores, exactly
-
-(in box mode ``expand`` must get the ``min_size`` its candidates were made with; in polygon mode one
-``Candidates`` serves every ``min_size``), and ``candidates(..., max_candidates=m, ...)`` equals
-``candidates(..., max_candidates=M, ...).first(m)`` for m <= M. The semantics are those of
-``ocr.postprocess.db_postprocess``'s module docstring.
+Together they give the result that ``ocr.postprocess.db_postprocess``'s module docstring defines (in box
+mode ``expand`` takes the ``min_size`` its candidates were made with), and ``candidates(..., m, ...)``
+equals ``candidates(..., M, ...).first(m)`` for m <= M.
 """
 
 from __future__ import annotations
@@ -32,18 +22,15 @@ import numpy as np
 import pyclipper
 
 from ocr.postprocess.geometry import (
-    APPROX_EPSILON, ARC_TOLERANCE_PX, BOX_SHIFT, FIXED_ONE, POLYGON_SHIFT, check_scale, default_orig_hw, grow,
-    new_clipper, quad_to_fixed, short_side, to_original,
+    APPROX_EPSILON, ARC_TOLERANCE_PX, BOX_SHIFT, FIXED_ONE, POLYGON_SHIFT, as_map, check_scale, default_orig_hw,
+    grow, new_clipper, outer_contours, quad_to_fixed, short_side, to_original,
 )
-from ocr.postprocess.maps import as_map, outer_contours
-from ocr.postprocess.packed import box_points, ordered_quads, outline_measures, pixel_boxes, rect_array
+from ocr.postprocess.packed import box_points, ordered_quads, outline_measures, pixel_boxes, rect_array, region_scores
 from ocr.postprocess.params import check_box_thresh, check_max_candidates, check_non_negative, check_thresh
 from ocr.postprocess.round_offset import offset_convex_quads
-from ocr.postprocess.scores import region_scores
 from ocr.utils.collector import paused_gc
 
-# A pyclipper JT_ROUND outline lies at most this far (px) inside the exact offset: a round join's chord
-# spans at most 1.5 arc steps (2.25 x the arc tolerance of sagitta), plus rounding to the pixel grid.
+# How far (px) a pyclipper JT_ROUND outline can lie inside the exact offset (round-join chords, grid rounding).
 OFFSET_SLACK_PX = 2.25 * ARC_TOLERANCE_PX + 0.75
 
 Result = tuple[list[np.ndarray], list[float]]
@@ -52,22 +39,14 @@ Result = tuple[list[np.ndarray], list[float]]
 @dataclass(frozen=True, eq=False)
 class Candidates:
     """The candidates of one map for one (thresh, max_candidates, use_polygon[, min_size in box mode]),
-    in area order (largest contour first), packed into a few arrays (about 200 bytes per candidate).
-
-    ``outlines``: int32 (P, 2), candidate ``i`` being ``outlines[starts[i]:starts[i + 1]]``: its
-    approximated polygon in map pixels (polygon mode) or its quad, top-left corner first, in fixed point
-    with ``FIXED_SHIFT`` fractional bits (box mode). ``starts``: int64 (K + 1,). ``ranks``: int64 (K,),
-    the position of each candidate's contour in the area order. ``scores``: float64 (K,), the mean
-    probability inside each outline (NaN counting 0, +inf 1, -inf 0). ``areas``, ``perimeters``: float64
-    (K,), the unclip distance being ``areas * unclip_ratio / perimeters`` px. ``map_hw``: the map's (h, w).
-    """
+    in area order (largest contour first); candidate ``i`` is ``outlines[starts[i]:starts[i + 1]]``."""
 
     use_polygon: bool
-    outlines: np.ndarray
-    starts: np.ndarray
-    ranks: np.ndarray
-    scores: np.ndarray
-    areas: np.ndarray
+    outlines: np.ndarray  # int32 (P, 2): polygons in map pixels, or quads (top-left first) at FIXED_SHIFT bits
+    starts: np.ndarray  # int64 (K + 1,)
+    ranks: np.ndarray  # int64 (K,): position of each candidate's contour in the area order
+    scores: np.ndarray  # float64 (K,): mean probability inside (NaN counting 0, +inf 1, -inf 0)
+    areas: np.ndarray  # float64 (K,): the unclip distance is areas * unclip_ratio / perimeters px
     perimeters: np.ndarray
     map_hw: tuple[int, int]
 
@@ -100,8 +79,7 @@ def candidates(prob: np.ndarray, thresh: float, max_candidates: int, use_polygon
 
 
 def _polygon_candidates(prob: np.ndarray, contours: list[np.ndarray], order: list[int]) -> Candidates:
-    """approxPolyDP polygons of >= 4 points (a contour of < 4 points is skipped before: approxPolyDP
-    never adds points)."""
+    """approxPolyDP polygons of >= 4 points."""
     ranks = [rank for rank, i in enumerate(order) if len(contours[i]) >= 4]
     chosen = [contours[order[rank]] for rank in ranks]
     epsilons = [APPROX_EPSILON * length for length in map(cv2.arcLength, chosen, repeat(True))]
@@ -124,8 +102,8 @@ def _packed(
     prob: np.ndarray, use_polygon: bool, outlines: list[np.ndarray], ranks: list[int], shift: int,
     measured: np.ndarray | None,
 ) -> Candidates:
-    """Candidates from int32 outlines (``shift`` fractional bits); their areas and perimeters are those
-    of ``measured`` float32 points (default: the outlines themselves)."""
+    """Candidates from int32 outlines (``shift`` fractional bits), measured on ``measured`` float32 points
+    (default: the outlines)."""
     sizes = [len(outline) for outline in outlines]
     starts = np.zeros(len(outlines) + 1, np.int64)
     np.cumsum(sizes, out=starts[1:])
@@ -143,9 +121,7 @@ def expand(
     found: Candidates, box_thresh: float, unclip_ratio: float, min_size: float, scale: float = 1.0,
     orig_hw: tuple[int, int] | None = None,
 ) -> Result:
-    """Stage 2: polygons (float32 (K, 2), original-image pixels) and scores of the candidates that
-    survive (see the module docstring). ``orig_hw`` is the original (height, width) to clip to; by
-    default (round(h / scale), round(w / scale)) of the map."""
+    """Stage 2: polygons (float32 (K, 2), original-image pixels) and scores of the surviving candidates."""
     check_box_thresh(box_thresh)
     check_non_negative("polygon_unclip_ratio" if found.use_polygon else "box_unclip_ratio", unclip_ratio)
     check_non_negative("min_size", min_size)
@@ -163,16 +139,15 @@ def expand(
     return [mapped[start:end] for start, end in zip([0, *ends], ends)], found.scores[kept].tolist()
 
 
-@paused_gc()  # pyclipper's lists of [x, y] lists (see ocr.utils.collector)
+@paused_gc()
 def _grown_polygons(
     found: Candidates, keep: np.ndarray, offsets: np.ndarray, min_size: float
 ) -> tuple[list[int], np.ndarray, list[int]]:
     """Polygon mode: (kept candidates, their unclipped outlines packed as int32 (P, 2) pixels, where each
-    outline ends). The minAreaRect check is skipped when the offset alone guarantees it (the outline
-    then contains a disk of radius offset - ``OFFSET_SLACK_PX``)."""
+    outline ends)."""
     clipper = new_clipper(POLYGON_SHIFT)
     min_side = min_size + 2
-    sure_offset = min_side / 2 + OFFSET_SLACK_PX
+    sure_offset = min_side / 2 + OFFSET_SLACK_PX  # the outline then holds a disk of diameter >= min_side
     points, starts = found.outlines.tolist(), found.starts.tolist()
     kept, outlines = [], []
     for i, offset in zip(keep.tolist(), offsets.tolist()):
@@ -193,8 +168,7 @@ def _grown_polygons(
 def _grown_boxes(
     found: Candidates, keep: np.ndarray, offsets: np.ndarray, min_size: float
 ) -> tuple[list[int], np.ndarray]:
-    """Box mode: (kept candidates, (4 * kept, 2) float32 ordered quads in fixed-point units). Offsets
-    come from ``round_offset`` (pyclipper where it declines)."""
+    """Box mode: (kept candidates, (4 * kept, 2) float32 ordered quads in fixed-point units)."""
     quads = found.outlines.reshape(-1, 4, 2)[keep]
     points, starts, done = offset_convex_quads(quads, offsets * FIXED_ONE, ARC_TOLERANCE_PX * FIXED_ONE)
     outlines = [points[start:end] for start, end in zip(starts[:-1].tolist(), starts[1:].tolist())]

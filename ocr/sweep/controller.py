@@ -1,21 +1,59 @@
-"""Decisions of the embedded controller, made under the sweep's lock: reap dead trials, reserve the next one."""
+"""Decisions of the embedded controller under the sweep's lock: reap trials whose agent died, reserve the next one.
+
+A process is known by host, pid and its start time from /proc (Linux), so a reused pid is not taken for it.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from ocr.sweep import procs
 from ocr.sweep.engine import best_value, suggest
 from ocr.sweep.spec import target_reached
-from ocr.sweep.store import LocalSweep
-from ocr.sweep.trial import Trial
+from ocr.sweep.store import LocalSweep, Trial
+from ocr.utils.compat import generate_id
 
 HEARTBEAT_TIMEOUT_S = 120.0  # an agent on another host that has not written for this long is taken as dead
 METRICS_FILE = "metrics.jsonl"
 STOP_FILE = "STOP"
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3 (state) onwards of /proc/<pid>/stat, or None where there is none."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()  # the name in (...) may hold spaces
+
+
+def identity(pid: int | None = None) -> dict[str, Any]:
+    """Host, pid and start time (clock ticks since boot; None without /proc) of process `pid` (default: this one)."""
+    pid = os.getpid() if pid is None else pid
+    fields = _stat_fields(pid)
+    return {"host": socket.gethostname(), "pid": pid, "started": fields[19] if fields else None}
+
+
+def is_alive(ident: dict[str, Any]) -> bool | None:
+    """True/False for a process on this host; None when it ran on another host (liveness unknown here)."""
+    if not ident or ident.get("host") != socket.gethostname():
+        return None
+    pid = int(ident["pid"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    fields = _stat_fields(pid)
+    if fields is None:
+        return not Path("/proc").is_dir()  # no /proc: the pid answering is all we know
+    return fields[0] not in ("Z", "X") and (ident.get("started") is None or fields[19] == ident["started"])
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -40,24 +78,23 @@ def read_metrics(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return history, final
 
 
-def agent_is_dead(trial: Trial, now: float) -> bool:
-    """True when the agent that reserved `trial` is gone (dead pid here, or a stale heartbeat elsewhere)."""
-    alive = procs.is_alive(trial.agent)
-    if alive is None:
-        return now - trial.heartbeat > HEARTBEAT_TIMEOUT_S
-    return not alive
-
-
 def reap(sweep: LocalSweep, trials: list[Trial], now: float) -> list[Trial]:
-    """Mark active trials whose agent died as crashed (keeping what they logged); kill their orphaned process."""
+    """Mark active trials whose agent died (dead pid here, stale heartbeat elsewhere) as crashed, keeping what
+    they logged; kill their orphaned process group."""
     reaped = []
     for trial in trials:
-        if trial.active and agent_is_dead(trial, now):
-            procs.kill_group(trial.process)
-            trial.history, trial.summary = read_metrics(sweep.trial_dir(trial.run_id) / METRICS_FILE)
-            trial.state, trial.ended = "crashed", now
-            trial.note = f"agent pid {trial.agent.get('pid')} on {trial.agent.get('host')} died"
-            reaped.append(trial)
+        alive = is_alive(trial.agent) if trial.active else True
+        if alive or (alive is None and now - trial.heartbeat <= HEARTBEAT_TIMEOUT_S):
+            continue
+        if is_alive(trial.process):
+            try:
+                os.killpg(int(trial.process["pid"]), signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        trial.history, trial.summary = read_metrics(sweep.trial_dir(trial.run_id) / METRICS_FILE)
+        trial.state, trial.ended = "crashed", now
+        trial.note = f"agent pid {trial.agent.get('pid')} on {trial.agent.get('host')} died"
+        reaped.append(trial)
     return reaped
 
 
@@ -67,7 +104,7 @@ def why_no_more(sweep: LocalSweep, trials: list[Trial]) -> str | None:
         value = best_value(sweep.config, trial)
         if target_reached(sweep.config, value):
             return f"metric target {sweep.config['metric']['target']} reached by {trial.run_id} ({value:.4f})"
-    cap = sweep.run_cap
+    cap = sweep.config.get("run_cap")
     if cap is not None and sum(not t.interrupted for t in trials) >= cap:
         return f"run_cap {cap} reached"
     return None
@@ -76,10 +113,7 @@ def why_no_more(sweep: LocalSweep, trials: list[Trial]) -> str | None:
 def reserve(sweep: LocalSweep, agent: dict[str, Any]) -> tuple[Trial | None, list[Trial], str]:
     """Atomically: reap dead trials, then reserve the next suggestion for `agent`.
 
-    Returns (the new pending trial or None, the trials reaped, why there is none).
-    """
-    from wandb.sdk.lib.runid import generate_id
-
+    Returns (the new pending trial or None, the trials reaped, why there is none)."""
     with sweep.transaction() as trials:
         now = time.time()
         reaped = reap(sweep, trials, now)
@@ -90,18 +124,10 @@ def reserve(sweep: LocalSweep, agent: dict[str, Any]) -> tuple[Trial | None, lis
         if suggestion is None:
             return None, reaped, "the grid is exhausted"
         params, info = suggestion
-        taken = {t.run_id for t in trials}
         run_id = generate_id()
-        while run_id in taken:
+        while any(t.run_id == run_id for t in trials):
             run_id = generate_id()
-        trial = Trial(
-            run_id=run_id,
-            number=max((t.number for t in trials), default=0) + 1,
-            params=params,
-            search_info=info,
-            agent=agent,
-            created=now,
-            heartbeat=now,
-        )
+        number = max((t.number for t in trials), default=0) + 1
+        trial = Trial(run_id, number, params, search_info=info, agent=agent, created=now, heartbeat=now)
         trials.append(trial)
         return trial, reaped, ""

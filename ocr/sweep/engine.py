@@ -1,16 +1,20 @@
-"""W&B's search engine (PyPI `sweeps`) over our trial records: next suggestion and hyperband stops."""
+"""W&B's sweep machinery over our trial records: the engine's next suggestion and hyperband stops (PyPI `sweeps`),
+and a trial's command line exactly as W&B's CLI agent (`wandb agent`) builds it."""
 
 from __future__ import annotations
 
 import math
+import platform
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ocr.sweep.command import Params
 from ocr.sweep.spec import engine_view, maximize, metric_name
-from ocr.sweep.trial import Trial
+from ocr.sweep.store import Trial
+from ocr.utils.compat import import_sweeps, sweep_command, sweep_macros, sweep_run
+
+Params = dict[str, dict[str, Any]]  # W&B's run-config form: {"key": {"value": v}}
 
 
 def plain(value: Any) -> Any:
@@ -36,31 +40,16 @@ def quiet_gp() -> Iterator[None]:
         yield
 
 
-def _sweep_run(trial: Trial) -> Any:
-    """The engine's view of a trial. Aliases only: under pydantic 2, sweeps 0.2.0 silently drops
-    `history=`/`summary_metrics=` (its population-by-field-name setting is the pydantic-1 spelling)."""
-    from sweeps import SweepRun
-
-    return SweepRun(
-        name=trial.run_id,
-        state=trial.state,
-        config=trial.params,
-        sampledHistory=trial.history,
-        summaryMetrics=trial.summary,
-    )
+def _sweep_runs(trials: list[Trial]) -> list[Any]:
+    return [sweep_run(t.run_id, t.state, t.params, t.history, t.summary) for t in trials]
 
 
 def suggest(config: dict[str, Any], trials: list[Trial]) -> tuple[Params, dict[str, Any]] | None:
-    """Next parameters (and the engine's search info), or None when a grid is exhausted.
-
-    Interrupted trials (agent killed or dead) are left out: they say nothing about their parameters.
-    Pending and running trials are passed in, so bayes steers away from what other agents are trying.
-    """
-    from sweeps import next_run
-
-    runs = [_sweep_run(t) for t in trials if not t.interrupted]
+    """Next parameters (and the engine's search info), or None when a grid is exhausted. Interrupted trials are left
+    out (they say nothing about their parameters); pending and running ones steer bayes away from their values."""
     with quiet_gp():
-        suggestion = next_run(engine_view(config), runs, validate=False)
+        runs = _sweep_runs([t for t in trials if not t.interrupted])
+        suggestion = import_sweeps().next_run(engine_view(config), runs, validate=False)
     if suggestion is None:
         return None
     return plain(suggestion.config), plain(suggestion.search_info or {})
@@ -68,11 +57,9 @@ def suggest(config: dict[str, Any], trials: list[Trial]) -> tuple[Params, dict[s
 
 def runs_to_stop(config: dict[str, Any], trials: list[Trial]) -> set[str]:
     """Run ids hyperband would stop now (empty when the sweep has no `early_terminate`)."""
-    from sweeps import stop_runs
-
     if not config.get("early_terminate"):
         return set()
-    return {run.name for run in stop_runs(engine_view(config), [_sweep_run(t) for t in trials], validate=False)}
+    return {run.name for run in import_sweeps().stop_runs(engine_view(config), _sweep_runs(trials), validate=False)}
 
 
 def best_value(config: dict[str, Any], trial: Trial) -> float | None:
@@ -83,3 +70,18 @@ def best_value(config: dict[str, Any], trial: Trial) -> float | None:
     if not values:
         return None
     return max(values) if maximize(config) else min(values)
+
+
+def trial_command(sweep_config: dict[str, Any], params: Params) -> list[str]:
+    """The argv `wandb agent` would run for `params`: the sweep's `command` with W&B's macros expanded
+    (`${interpreter}`, `${program}` and `${env}` as wandb's agent sets them)."""
+    macros = {**sweep_macros(params), "interpreter": ["python"], "program": [sweep_config.get("program")]}
+    if platform.system() != "Windows":
+        macros["env"] = ["/usr/bin/env"]
+    argv: list[str] = []
+    for chunk in map(str, sweep_command(list(sweep_config.get("command") or []))):
+        if chunk.startswith("${") and chunk.endswith("}"):
+            argv += [str(v) for v in macros.get(chunk[2:-1]) or []]
+        else:
+            argv.append(chunk)
+    return argv

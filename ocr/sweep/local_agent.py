@@ -1,7 +1,7 @@
 """An agent of the embedded controller: reserve a suggestion, run it as `wandb agent` would, watch, record.
 
 Each trial is its own process (own process group, stdin closed, as wandb's agent starts it), so a crash or
-out-of-memory error never ends the agent and never leaves GPU memory to the next trial.
+out-of-memory error never ends the agent nor leaves GPU memory to the next trial.
 """
 
 from __future__ import annotations
@@ -12,27 +12,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ocr.sweep import procs
-from ocr.sweep.command import trial_command, write_param_file
-from ocr.sweep.controller import METRICS_FILE, STOP_FILE, read_metrics, reserve
-from ocr.sweep.engine import runs_to_stop
-from ocr.sweep.report import counted_place, epoch_line, progress_line, stop_line, trial_tag
-from ocr.sweep.store import LocalSweep
-from ocr.sweep.trial import Trial
+from ocr.sweep.controller import METRICS_FILE, STOP_FILE, identity, read_metrics, reserve
+from ocr.sweep.engine import runs_to_stop, trial_command
+from ocr.sweep.report import epoch_line, progress_line, stop_line, trial_tag
+from ocr.sweep.store import LocalSweep, Trial
+from ocr.utils.compat import agent_max_initial_failures, write_param_file
 from ocr.utils.display import shown_path
 
 HEARTBEAT_EVERY_S = 10.0
 MAX_INITIAL_FAILURES = 5  # wandb agent's default; WANDB_AGENT_MAX_INITIAL_FAILURES overrides it, as for wandb
 TERM_GRACE_S = 10.0  # after SIGTERM, how long a trial may take to exit before SIGKILL
 OUTPUT_TAIL_LINES = 5
-
-
-class Interrupted(Exception):
-    """The agent received SIGTERM or SIGINT."""
 
 
 @dataclass(frozen=True)
@@ -47,17 +43,10 @@ class AgentOptions:
 def trial_env(sweep: LocalSweep, trial: Trial, mode: str, param_file: Path) -> dict[str, str]:
     """The agent's environment plus what a trial needs: W&B run id and parameters, and our file contract."""
     tdir = sweep.trial_dir(trial.run_id)
-    env = dict(os.environ)
-    env.pop("WANDB_SWEEP_ID", None)  # no W&B sweep exists: `wandb sync` must not point the run at one
-    env.update(
-        WANDB_MODE=mode,
-        WANDB_RUN_ID=trial.run_id,
-        WANDB_SWEEP_PARAM_PATH=str(param_file.resolve()),
-        WANDB_PROJECT=sweep.project,
-        OCR_METRICS_FILE=str((tdir / METRICS_FILE).resolve()),
-        OCR_STOP_FILE=str((tdir / STOP_FILE).resolve()),
-        OCR_RUN_DIR=str((tdir / "run").resolve()),
-    )
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SWEEP_ID"}  # no W&B sweep to point `wandb sync` at
+    env.update(WANDB_MODE=mode, WANDB_RUN_ID=trial.run_id, WANDB_SWEEP_PARAM_PATH=str(param_file.resolve()),
+               WANDB_PROJECT=sweep.project, OCR_METRICS_FILE=str((tdir / METRICS_FILE).resolve()),
+               OCR_STOP_FILE=str((tdir / STOP_FILE).resolve()), OCR_RUN_DIR=str((tdir / "run").resolve()))
     if sweep.entity:
         env["WANDB_ENTITY"] = sweep.entity
     return env
@@ -72,24 +61,17 @@ def start_trial(sweep: LocalSweep, trial: Trial, mode: str) -> subprocess.Popen:
     argv = trial_command(sweep.config, trial.params)
     (tdir / "command.txt").write_text(shlex.join(argv) + "\n", encoding="utf-8")
     with (tdir / "output.log").open("ab") as log:
-        proc = subprocess.Popen(
-            argv,
-            env=trial_env(sweep, trial, mode, param_file),
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            process_group=0,
-        )
+        proc = subprocess.Popen(argv, env=trial_env(sweep, trial, mode, param_file), stdin=subprocess.PIPE,
+                                stdout=log, stderr=subprocess.STDOUT, process_group=0)
     proc.stdin.close()
     return proc
 
 
-def _update(sweep: LocalSweep, run_id: str, change: Callable[[Trial, list[Trial]], None]) -> Trial:
-    """Apply `change` to trial `run_id` under the sweep's lock; return the updated trial."""
+@contextmanager
+def _changing(sweep: LocalSweep, run_id: str) -> Iterator[tuple[Trial, list[Trial]]]:
+    """Under the sweep's lock: trial `run_id` and every trial, saved when the block ends."""
     with sweep.transaction() as trials:
-        trial = next(t for t in trials if t.run_id == run_id)
-        change(trial, trials)
-        return trial
+        yield next(t for t in trials if t.run_id == run_id), trials
 
 
 def _stop_process(proc: subprocess.Popen) -> None:
@@ -99,11 +81,9 @@ def _stop_process(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
             return
-        try:
+        with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=wait)
             return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def watch_trial(sweep: LocalSweep, trial: Trial, proc: subprocess.Popen, opts: AgentOptions, say: Callable) -> Trial:
@@ -115,19 +95,15 @@ def watch_trial(sweep: LocalSweep, trial: Trial, proc: subprocess.Popen, opts: A
         history, final = read_metrics(tdir / METRICS_FILE)
         now = time.time()
         if len(history) > seen or now - last_beat >= HEARTBEAT_EVERY_S or exitcode is not None:
-            stop_now: list[bool] = []
-
-            def change(t: Trial, trials: list[Trial]) -> None:
-                t.history, t.summary, t.heartbeat = history, final, now
-                if exitcode is None and not t.stopped and t.run_id in runs_to_stop(sweep.config, trials):
+            with _changing(sweep, trial.run_id) as (trial, trials):
+                trial.history, trial.summary, trial.heartbeat = history, final, now
+                stop = exitcode is None and not trial.stopped and trial.run_id in runs_to_stop(sweep.config, trials)
+                if stop:
                     (tdir / STOP_FILE).touch()
-                    t.stopped = True
-                    stop_now.append(True)
-
-            trial = _update(sweep, trial.run_id, change)
+                    trial.stopped = True
             for record in history[seen:]:
                 say(epoch_line(sweep.config, trial, record))
-            if stop_now:
+            if stop:
                 say(stop_line(sweep.config, trial))
             seen, last_beat = len(history), now
         if exitcode is not None:
@@ -135,63 +111,37 @@ def watch_trial(sweep: LocalSweep, trial: Trial, proc: subprocess.Popen, opts: A
         time.sleep(opts.poll_s)
 
 
-def _finish(t: Trial, exitcode: int, interrupted: bool) -> None:
-    t.exitcode, t.ended = exitcode, time.time()
-    if interrupted:
-        t.state = "killed"
-    else:
-        t.state = "finished" if exitcode == 0 else "failed"
-
-
-def output_tail(sweep: LocalSweep, run_id: str, lines: int = OUTPUT_TAIL_LINES) -> list[str]:
-    """The last lines of a trial's output log."""
-    path = sweep.trial_dir(run_id) / "output.log"
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").rstrip("\n").split("\n")[-lines:]
-    except FileNotFoundError:
-        return []
-
-
 def run_one(sweep: LocalSweep, trial: Trial, opts: AgentOptions, say: Callable) -> Trial:
     """Run a reserved trial to its end (or until the agent is interrupted) and record the outcome."""
     proc = start_trial(sweep, trial, opts.wandb_mode)
-    ident = procs.identity(proc.pid)
-
-    def mark_running(t: Trial, _: list[Trial]) -> None:
-        t.state, t.process, t.started, t.heartbeat = "running", ident, time.time(), time.time()
-
     try:
-        trial = _update(sweep, trial.run_id, mark_running)
+        with _changing(sweep, trial.run_id) as (trial, _):
+            trial.state, trial.process, trial.started = "running", identity(proc.pid), time.time()
+            trial.heartbeat = trial.started
         trial = watch_trial(sweep, trial, proc, opts, say)
-    except (KeyboardInterrupt, Interrupted):
+    except KeyboardInterrupt:
         _stop_process(proc)
-        _update(sweep, trial.run_id, lambda t, _: _finish(t, proc.returncode, interrupted=True))
+        with _changing(sweep, trial.run_id) as (trial, _):
+            trial.state, trial.exitcode, trial.ended = "killed", proc.returncode, time.time()
         raise
     history, final = read_metrics(sweep.trial_dir(trial.run_id) / METRICS_FILE)
-
-    def finish(t: Trial, _: list[Trial]) -> None:
-        t.history, t.summary = history, final
-        _finish(t, proc.returncode, interrupted=False)
-
-    trial = _update(sweep, trial.run_id, finish)
-    say(progress_line(sweep.config, trial, counted_place(trial, sweep.trials())))
+    with _changing(sweep, trial.run_id) as (trial, _):
+        trial.history, trial.summary, trial.exitcode, trial.ended = history, final, proc.returncode, time.time()
+        trial.state = "finished" if proc.returncode == 0 else "failed"
+    say(progress_line(sweep.config, trial, sweep.trials()))
+    log = sweep.trial_dir(trial.run_id) / "output.log"
     if trial.state == "failed":
-        for line in output_tail(sweep, trial.run_id):
+        tail = log.read_text(encoding="utf-8", errors="replace").rstrip("\n").split("\n") if log.is_file() else []
+        for line in tail[-OUTPUT_TAIL_LINES:]:
             say(f"    | {line}")
-        say(f"    full output: {sweep.trial_dir(trial.run_id) / 'output.log'}")
+        say(f"    full output: {log}")
     return trial
-
-
-def _raise_interrupted(signum: int, frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
 
 
 def failing(done: list[Trial]) -> bool:
     """wandb agent's rule: give up once failures reach the limit and outnumber the trials that finished."""
-    import wandb
-
     failed = sum(t.state == "failed" for t in done)
-    return failed >= wandb.env.get_agent_max_initial_failures(MAX_INITIAL_FAILURES) and failed >= len(done) - failed
+    return failed >= agent_max_initial_failures(MAX_INITIAL_FAILURES) and failed >= len(done) - failed
 
 
 def exit_status(done: list[Trial]) -> int:
@@ -202,13 +152,10 @@ def exit_status(done: list[Trial]) -> int:
 def run_agent(
     sweep: LocalSweep, opts: AgentOptions, say: Callable[[str], None] = print, done: list[Trial] | None = None
 ) -> list[Trial]:
-    """Run trials of `sweep` until `opts.count` is done, the sweep has no more, or trials keep failing.
-
-    Returns the trials this agent ran to their end (also appended to `done` as they end, which the caller
-    still holds if the agent is interrupted).
-    """
-    previous = signal.signal(signal.SIGTERM, _raise_interrupted)
-    agent = procs.identity()
+    """Run trials of `sweep` until `opts.count` is done, the sweep has no more, or trials keep failing; returns
+    the trials run to their end (appended to `done` as they end, for a caller whose agent is interrupted)."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM ends the agent as Ctrl-C does
+    agent = identity()
     done = [] if done is None else done
     try:
         while opts.count is None or len(done) < opts.count:
@@ -219,8 +166,7 @@ def run_agent(
                 say(f"sweep {sweep.id}: {reason}; no more trials")
                 break
             where = shown_path(sweep.trial_dir(trial.run_id))
-            counted = counted_place(trial, sweep.trials())
-            say(f"trial {trial_tag(sweep.config, trial, counted)} {trial.run_id} starting (output: {where})")
+            say(f"trial {trial_tag(sweep.config, trial, sweep.trials())} {trial.run_id} starting (output: {where})")
             done.append(run_one(sweep, trial, opts, say))
             if failing(done):
                 say(f"{len(done)} trials, most of them failed: this agent stops (see the output.log files above)")

@@ -9,23 +9,20 @@ from ocr.utils.env import wandb_base_url, wandb_key_is_set
 from ocr.utils.errors import UserError
 
 OFFLINE_HINT = "to sweep without W&B, add --offline (or set WANDB_MODE=offline)"
+# An existing W&B sweep lives on the server: going offline does not reach it.
+SERVER_HINT = "check the network (or WANDB_BASE_URL); a local sweep id starts with local- (list: --best --offline)"
 
 
 def require_api_key() -> None:
     """Refuse online mode without an API key, saying how to run offline instead."""
     if not wandb_key_is_set():
-        raise UserError(
-            f"W&B online mode needs an API key: run `wandb login` or set WANDB_API_KEY in .env; {OFFLINE_HINT}"
-        )
+        raise UserError(f"W&B online mode needs an API key: run `wandb login` or set WANDB_API_KEY in .env; "
+                        f"{OFFLINE_HINT}")
 
 
 def _server_error(action: str, err: BaseException, hint: str = OFFLINE_HINT) -> UserError:
     first = (str(err).strip().splitlines() or [type(err).__name__])[0].rstrip(". ")
     return UserError(f"could not {action} on W&B at {wandb_base_url()}: {first}; {hint}")
-
-
-# An existing W&B sweep lives on the server: going offline does not reach it.
-SERVER_HINT = "check the network (or WANDB_BASE_URL); a local sweep id starts with local- (list: --best --offline)"
 
 
 def create_sweep(config: dict[str, Any], project: str, entity: str | None) -> str:
@@ -55,20 +52,19 @@ def fetch_sweep(sweep_id: str, project: str, entity: str | None) -> Any:
     try:
         return wandb.Api().sweep(path)
     except ValueError:
-        raise UserError(
-            f"unknown sweep id {sweep_id!r}: W&B has no sweep {path} (check --project/--entity, "
-            "or create one with --create-sweep)"
-        ) from None
+        raise UserError(f"unknown sweep id {sweep_id!r}: W&B has no sweep {path} (check --project/--entity, "
+                        "or create one with --create-sweep)") from None
     except Exception as err:
         raise _server_error(f"read sweep {path}", err, SERVER_HINT) from None
 
 
-def run_agent(sweep_id: str, project: str, entity: str | None, count: int | None) -> None:
-    """W&B's CLI agent: each trial is its own process started from the sweep's `command`."""
+def run_agent(sweep_id: str, project: str, entity: str | None, count: int | None) -> int:
+    """W&B's CLI agent: each trial is its own process started from the sweep's `command`; exit status 0."""
     import wandb
 
     fetch_sweep(sweep_id, project, entity)  # unknown id or no server: one line now, not a stack trace later
     wandb.agent(sweep_id, function=None, entity=entity, project=project, count=count)
+    return 0
 
 
 def rows_from_sweep(sweep: Any) -> tuple[dict[str, Any], list[Row]]:
@@ -79,14 +75,7 @@ def rows_from_sweep(sweep: Any) -> tuple[dict[str, Any], list[Row]]:
     rows = []
     for run in sweep.runs:
         value = run.summary.get(metric)
-        rows.append(
-            Row(
-                run_id=run.id,
-                state=run.state,
-                value=float(value) if isinstance(value, (int, float)) else None,
-                epochs=None,
-                seconds=run.summary.get("_runtime"),
-                params={k: {"value": run.config[k]} for k in keys if k in run.config},
-            )
-        )
+        value = float(value) if isinstance(value, (int, float)) else None
+        params = {k: {"value": run.config[k]} for k in keys if k in run.config}
+        rows.append(Row(run.id, run.state, value, None, run.summary.get("_runtime"), params))
     return config, rows

@@ -1,32 +1,61 @@
-"""What users read: progress lines, the leaderboard, and the best trial as Hydra overrides."""
+"""What users read: the preview of a sweep, progress lines, the leaderboard, the best trial as Hydra overrides."""
 
 from __future__ import annotations
 
 import math
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ocr.sweep.command import Params, trial_command
-from ocr.sweep.engine import best_value
+import yaml
+
+from ocr.sweep.engine import Params, best_value, suggest, trial_command
 from ocr.sweep.spec import maximize, metric_name
-from ocr.sweep.trial import INTERRUPTED_STATES, Trial
-
-PARAMS_WIDTH = 100
+from ocr.sweep.store import INTERRUPTED_STATES, Trial
 
 
-def short_key(key: str) -> str:
-    """Last part of a dotted Hydra key (`models.encoder.model_name` -> `model_name`)."""
-    return key.rsplit(".", 1)[-1]
+@dataclass(frozen=True)
+class Destination:
+    """Where a sweep goes: W&B's server or the embedded controller, and the W&B mode of its trials."""
+
+    backend: str  # "wandb" | "embedded"
+    trial_mode: str  # "online" | "offline" | "disabled"
+    project: str
+    entity: str | None
+    key_set: bool
+    store: Path
+
+    def describe(self) -> str:
+        who = f"entity={self.entity or '(your default)'}, project={self.project}"
+        key = f"W&B API key: {'set' if self.key_set else 'not set'}"
+        if self.backend == "wandb":
+            hint = "" if self.key_set else " (creating it would stop here: run `wandb login`, or add --offline)"
+            return f"W&B server (online), {who}; {key}{hint}"
+        runs = "W&B logging disabled" if self.trial_mode == "disabled" else "each trial is a W&B offline run"
+        return f"embedded controller (no W&B server), store {self.store}/, {runs}; {who}; {key}"
+
+
+def preview_text(config: dict[str, Any], source: str, destination: Destination, caps: str, create: str) -> str:
+    """Everything the no-action mode prints; `caps` is the batch-size table, `create` the command that creates it."""
+    sample = suggest(config, [])
+    example = shlex.join(trial_command(config, sample[0])) if sample else "(grid is empty)"
+    return "\n".join([
+        f"# sweep that would be created (from {source}, after command-line and environment overrides)",
+        yaml.safe_dump(config, sort_keys=False, allow_unicode=True, default_flow_style=None).rstrip(),
+        "",
+        f"destination: {destination.describe()}",
+        f"one trial would run: {example}",
+        "",
+        caps,
+        "",
+        f"create it with:  {create}   (add --count N to also run N trials here)",
+    ])
 
 
 def short_metric(config: dict[str, Any]) -> str:
     """Last part of the metric's name (`val/cleval_hmean` -> `cleval_hmean`)."""
     return metric_name(config).rsplit("/", 1)[-1]
-
-
-def fmt_value(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def fmt_metric(value: float | None) -> str:
@@ -44,14 +73,11 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def varying(config: dict[str, Any]) -> list[str]:
-    """The parameters that take more than one value in this sweep (the ones worth showing per trial)."""
-    return [k for k, spec in config["parameters"].items() if "value" not in spec]
-
-
-def short_params(config: dict[str, Any], params: Params, width: int = PARAMS_WIDTH) -> str:
-    """`key=value` for the varying parameters, short keys, cut to `width` characters."""
-    text = " ".join(f"{short_key(k)}={fmt_value(params[k]['value'])}" for k in varying(config) if k in params)
+def short_params(config: dict[str, Any], params: Params, width: int = 100) -> str:
+    """`key=value` for the parameters the sweep varies (last part of the key, floats to 3 digits), cut to `width`."""
+    varying = [k for k, spec in config["parameters"].items() if "value" not in spec and k in params]
+    shown = {k.rsplit(".", 1)[-1]: params[k]["value"] for k in varying}
+    text = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -70,28 +96,22 @@ def stop_line(config: dict[str, Any], trial: Trial) -> str:
     )
 
 
-def trial_tag(config: dict[str, Any], trial: Trial, counted: int) -> str:
-    """`N/CAP`, or `N (K/CAP of run_cap)` once interrupted trials (which run_cap does not count) were replaced;
-    `counted` is K, this trial's place among the trials run_cap counts."""
+def trial_tag(config: dict[str, Any], trial: Trial, trials: list[Trial]) -> str:
+    """`N/CAP`, or `N (K/CAP of run_cap)` once interrupted trials were replaced: K is the trial's place among the
+    `trials` run_cap counts (it does not count interrupted ones)."""
     cap = config.get("run_cap")
     if not cap:
         return str(trial.number)
+    counted = sum(1 for t in trials if t.number <= trial.number and not t.interrupted)
     return f"{trial.number}/{cap}" if counted == trial.number else f"{trial.number} ({counted}/{cap} of run_cap)"
 
 
-def counted_place(trial: Trial, trials: list[Trial]) -> int:
-    """How many trials run_cap counts up to and including `trial` (interrupted ones are not counted)."""
-    return sum(1 for t in trials if t.number <= trial.number and not t.interrupted)
-
-
-def progress_line(config: dict[str, Any], trial: Trial, counted: int | None = None) -> str:
+def progress_line(config: dict[str, Any], trial: Trial, trials: list[Trial]) -> str:
     """One line per finished trial: number, id, state, best metric, epochs, time, parameters."""
-    number = trial_tag(config, trial, trial.number if counted is None else counted)
-    seconds = trial.ended - trial.started if trial.ended and trial.started else None
+    (row,) = rows_from_trials(config, [trial])
     return (
-        f"trial {number} {trial.run_id} {trial.label:<8} {short_metric(config)} "
-        f"{fmt_metric(best_value(config, trial))}  epochs {len(trial.history)}  {fmt_duration(seconds)}  "
-        f"{short_params(config, trial.params)}"
+        f"trial {trial_tag(config, trial, trials)} {row.run_id} {row.state:<8} {short_metric(config)} "
+        f"{fmt_metric(row.value)}  epochs {row.epochs}  {fmt_duration(row.seconds)}  {short_params(config, row.params)}"
     )
 
 
@@ -108,17 +128,8 @@ class Row:
 
 
 def rows_from_trials(config: dict[str, Any], trials: list[Trial]) -> list[Row]:
-    return [
-        Row(
-            t.run_id,
-            t.label,
-            best_value(config, t),
-            len(t.history),
-            t.ended - t.started if t.ended and t.started else None,
-            t.params,
-        )
-        for t in trials
-    ]
+    return [Row(t.run_id, t.label, best_value(config, t), len(t.history),
+                t.ended - t.started if t.ended and t.started else None, t.params) for t in trials]
 
 
 def ranked(config: dict[str, Any], rows: list[Row], complete: bool = False) -> list[Row]:
@@ -141,18 +152,9 @@ def leaderboard(config: dict[str, Any], rows: list[Row], top: int = 10) -> str:
         )
     unscored = len(rows) - len(ranked(config, rows))
     if unscored:
-        lines.append(
-            f"({unscored} trial(s) without a {metric_name(config)} value: pending, running, failed, killed or crashed)"
-        )
+        lines.append(f"({unscored} trial(s) without a {metric_name(config)} value: pending, running, failed, "
+                     "killed or crashed)")
     return "\n".join(lines)
-
-
-def best_command(config: dict[str, Any], row: Row) -> str:
-    """The command that retrains the best trial: the sweep's command with its Hydra overrides."""
-    argv = trial_command(config, row.params)
-    if argv and argv[0] == "/usr/bin/env":
-        argv = argv[1:]
-    return shlex.join(argv)
 
 
 def best_summary(config: dict[str, Any], rows: list[Row]) -> str:
@@ -160,8 +162,7 @@ def best_summary(config: dict[str, Any], rows: list[Row]) -> str:
     best = ranked(config, rows, complete=True)
     if not best:
         return f"no trial that ran to its end has a {metric_name(config)} value yet"
-    top = best[0]
-    return (
-        f"best: {metric_name(config)} = {fmt_metric(top.value)} (run {top.run_id}); reproduce with:\n"
-        f"  {best_command(config, top)}"
-    )
+    top, argv = best[0], trial_command(config, best[0].params)
+    argv = argv[1:] if argv[:1] == ["/usr/bin/env"] else argv
+    return (f"best: {metric_name(config)} = {fmt_metric(top.value)} (run {top.run_id}); reproduce with:\n"
+            f"  {shlex.join(argv)}")

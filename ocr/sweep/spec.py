@@ -1,39 +1,25 @@
-"""The sweep YAML: loading, checking it against W&B's sweep schema, and command-line narrowing."""
+"""The sweep YAML: loading, checking it against W&B's sweep schema and the Hydra config, command-line narrowing."""
 
 from __future__ import annotations
 
 import copy
-import functools
-import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ocr.utils.errors import UserError, is_finite_number
+from ocr.config.checks import (
+    DEFAULT_CONFIGS_DIR, check_parameters, check_value, did_you_mean, discrete_values, sweep_metrics,
+)
+from ocr.utils.compat import import_sweeps, range_values, sweep_schema
+from ocr.utils.errors import UserError, is_finite_number, yaml_error_text
 
-# Macros that hand the parameters to a Hydra program as `key=value` overrides (W&B's own names).
-HYDRA_ARG_MACROS = ("${args_no_hyphens}", "${args_append_hydra}", "${args_override_hydra}")
+HYDRA_ARG_MACROS = ("${args_no_hyphens}", "${args_append_hydra}", "${args_override_hydra}")  # W&B's, as key=value
 METHODS = ("bayes", "random", "grid")
-# Keys a sweep YAML may carry that sweeps 0.2.0's schema predates (W&B's server accepts them).
-ENGINE_UNKNOWN_KEYS = ("run_cap",)
-
-MODEL_KEY = "models.encoder.model_name"
-IMAGE_SIZE_KEY = "image_size"
-BATCH_SIZE_KEY = "batch_size"
-EPOCHS_KEY = "trainer.max_epochs"
-OPTIMIZER_KEY = "optimizer"
-SCHEDULER_KEY = "scheduler"
-
-
-def yaml_error_text(path: Path, err: yaml.YAMLError) -> str:
-    """`PATH: malformed YAML at line L, column C: problem` for a parse error."""
-    mark = getattr(err, "problem_mark", None)
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-    return f"{path}: malformed YAML{where}: {problem}"
+ENGINE_UNKNOWN_KEYS = ("run_cap",)  # keys W&B's server accepts that sweeps 0.2.0's schema predates
+PROBE_QUANTILES = (0.001, 0.01, 0.5, 0.99, 0.999)  # where a range is probed for values training refuses
 
 
 def read_yaml_mapping(path: str | Path, what: str = "sweep config") -> dict[str, Any]:
@@ -57,20 +43,10 @@ def load_sweep_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-@functools.cache
-def _schema() -> dict[str, Any]:
-    import sweeps
-
-    return json.loads((Path(sweeps.__file__).parent / "config" / "schema.json").read_text(encoding="utf-8"))
-
-
-@functools.cache
 def known_distributions() -> tuple[str, ...]:
     """Distribution names W&B's sweep schema defines (read from the installed `sweeps` package)."""
-    names: set[str] = set()
-    for definition in _schema()["definitions"].values():
-        names.update(definition.get("properties", {}).get("distribution", {}).get("enum", []))
-    return tuple(sorted(names))
+    properties = [d.get("properties", {}) for d in sweep_schema()["definitions"].values()]
+    return tuple(sorted({name for p in properties for name in p.get("distribution", {}).get("enum", [])}))
 
 
 def engine_view(config: dict[str, Any]) -> dict[str, Any]:
@@ -83,18 +59,14 @@ def engine_view(config: dict[str, Any]) -> dict[str, Any]:
 
 def check_parameter(name: str, spec: Any, where: str) -> None:
     """One parameter: a mapping, a known distribution, min below max, valid for W&B's schema."""
-    from sweeps import schema_violations_from_proposed_config
-
     if not isinstance(spec, dict):
         raise UserError(f"{where}: parameter {name!r} must be a mapping (values:, value:, or distribution/min/max)")
     if "parameters" in spec:
         raise UserError(f"{where}: parameter {name!r} is nested; use dotted Hydra keys (e.g. {name}.lr) instead")
     distribution = spec.get("distribution")
     if distribution is not None and distribution not in known_distributions():
-        raise UserError(
-            f"{where}: parameter {name!r}: unknown distribution {distribution!r} "
-            f"(known: {', '.join(known_distributions())})"
-        )
+        raise UserError(f"{where}: parameter {name!r}: unknown distribution {distribution!r} "
+                        f"(known: {', '.join(known_distributions())})")
     low, high = spec.get("min"), spec.get("max")
     for end, value in (("min", low), ("max", high)):
         if end in spec and not is_finite_number(value):
@@ -103,18 +75,14 @@ def check_parameter(name: str, spec: Any, where: str) -> None:
         raise UserError(f"{where}: parameter {name!r}: min {low} must be less than max {high}")
     if "values" in spec and (not isinstance(spec["values"], list) or not spec["values"]):
         raise UserError(f"{where}: parameter {name!r}: values must be a non-empty list")
-    probe = {"method": "random", "parameters": {name: spec}}
-    if schema_violations_from_proposed_config(probe):
-        raise UserError(
-            f"{where}: parameter {name!r} is not a valid W&B sweep parameter: {spec} "
-            "(see https://docs.wandb.ai/guides/sweeps/sweep-config-keys#parameters)"
-        )
+    if import_sweeps().schema_violations_from_proposed_config({"method": "random", "parameters": {name: spec}}):
+        raise UserError(f"{where}: parameter {name!r} is not a valid W&B sweep parameter: {spec} "
+                        "(see https://docs.wandb.ai/guides/sweeps/sweep-config-keys#parameters)")
 
 
 def check_sweep_config(config: dict[str, Any], where: str) -> None:
     """Schema, metric, command and a dry-run suggestion; raise `UserError` with the first problem found."""
-    from sweeps import next_run, schema_violations_from_proposed_config
-
+    sweeps = import_sweeps()
     method = config.get("method")
     if method not in METHODS:
         raise UserError(f"{where}: method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -131,17 +99,49 @@ def check_sweep_config(config: dict[str, Any], where: str) -> None:
         raise UserError(f"{where}: run_cap must be a positive integer, got {run_cap!r}")
     command = config.get("command")
     if not isinstance(command, list) or not any(str(c) in HYDRA_ARG_MACROS for c in command):
-        raise UserError(
-            f"{where}: 'command' must hand parameters to Hydra as overrides, e.g. "
-            "command: [${env}, ${interpreter}, -m, ${program}, ${args_no_hyphens}]"
-        )
-    violations = schema_violations_from_proposed_config(engine_view(config))
+        raise UserError(f"{where}: 'command' must hand parameters to Hydra as overrides, e.g. "
+                        "command: [${env}, ${interpreter}, -m, ${program}, ${args_no_hyphens}]")
+    violations = sweeps.schema_violations_from_proposed_config(engine_view(config))
     if violations:
         raise UserError(f"{where}: {violations[0]}")
     try:
-        next_run(engine_view(config), [], validate=False)
+        sweeps.next_run(engine_view(config), [], validate=False)
     except (ValueError, TypeError, KeyError) as err:
         raise UserError(f"{where}: the sweep engine refuses this config: {err}") from None
+
+
+def command_overrides(config: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
+    """Fixed `key=value` Hydra overrides written into the sweep's `command`, as constant parameters."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    fixed = {}
+    for chunk in map(str, config.get("command") or []):
+        if "=" not in chunk or chunk.startswith(("${", "-")):
+            continue
+        try:
+            override = OverridesParser.create().parse_overrides([chunk])[0]
+        except HydraException:
+            raise UserError(f"{where}: command item {chunk!r} is not a valid Hydra override") from None
+        fixed[override.key_or_group] = {"value": override.value()}
+    return fixed
+
+
+def check_against_training(config: dict[str, Any], where: str, configs_dir: Path = DEFAULT_CONFIGS_DIR) -> None:
+    """The sweep's parameters and the overrides fixed in its command are keys or group options of the Hydra
+    config with values training accepts (ranges probed at `PROBE_QUANTILES`), and its metric is one a run logs."""
+    parameters = {**command_overrides(config, where), **config["parameters"]}
+    check_parameters(parameters, where, configs_dir)
+    for name, spec in parameters.items():
+        for value in [] if discrete_values(spec) else range_values(name, spec, PROBE_QUANTILES):
+            try:
+                check_value(name, value)
+            except UserError as err:
+                raise UserError(f"{where}: parameter {name!r}: {err} (a value this range produces)") from None
+    name, known = metric_name(config), list(sweep_metrics())
+    if name not in known:
+        raise UserError(f"{where}: metric {name!r} is never logged by a training run{did_you_mean(name, known)}; "
+                        f"logged: {', '.join(known)}")
 
 
 def metric_name(config: dict[str, Any]) -> str:
@@ -164,28 +164,11 @@ def target_reached(config: dict[str, Any], value: float | None) -> bool:
 
 @dataclass(frozen=True)
 class Narrowing:
-    """Command-line replacements for parts of the sweep YAML (None = keep the YAML's)."""
+    """Command-line replacements for parts of the sweep YAML (None, or no entry: keep the YAML's)."""
 
     method: str | None = None
     run_cap: int | None = None
-    models: tuple[str, ...] | None = None
-    image_sizes: tuple[int, ...] | None = None
-    batch_sizes: tuple[int, ...] | None = None
-    max_epochs: tuple[int, ...] | None = None
-    optimizers: tuple[str, ...] | None = None
-    schedulers: tuple[str, ...] | None = None
-
-    def parameter_values(self) -> dict[str, tuple[Any, ...]]:
-        """The parameters this narrowing replaces, with their new values."""
-        pairs = {
-            MODEL_KEY: self.models,
-            IMAGE_SIZE_KEY: self.image_sizes,
-            BATCH_SIZE_KEY: self.batch_sizes,
-            EPOCHS_KEY: self.max_epochs,
-            OPTIMIZER_KEY: self.optimizers,
-            SCHEDULER_KEY: self.schedulers,
-        }
-        return {key: values for key, values in pairs.items() if values is not None}
+    parameters: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # Hydra key -> its new values
 
 
 def apply_narrowing(config: dict[str, Any], narrowing: Narrowing, where: str) -> dict[str, Any]:
@@ -195,11 +178,11 @@ def apply_narrowing(config: dict[str, Any], narrowing: Narrowing, where: str) ->
         out["method"] = narrowing.method
     if narrowing.run_cap is not None:
         out["run_cap"] = narrowing.run_cap
-    narrowed = narrowing.parameter_values()
-    for key, values in narrowed.items():
+    for key, values in narrowing.parameters.items():
         out["parameters"][key] = {"value": values[0]} if len(values) == 1 else {"values": list(values)}
     if isinstance(out.get("command"), list):  # a value fixed in the command gives way to the option that replaces it
-        out["command"] = [c for c in out["command"] if not (isinstance(c, str) and c.split("=", 1)[0] in narrowed)]
+        out["command"] = [c for c in out["command"]
+                          if not (isinstance(c, str) and c.split("=", 1)[0] in narrowing.parameters)]
     if out != config:
         check_sweep_config(out, f"{where} with the command-line options")
     return out

@@ -1,4 +1,4 @@
-"""On-disk store of local sweeps: one folder per sweep, its trials in one JSON file guarded by a file lock.
+"""Local sweeps on disk: one folder per sweep, its trials in one JSON file guarded by a file lock.
 
 Layout of `<root>/<sweep_id>/`: `sweep.json` (the sweep config, project, entity; written once),
 `state.json` (every trial, rewritten atomically under `state.lock`) and `trials/<run_id>/` (the trial's
@@ -13,27 +13,64 @@ import shutil
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
 from filelock import FileLock
 
-from ocr.sweep.trial import Trial
+from ocr.utils.compat import generate_id
 from ocr.utils.errors import UserError
 
 DEFAULT_ROOT = Path(".sweeps")
 LOCAL_PREFIX = "local-"
+# Ended by the agent's fate, not by the parameters: the engine ignores them, run_cap does not count them, and a
+# resumed sweep replaces them.
+INTERRUPTED_STATES = ("killed", "crashed")
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside `path`, then rename it over `path` (readers never see half)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+@dataclass
+class Trial:
+    """A reserved suggestion and everything learnt about it (JSON-serialisable).
+
+    `state` is a W&B run state: pending (reserved by an agent), running, finished (exit status 0; `stopped` when
+    hyperband ended it early), failed (non-zero exit), killed (its agent was interrupted) or crashed (its agent
+    died: dead pid or stale heartbeat)."""
+
+    run_id: str
+    number: int
+    params: dict[str, dict[str, Any]]
+    state: str = "pending"
+    stopped: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    search_info: dict[str, Any] = field(default_factory=dict)
+    agent: dict[str, Any] = field(default_factory=dict)  # host, pid, started (process identity of the agent)
+    process: dict[str, Any] = field(default_factory=dict)  # pid, started (process identity of the trial)
+    created: float = 0.0
+    started: float | None = None
+    ended: float | None = None
+    heartbeat: float = 0.0
+    exitcode: int | None = None
+    note: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("pending", "running")
+
+    @property
+    def interrupted(self) -> bool:
+        return self.state in INTERRUPTED_STATES
+
+    @property
+    def label(self) -> str:
+        """State as shown to users: `stopped` for a finished trial that hyperband ended early."""
+        return "stopped" if self.state == "finished" and self.stopped else self.state
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Trial:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
 
 
 @dataclass(frozen=True)
@@ -45,10 +82,6 @@ class LocalSweep:
     config: dict[str, Any]
     project: str
     entity: str | None
-
-    @property
-    def run_cap(self) -> int | None:
-        return self.config.get("run_cap")
 
     def trial_dir(self, run_id: str) -> Path:
         return self.dir / "trials" / run_id
@@ -64,20 +97,18 @@ class LocalSweep:
         with FileLock(str(self.dir / "state.lock")):
             trials = self.trials()
             yield trials
-            _write_json_atomic(self.dir / "state.json", {"trials": [t.to_json() for t in trials]})
-
-
-def new_sweep_id() -> str:
-    """A fresh local sweep id (`local-` + 8 characters, W&B's id alphabet)."""
-    from wandb.sdk.lib.runid import generate_id
-
-    return LOCAL_PREFIX + generate_id()
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".state.json.", suffix=".tmp")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:  # replaced whole: readers never see half a file
+                json.dump({"trials": [asdict(t) for t in trials]}, fh, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.dir / "state.json")
 
 
 def create_sweep(root: Path, config: dict[str, Any], project: str, entity: str | None) -> LocalSweep:
     """Create a sweep folder completely under a temporary name, then rename it into place."""
     root.mkdir(parents=True, exist_ok=True)
-    sweep_id = new_sweep_id()
+    sweep_id = LOCAL_PREFIX + generate_id()
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{sweep_id}."))
     try:
         meta = {"id": sweep_id, "config": config, "project": project, "entity": entity, "created": time.time()}
@@ -108,9 +139,7 @@ def open_sweep(root: Path, sweep_id: str) -> LocalSweep:
     """The sweep `sweep_id` in `root`; `UserError` listing the known ids when there is none."""
     if not has_sweep(root, sweep_id):
         known = ", ".join(sweep_ids(root)) or "none"
-        raise UserError(
-            f"unknown sweep id {sweep_id!r}: no local sweep {root / sweep_id} (local sweeps: {known}); "
-            "create one with --create-sweep"
-        )
+        raise UserError(f"unknown sweep id {sweep_id!r}: no local sweep {root / sweep_id} (local sweeps: {known}); "
+                        "create one with --create-sweep")
     meta = json.loads((root / sweep_id / "sweep.json").read_text(encoding="utf-8"))
     return LocalSweep(root / sweep_id, sweep_id, meta["config"], meta["project"], meta.get("entity"))

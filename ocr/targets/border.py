@@ -1,21 +1,4 @@
-"""Distance from pixels to the nearest edge (segment) of a polygon, and the threshold map built from it.
-
-Two implementations with bit-identical float32 results: ``distance_sq_plain`` evaluates the segment
-formula on full numpy pixel grids, edge by edge (the reference); ``draw_borders`` evaluates the same
-float32 operations in compiled loops (numba), one box row at a time and each edge only over the pixels
-within reach of it, and turns each row straight into threshold map and mask. Hand-written because no
-maintained library gives exact segment distances over a pixel grid (cv2.distanceTransform measures to
-pixel centres, not to segments); compiled because with numpy every operation is one more pass over
-every box and a dozen calls per polygon, several times the 5 ms per image that issue 4 allows.
-
-Per edge, with start ``a``, unit direction ``u`` and length ``L`` (edges are oriented canonically,
-from the lexicographically smaller endpoint, so equal segments give equal numbers)::
-
-    along  = (x - ax) * ux + (y - ay) * uy
-    normal = (x - ax) * uy - (y - ay) * ux
-    excess = along - clip(along, 0, L)
-    dist^2 = excess * excess + normal * normal
-"""
+"""Threshold map and mask from exact pixel-to-segment distances, in compiled (numba) float32 loops."""
 
 from __future__ import annotations
 
@@ -29,18 +12,14 @@ F32 = np.float32
 
 @dataclass(frozen=True)
 class EdgeTable:
-    """Non-degenerate edges of P closed polygons, canonically oriented.
-
-    float32 arrays ``ax, ay, ux, uy, length`` of shape (E,); ``poly`` (E,) polygon index (sorted);
-    edges of polygon p are ``first[p]:first[p + 1]``.
-    """
+    """Non-degenerate edges of P closed polygons, from the lexicographically smaller endpoint: float32 (E,)
+    start ``ax, ay``, unit direction ``ux, uy`` and ``length``; polygon p's edges are ``first[p]:first[p + 1]``."""
 
     ax: np.ndarray
     ay: np.ndarray
     ux: np.ndarray
     uy: np.ndarray
     length: np.ndarray
-    poly: np.ndarray
     first: np.ndarray
 
 
@@ -63,39 +42,17 @@ def edge_table(points: np.ndarray, counts: np.ndarray) -> EdgeTable:
     return EdgeTable(
         start[:, 0].astype(F32), start[:, 1].astype(F32),
         (delta[:, 0] / length).astype(F32), (delta[:, 1] / length).astype(F32),
-        length.astype(F32), poly, np.searchsorted(poly, np.arange(len(counts) + 1)),
+        length.astype(F32), np.searchsorted(poly, np.arange(len(counts) + 1)),
     )
-
-
-def distance_sq_plain(edges: EdgeTable, p: int, box: tuple[int, int, int, int]) -> np.ndarray:
-    """(h, w) float32 squared distance from the box's pixels to polygon p's nearest edge, on full grids."""
-    x0, y0, x1, y1 = box
-    grid_x, grid_y = np.meshgrid(np.arange(x0, x1 + 1, dtype=F32), np.arange(y0, y1 + 1, dtype=F32))
-    best = np.full(grid_x.shape, np.inf, dtype=F32)
-    for e in range(edges.first[p], edges.first[p + 1]):
-        dx = grid_x - edges.ax[e]
-        dy = grid_y - edges.ay[e]
-        along = dx * edges.ux[e] + dy * edges.uy[e]
-        normal = dx * edges.uy[e] - dy * edges.ux[e]
-        excess = along - np.clip(along, F32(0), edges.length[e])
-        best = np.minimum(best, excess * excess + normal * normal)
-    return best
 
 
 def draw_borders(
     edges: EdgeTable, boxes: np.ndarray, offsets: np.ndarray, low: np.float32, span: np.float32,
     thresh_map: np.ndarray, thresh_mask: np.ndarray,
 ) -> None:
-    """Raise ``thresh_map`` to ``low + span * (1 - min(dist / D, 1))`` and set ``thresh_mask`` to 1 where
-    dist <= D, within each polygon's box; dist is the distance to the polygon's nearest edge.
-
-    ``boxes``: (P, 4) int64 inclusive pixel boxes ``x0, y0, x1, y1`` inside the image, one per polygon
-    of ``edges``; ``offsets``: (P,) float32 D per polygon (> 0); the maps are C-contiguous float32 and
-    ``thresh_mask`` holds only 0 and 1. Per pixel the result equals the numpy steps on
-    ``distance_sq_plain`` (float32 sqrt, divide, min, subtract, multiply, add, max), bit for bit: the
-    compiled code computes in float32 with np.float32 constants only (a Python number would widen an
-    expression to float64 and round differently) and without fastmath (no reassociation, no FMA).
-    """
+    """Raise ``thresh_map`` to ``low + span * (1 - min(dist / D, 1))`` and set ``thresh_mask`` (0/1) to 1 where
+    dist <= D, dist being the distance to the polygon's nearest edge, within each polygon's inclusive
+    (P, 4) int64 pixel box ``x0, y0, x1, y1``; ``offsets``: (P,) float32 D > 0; C-contiguous float32 maps."""
     if len(boxes):
         _draw_borders(
             edges.ax, edges.ay, edges.ux, edges.uy, edges.length, edges.first, boxes, offsets, F32(low), F32(span),
@@ -104,11 +61,7 @@ def draw_borders(
 
 
 @numba.njit(cache=True, nogil=True)
-def _draw_borders(
-    ax: np.ndarray, ay: np.ndarray, ux: np.ndarray, uy: np.ndarray, length: np.ndarray, first: np.ndarray,
-    boxes: np.ndarray, offsets: np.ndarray, low: np.float32, span: np.float32, thresh_map: np.ndarray,
-    thresh_mask: np.ndarray,
-) -> None:
+def _draw_borders(ax, ay, ux, uy, length, first, boxes, offsets, low, span, thresh_map, thresh_mask):
     coords = np.arange(thresh_map.shape[1]).astype(np.float32)
     best_row = np.empty(thresh_map.shape[1], dtype=np.float32)
     windows = _edge_windows(ax, ay, ux, uy, length, first, boxes, offsets)
@@ -127,17 +80,10 @@ def _draw_borders(
 
 
 @numba.njit(cache=True, nogil=True)
-def _edge_windows(
-    ax: np.ndarray, ay: np.ndarray, ux: np.ndarray, uy: np.ndarray, length: np.ndarray, first: np.ndarray,
-    boxes: np.ndarray, offsets: np.ndarray,
-) -> np.ndarray:
+def _edge_windows(ax, ay, ux, uy, length, first, boxes, offsets):
     """(E, 4) int64 per edge: columns [col0, col1) relative to its polygon's box and rows [row0, row1]
-    (absolute) holding every box pixel that can lie within D of the edge.
-
-    The window is the segment's bounding box grown by D + 1 px plus 2^-18 of the magnitudes involved,
-    which covers the float32 rounding of the distance formula, so skipping the rest changes nothing:
-    there the edge is not within D, and a pixel farther than D from every edge saturates anyway.
-    """
+    (absolute) holding every box pixel that can lie within D of the edge (bounding box grown by D + 1 px
+    plus a float32 rounding margin)."""
     windows = np.empty((first[-1], 4), dtype=np.int64)
     for p in range(boxes.shape[0]):
         x0, y0, x1, y1 = boxes[p, 0], boxes[p, 1], boxes[p, 2], boxes[p, 3]
@@ -153,11 +99,8 @@ def _edge_windows(
 
 
 @numba.njit(cache=True, nogil=True)
-def _edge_distance_sq(
-    grid_x: np.ndarray, grid_y: np.float32, ax: np.float32, ay: np.float32, ux: np.float32, uy: np.float32,
-    length: np.float32, best: np.ndarray,
-) -> None:
-    """``best = min(best, dist^2)`` along one pixel row, with the float32 steps of ``distance_sq_plain``."""
+def _edge_distance_sq(grid_x, grid_y, ax, ay, ux, uy, length, best):
+    """``best = min(best, dist^2)`` along one pixel row (along, normal and excess to the segment, float32)."""
     dy = grid_y - ay
     dy_uy, dy_ux = dy * uy, dy * ux
     for j in range(best.size):
@@ -165,16 +108,12 @@ def _edge_distance_sq(
         along = dx * ux + dy_uy
         normal = dx * uy - dy_ux
         excess = along - min(max(along, np.float32(0.0)), length)
-        # np.minimum, unlike min(), compiles to a select, so the loop has no conditional store and vectorises
         best[j] = np.minimum(best[j], excess * excess + normal * normal)
 
 
 @numba.njit(cache=True, nogil=True)
-def _threshold_row(
-    best: np.ndarray, offset: np.float32, low: np.float32, span: np.float32, row_map: np.ndarray,
-    row_mask: np.ndarray,
-) -> None:
-    """One row of ``draw_borders`` from its squared distances (the plain path's float32 steps)."""
+def _threshold_row(best, offset, low, span, row_map, row_mask):
+    """One row of ``draw_borders`` from its squared distances."""
     one = np.float32(1.0)
     for j in range(best.size):
         ratio = np.sqrt(best[j]) / offset

@@ -7,47 +7,34 @@ from typing import Any
 import numpy as np
 import torch
 
-from ocr.targets.db_targets import DBTargets, check_target_params, make_db_targets, warm_up
-
-TARGET_KEYS = ("prob_map", "prob_mask", "thresh_map", "thresh_mask")
+from ocr.targets.db_targets import FIELDS, DBTargets, check_target_params, make_db_targets, warm_up
 
 
 class DBCollate:
-    """Stack images and build DB targets at full input resolution.
-
-    Output: ``images`` (B, 3, S, S); ``prob_map``, ``prob_mask``, ``thresh_map``, ``thresh_mask`` float32
-    (B, 1, S, S); ``meta``: per sample, every key but ``image``. A sample without ``polygons`` (test
-    split) gets all-zero maps; one with an empty list gets the targets of an image without text.
-    """
+    """Stack images (B, 3, S, S) and build the DB targets (B, 1, S, S) float32; ``meta``: per sample, every key
+    but ``image``. A sample without ``polygons`` (test split) gets all-zero maps."""
 
     def __init__(
         self, shrink_ratio: float = 0.4, thresh_min: float = 0.3, thresh_max: float = 0.7, min_text_size: float = 8
     ) -> None:
         check_target_params(shrink_ratio, thresh_min, thresh_max, min_text_size)
-        self.shrink_ratio = shrink_ratio
-        self.thresh_min = thresh_min
-        self.thresh_max = thresh_max
-        self.min_text_size = min_text_size
+        self.params = (shrink_ratio, thresh_min, thresh_max, min_text_size)
         warm_up()  # in the main process, before the DataLoader forks its workers
 
     def __call__(self, batch: list[dict]) -> dict[str, Any]:
         images = torch.stack([sample["image"] for sample in batch])
         height, width = images.shape[-2:]
-        # One block for all four maps: a single large allocation costs far fewer page faults.
-        block = np.empty((len(TARGET_KEYS), len(batch), 1, height, width), dtype=np.float32)
+        block = np.empty((len(FIELDS), len(batch), 1, height, width), dtype=np.float32)
         for i, sample in enumerate(batch):
             out = DBTargets(*block[:, i, 0])
             polygons = sample.get("polygons")
             if polygons is None:
                 block[:, i].fill(0)
                 continue
-            make_db_targets(
-                polygons, height, width, self.shrink_ratio, self.thresh_min, self.thresh_max,
-                self.min_text_size, out=out,
-            )
+            make_db_targets(polygons, height, width, *self.params, out=out)
         maps = torch.from_numpy(block)
         return {
             "images": images,
-            **{key: maps[k] for k, key in enumerate(TARGET_KEYS)},
+            **{key: maps[k] for k, key in enumerate(FIELDS)},
             "meta": [{key: value for key, value in sample.items() if key != "image"} for sample in batch],
         }

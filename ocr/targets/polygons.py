@@ -1,11 +1,7 @@
 """Per-polygon geometry for DB targets: validity, offset distance D, shrunk outlines, pixel boxes, fills.
 
-Outlines are kept in fixed point (``FIXED_SHIFT`` fractional bits) so that pyclipper (integer only)
-and ``cv2.fillPoly(..., shift=FIXED_SHIFT)`` work at 1/256 px instead of truncating to whole pixels.
-Axis-aligned rectangles (every SROIE box) are shrunk and filled in closed form, with the exact result
-of pyclipper and cv2.fillPoly (the tests hold both against the libraries). The points of all polygons
-of an image travel as one flat array, so that per-image steps are a few vectorised calls rather than
-a few calls per polygon.
+Outlines are in fixed point (``FIXED_SHIFT`` fractional bits) for pyclipper and ``cv2.fillPoly``;
+axis-aligned rectangles are shrunk and filled in closed form, with pyclipper's and cv2.fillPoly's result.
 """
 
 from __future__ import annotations
@@ -31,26 +27,17 @@ ARC_TOLERANCE_PX = 0.25
 
 @dataclass(frozen=True)
 class PolygonBatch:
-    """The ground-truth polygons of one image after validation (arrays and lists have P rows).
+    """The ground-truth polygons of one image after validation (P of them); shrunk by D with pyclipper JT_ROUND."""
 
-    ``points``: (M, 2) float32, the points of all polygons in order, ``counts[i]`` of them for polygon i.
-    ``outlines``: each polygon in fixed point ((N, 2) int32), or None when it cannot be rasterised (no
-    points, non-finite or out-of-range coordinates). ``is_rect``: the outline is an axis-aligned
-    rectangle of positive area; ``rects`` (P, 4) holds its fixed-point bounds ``x0, y0, x1, y1``.
-    ``ignored``: excluded from training. For kept polygons, ``offsets`` holds D (0.0 for ignored ones)
-    and the polygon shrunk by D (pyclipper JT_ROUND) is ``kernel_rects[i]`` for a rectangle (bounds as in
-    ``rects``), else the fixed-point outlines ``kernels[i]`` (empty for rectangles and ignored polygons).
-    """
-
-    points: np.ndarray
+    points: np.ndarray  # (M, 2) float32: the points of all polygons in order, counts[i] of them for polygon i
     counts: np.ndarray
-    outlines: list[np.ndarray | None]
-    is_rect: np.ndarray
-    rects: np.ndarray
-    ignored: np.ndarray
-    offsets: np.ndarray
-    kernels: list[tuple[np.ndarray, ...]]
-    kernel_rects: np.ndarray
+    outlines: list[np.ndarray | None]  # (N, 2) int32 fixed point, None if not rasterisable (no/bad points)
+    is_rect: np.ndarray  # the outline is an axis-aligned rectangle of positive area ...
+    rects: np.ndarray  # (P, 4) ... with these fixed-point bounds x0, y0, x1, y1
+    ignored: np.ndarray  # excluded from training
+    offsets: np.ndarray  # D of kept polygons (0.0 for ignored ones)
+    kernels: list[tuple[np.ndarray, ...]]  # kept non-rectangles shrunk: fixed-point outlines (else empty)
+    kernel_rects: np.ndarray  # kept rectangles shrunk: bounds as in rects
 
 
 def fill_polygons(image: np.ndarray, outlines: Sequence[np.ndarray], value: float) -> None:
@@ -60,8 +47,7 @@ def fill_polygons(image: np.ndarray, outlines: Sequence[np.ndarray], value: floa
 
 
 def fill_rectangles(image: np.ndarray, rects: np.ndarray, value: float) -> None:
-    """Fill (K, 4) fixed-point rectangles ``x0, y0, x1, y1`` with the pixels cv2.fillPoly would set:
-    rows and columns from round(low) to round(high) inclusive (tests hold this against fillPoly)."""
+    """Fill (K, 4) fixed-point rectangles ``x0, y0, x1, y1`` with the pixels cv2.fillPoly would set."""
     if not len(rects):
         return
     bounds = (np.asarray(rects, dtype=np.int64) + FIXED_HALF) >> FIXED_SHIFT
@@ -72,7 +58,6 @@ def fill_rectangles(image: np.ndarray, rects: np.ndarray, value: float) -> None:
 
 @numba.njit(cache=True, nogil=True)
 def _fill_boxes(image: np.ndarray, bounds: np.ndarray, value: np.floating) -> None:
-    # Compiled because a Python loop of slice assignments costs about 2 us per box.
     for k in range(bounds.shape[0]):
         image[bounds[k, 1] : bounds[k, 3], bounds[k, 0] : bounds[k, 2]] = value
 
@@ -110,26 +95,6 @@ def _outlines(points: np.ndarray, counts: np.ndarray) -> tuple[list[np.ndarray |
     return outlines, is_rect, rects
 
 
-def shrink_offset(points: np.ndarray, shrink_ratio: float) -> float:
-    """DBNet offset D = area * (1 - r^2) / perimeter of a closed (N, 2) float32 polygon."""
-    perimeter = cv2.arcLength(points, True)
-    if not perimeter > 0.0:
-        return 0.0
-    return abs(cv2.contourArea(points)) * (1.0 - shrink_ratio * shrink_ratio) / perimeter
-
-
-def min_side(points: np.ndarray) -> float:
-    """Shorter side of the polygon's minimum-area rotated rectangle (cv2.minAreaRect), in px."""
-    return float(min(cv2.minAreaRect(points)[1]))
-
-
-def shrink_outline(clipper: pyclipper.PyclipperOffset, outline: np.ndarray, offset: float) -> tuple[np.ndarray, ...]:
-    """Fixed-point outline shrunk by ``offset`` px with pyclipper JT_ROUND (empty if nothing is left)."""
-    clipper.Clear()
-    clipper.AddPath(outline.tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
-    return tuple(np.array(path, dtype=np.int32) for path in clipper.Execute(-offset * FIXED_ONE))
-
-
 def _rectangles(outlines: np.ndarray) -> np.ndarray:
     """(K,) bool: which (K, 4, 2) closed outlines are axis-aligned rectangles of positive area."""
     step = outlines[:, [1, 2, 3, 0]] - outlines
@@ -146,13 +111,8 @@ def _clipper_round(values: np.ndarray) -> np.ndarray:
 
 
 def inset_rectangles(bounds: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rectangles (K, 4: x0, y0, x1, y1 fixed point) shrunk by ``offsets`` px, exactly as pyclipper does.
-
-    pyclipper moves each side along its unit normal ``n = L * (1 / sqrt(L * L))`` to
-    ``Round(coordinate + n * delta)``; the result is the rectangle those sides bound, or nothing.
-    Returns the (K, 4) int64 shrunk bounds and a (K,) bool array: something is left.
-    Closed form and vectorised because one pyclipper call per rectangle costs several times more.
-    """
+    """Rectangles (K, 4: x0, y0, x1, y1 fixed point) shrunk by ``offsets`` px, exactly as pyclipper does:
+    the (K, 4) int64 shrunk bounds and a (K,) bool array, something is left."""
     corners = bounds.astype(np.float64)
     size = corners[:, 2:] - corners[:, :2]
     move = size * (1.0 / np.sqrt(size * size)) * (offsets * FIXED_ONE)[:, None]  # along x, along y sides
@@ -164,12 +124,16 @@ def inset_rectangles(bounds: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarra
 def _candidates(
     point_list: list[np.ndarray], usable: np.ndarray, shrink_ratio: float, min_text_size: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(P,) bool: usable polygons with D >= ``MIN_OFFSET`` and a wide enough minAreaRect; (P,) D of those."""
+    """(P,) bool: usable polygons with D >= ``MIN_OFFSET`` and a minAreaRect at least ``min_text_size`` wide;
+    (P,) D = area * (1 - r^2) / perimeter of those."""
     candidate = np.zeros(len(point_list), dtype=bool)
     offsets = np.zeros(len(point_list), dtype=np.float64)
     for i in np.flatnonzero(usable).tolist():
-        offset = shrink_offset(point_list[i], shrink_ratio)
-        if offset >= MIN_OFFSET and min_side(point_list[i]) >= min_text_size:
+        points = point_list[i]
+        perimeter = cv2.arcLength(points, True)
+        area = abs(cv2.contourArea(points))
+        offset = area * (1.0 - shrink_ratio * shrink_ratio) / perimeter if perimeter > 0.0 else 0.0
+        if offset >= MIN_OFFSET and min(cv2.minAreaRect(points)[1]) >= min_text_size:
             candidate[i], offsets[i] = True, offset
     return candidate, offsets
 
@@ -178,8 +142,7 @@ def _kernels(
     outlines: list[np.ndarray | None], is_rect: np.ndarray, rects: np.ndarray, candidate: np.ndarray,
     offsets: np.ndarray,
 ) -> tuple[np.ndarray, list[tuple[np.ndarray, ...]], np.ndarray]:
-    """The candidates shrunk by their D: (P,) bool ``kept`` (something is left), and ``kernels`` and
-    ``kernel_rects`` as in ``PolygonBatch``."""
+    """The candidates shrunk by their D: (P,) bool ``kept`` (something is left), ``kernels``, ``kernel_rects``."""
     kept = np.zeros(len(outlines), dtype=bool)
     kernel_rects = np.zeros_like(rects)
     rect_index = np.flatnonzero(candidate & is_rect)
@@ -191,7 +154,9 @@ def _kernels(
     if others:
         clipper = pyclipper.PyclipperOffset(arc_tolerance=ARC_TOLERANCE_PX * FIXED_ONE)
         for i in others:
-            kernels[i] = shrink_outline(clipper, outlines[i], offsets[i])
+            clipper.Clear()
+            clipper.AddPath(outlines[i].tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+            kernels[i] = tuple(np.array(path, dtype=np.int32) for path in clipper.Execute(-offsets[i] * FIXED_ONE))
             kept[i] = bool(kernels[i])
     return kept, kernels, kernel_rects
 
@@ -199,12 +164,7 @@ def _kernels(
 def prepare_polygons(
     polygons: Sequence[np.ndarray], ignore: Sequence[bool] | None, shrink_ratio: float, min_text_size: float,
 ) -> PolygonBatch:
-    """Validate polygons, compute D and the shrunk outlines. ``ignore`` (same length) flags polygons.
-
-    A polygon is ignored when flagged; degenerate (< 3 points, not rasterisable, zero area or
-    D < ``MIN_OFFSET``); the shorter side of its minAreaRect is < ``min_text_size``; or its shrunk
-    outline is empty.
-    """
+    """Validate polygons, compute D and the shrunk outlines (``ignore``, same length, flags polygons)."""
     flags = np.zeros(len(polygons), dtype=bool) if ignore is None else np.array([bool(f) for f in ignore], bool)
     if len(flags) != len(polygons):
         raise ValueError(f"ignore has {len(flags)} flags for {len(polygons)} polygons")
@@ -222,11 +182,8 @@ def prepare_polygons(
 def pixel_boxes(
     points: np.ndarray, counts: np.ndarray, offsets: np.ndarray, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Inclusive pixel boxes of polygons (flat ``points``, ``counts`` >= 1 each) grown by ``offsets`` px,
-    clipped to the image.
-
-    Returns (P, 4) int64 boxes ``x0, y0, x1, y1`` and a (P,) bool array: box not empty.
-    """
+    """(P, 4) int64 inclusive pixel boxes ``x0, y0, x1, y1`` of polygons (flat ``points``, ``counts`` >= 1
+    each) grown by ``offsets`` px, clipped to the image, and a (P,) bool array: box not empty."""
     if not len(counts):
         return np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=bool)
     points = points.astype(np.float64)

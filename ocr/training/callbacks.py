@@ -6,21 +6,18 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import lightning as L
-import torch
+from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 
-from ocr.training.logged import CLEVAL_KEYS, cleval_name
+from ocr.config.checks import CLEVAL_KEYS, cleval_name
 
 
 def scalar_metrics(metrics: dict) -> dict[str, float]:
     """Plain floats from Lightning's `callback_metrics` (tensors and numbers), NaN/inf dropped."""
-    out = {}
-    for key, value in metrics.items():
-        number = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
-        if isinstance(number, (int, float)) and math.isfinite(number):
-            out[key] = float(number)
-    return out
+    numbers = convert_tensors_to_scalars(dict(metrics))
+    return {k: float(v) for k, v in numbers.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
 def append_json_line(path: Path, record: dict) -> None:
@@ -50,16 +47,11 @@ class StopFile(L.Callback):
         self.path = Path(path) if path else None
         self.stopped_early = False
 
-    def _check(self, trainer: L.Trainer) -> None:
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         if self.path is not None and not trainer.sanity_checking and self.path.exists():
-            trainer.should_stop = True
-            self.stopped_early = True
+            trainer.should_stop = self.stopped_early = True
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        self._check(trainer)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._check(trainer)
+    on_validation_end = on_train_batch_start
 
 
 class EpochSummary(L.Callback):

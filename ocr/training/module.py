@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import cv2
 import lightning as L
 import numpy as np
 import torch
 
+from ocr.config.checks import CLEVAL_KEYS, cleval_name
+from ocr.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ocr.metrics.scorer import CLEvalScorer
 from ocr.models.dbnet import DBNet
 from ocr.models.loss import DBLoss
-from ocr.training.logged import CLEVAL_KEYS, cleval_name
-from ocr.training.visualize import denormalize, draw_polygons
 
 
 def probability_maps(prob_logits: torch.Tensor) -> np.ndarray:
@@ -29,13 +29,22 @@ def crop_valid(prob: np.ndarray, meta: dict) -> np.ndarray:
     return prob[:h, :w]
 
 
-@dataclass
-class ValPrediction:
-    """One validation image: ground truth and predicted polygons, in original image coordinates."""
+def denormalize(chw: np.ndarray) -> np.ndarray:
+    """ImageNet-normalised CHW float array -> HWC uint8 RGB."""
+    hwc = chw.transpose(1, 2, 0) * np.float32(IMAGENET_STD) + np.float32(IMAGENET_MEAN)
+    return np.clip(hwc * 255.0, 0, 255).astype(np.uint8)
 
-    meta: dict
-    polygons: list[np.ndarray]
-    prob: np.ndarray | None = None  # float16 map cropped to the image, kept only when `keep_maps` is set
+
+def draw_polygons(
+    rgb: np.ndarray, true: Sequence[np.ndarray], predicted: Sequence[np.ndarray], scale: float = 1.0
+) -> np.ndarray:
+    """Copy of `rgb` with `true` in green and `predicted` in red; polygons are multiplied by `scale` first."""
+    canvas = np.ascontiguousarray(rgb).copy()
+    thickness = max(1, round(max(canvas.shape[:2]) / 500))
+    for polys, color in ((true, (0, 200, 0)), (predicted, (230, 0, 0))):
+        pts = [np.round(np.asarray(p, dtype=np.float32) * scale).astype(np.int32) for p in polys if len(p) >= 2]
+        cv2.polylines(canvas, pts, isClosed=True, color=color, thickness=thickness)
+    return canvas
 
 
 class DBNetModule(L.LightningModule):
@@ -53,14 +62,12 @@ class DBNetModule(L.LightningModule):
         super().__init__()
         self.model, self.loss = model, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        self.scorer = CLEvalScorer(metric_workers)  # its workers live until `close_scorer`
+        self.scorer = CLEvalScorer(metric_workers)  # its workers live until it is closed
         self.log_val_images = log_val_images
-        self.val_predictions: list[ValPrediction] = []
+        self.val_maps: list[tuple[dict, np.ndarray | None]] = []  # (meta, float16 map cropped to the image)
         self.val_images: list[tuple[np.ndarray, dict, list[np.ndarray]]] = []
         self.keep_maps = False  # set before a validation pass whose probability maps are to be cached
-
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model(images)
+        self.checkpoint_epoch: int | None = None
 
     def _log_losses(self, stage: str, losses: dict[str, torch.Tensor], batch_size: int) -> None:
         self.log_dict(
@@ -78,7 +85,7 @@ class DBNetModule(L.LightningModule):
         return losses["loss"]
 
     def on_validation_epoch_start(self) -> None:
-        self.val_predictions, self.val_images = [], []
+        self.val_maps, self.val_images = [], []
         self.scorer.scores()  # drop what an interrupted pass left
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -89,8 +96,7 @@ class DBNetModule(L.LightningModule):
         for i, (prob, meta) in enumerate(zip(probability_maps(out["prob_logits"]), batch["meta"])):
             cropped = crop_valid(prob, meta)
             polygons, _ = postprocess(cropped, meta["scale"], orig_hw=meta["orig_hw"])
-            kept = cropped.astype(np.float16) if self.keep_maps else None  # exact: rounded through float16
-            self.val_predictions.append(ValPrediction(meta, polygons, kept))
+            self.val_maps.append((meta, cropped.astype(np.float16) if self.keep_maps else None))  # exact
             samples.append((meta["gt_polygons"], meta["gt_texts"], polygons))
             if len(self.val_images) < self.log_val_images:
                 h, w = meta["valid_hw"]
@@ -98,15 +104,17 @@ class DBNetModule(L.LightningModule):
         self.scorer.add(samples)  # scored in the background while the next batches run
 
     def on_validation_epoch_end(self) -> None:
-        if not self.val_predictions:
+        if not self.val_maps:
             return
         scores = self.scorer.result()
         self.log_dict({cleval_name(k): float(scores[k]) for k in CLEVAL_KEYS}, prog_bar=True)
         self._log_overlays()
 
-    def close_scorer(self) -> None:
-        """Stop the metric's worker processes (call when the run is done with validation)."""
-        self.scorer.close()
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Remember the epoch of the checkpoint last saved (with `save_top_k: 1`, the best) or loaded."""
+        self.checkpoint_epoch = checkpoint["epoch"]
+
+    on_load_checkpoint = on_save_checkpoint
 
     def _log_overlays(self) -> None:
         log_image = getattr(self.logger, "log_image", None)

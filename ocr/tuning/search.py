@@ -1,9 +1,5 @@
-"""The search loop: suggestions from the `sweeps` engine (grid / random / bayes), scored on the cached maps.
-
-Grid and random suggestions do not depend on results, so they are drawn up front and scored as one batch
-(which lets the evaluator share work between combinations with the same `thresh`); bayes asks the engine
-again after every result, as a W&B agent would.
-"""
+"""The search loop: suggestions of the `sweeps` engine scored on the cached maps; grid and random suggestions
+are drawn up front and scored as one batch (sharing work), bayes asks after every result as a W&B agent would."""
 
 from __future__ import annotations
 
@@ -15,9 +11,10 @@ from typing import Any
 import numpy as np
 
 from ocr.sweep.engine import quiet_gp
-from ocr.tuning.space import METRIC, PREFIX, import_sweeps, suggestion_values
+from ocr.tuning.evaluate import Progress
+from ocr.tuning.space import METRIC, suggestion_values
+from ocr.utils.compat import import_sweeps, sweep_run
 
-Progress = Callable[[int], None]
 Evaluate = Callable[[Sequence[dict[str, Any]], Progress | None], list[dict[str, float]]]
 
 
@@ -31,17 +28,6 @@ class Trial:
     @property
     def hmean(self) -> float:
         return self.scores["hmean"]
-
-
-def _finished_run(index: int, values: dict[str, Any], hmean: float):
-    """A finished `sweeps.SweepRun` holding `values` and its result, for the bayes engine."""
-    return import_sweeps().SweepRun(
-        name=f"trial-{index}",
-        state="finished",
-        config={PREFIX + k: {"value": v} for k, v in values.items()},
-        summary_metrics={METRIC: hmean},
-        history=[{METRIC: hmean}],
-    )
 
 
 def draw_independent(config: dict[str, Any], count: int) -> list[dict[str, Any]]:
@@ -58,11 +44,8 @@ def run_search(
     seed: int | None = None,
     progress: Callable[[int], Progress] | None = None,
 ) -> list[Trial]:
-    """Score `count` suggestions of the engine `config`; `fixed` fills the post-processing keys not swept.
-
-    `evaluate(batch, tick)` maps complete parameter dicts to their mean scores, calling `tick(n)` as it
-    goes; `progress(total)` makes that tick once the number of combinations is known.
-    """
+    """Score `count` suggestions of the engine `config`, `fixed` filling the keys not swept, with `evaluate(batch,
+    tick)` (mean scores of complete parameter dicts, calling `tick(n)` as it goes); `progress(total)` makes `tick`."""
     if seed is not None:  # random uses Python's RNG, bayes numpy's global one
         random.seed(seed)
         np.random.seed(seed)
@@ -83,7 +66,8 @@ def run_search(
         with quiet_gp():
             suggestion = sweeps.next_run(config, runs, validate=False)
         record([suggestion_values(suggestion.config)], tick)
-        runs.append(_finished_run(index, trials[-1].values, trials[-1].hmean))
+        result = {METRIC: trials[-1].hmean}
+        runs.append(sweep_run(f"trial-{index}", "finished", suggestion.config, [result], result))
     return trials
 
 

@@ -1,27 +1,22 @@
-"""The post-processing search space: the `models.head.postprocess.*` parameters of a W&B sweep YAML.
-
-The same schema as `sweep_config.yaml` (W&B's); parameters under other names are ignored, so the training
-sweep's own file can be passed as is. Suggestions from the `sweeps` engine arrive as numpy scalars and are
-turned into plain Python values here.
-"""
+"""The post-processing search space: the `models.head.postprocess.*` parameters of a W&B sweep YAML (other
+parameters are ignored, so the training sweep's own file can be passed as is)."""
 
 from __future__ import annotations
 
 import copy
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from ocr.sweep.hydra_check import discrete_values
-from ocr.sweep.spec import check_parameter
+from ocr.config.checks import cleval_name, discrete_values
+from ocr.inference.tuned import PREFIX
+from ocr.sweep.engine import plain
+from ocr.sweep.spec import METHODS, check_parameter, read_yaml_mapping
+from ocr.utils.compat import import_sweeps
 from ocr.utils.errors import UserError
 
-PREFIX = "models.head.postprocess."
-METRIC = "val/cleval_hmean"
-METHODS = ("grid", "random", "bayes")
+METRIC = cleval_name("hmean")
 GRID_DISTRIBUTIONS = ("categorical", "constant", "int_uniform", "q_uniform")
 # Continuous ranges that `--method grid` spreads over evenly spaced values (linear, and geometric for log).
 SPREAD_DISTRIBUTIONS = ("uniform", "log_uniform_values")
@@ -29,14 +24,6 @@ MAX_SPREAD = 1000  # values per spread range at most (sweep_config.yaml's thresh
 # than the float16 maps resolve: 6e-5 against 2**-13 = 1.2e-4 near 0.2)
 DEFAULT_CONFIG_NAME = "sweep_config.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def import_sweeps():
-    """The `sweeps` package, imported without its pydantic-v2 deprecation warnings."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import sweeps
-    return sweeps
 
 
 def default_config_path() -> Path:
@@ -47,8 +34,6 @@ def default_config_path() -> Path:
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """A YAML mapping from `path`, with one-line errors for a missing or malformed file."""
-    from ocr.sweep.spec import read_yaml_mapping
-
     return read_yaml_mapping(path, what="search config")
 
 
@@ -62,20 +47,14 @@ def _distribution(spec: dict[str, Any]) -> str | None:
     return None
 
 
-def _grid_ready(spec: dict[str, Any]) -> bool:
-    """True when the grid engine can enumerate this parameter."""
-    if "value" in spec or "values" in spec:
-        return True
-    return _distribution(spec) in GRID_DISTRIBUTIONS
-
-
-def _enumerated(spec: dict[str, Any]) -> int:
-    """About how many values the grid engine enumerates for a grid-ready spec."""
+def _enumerated(spec: dict[str, Any]) -> int | None:
+    """About how many values the grid engine enumerates for `spec`; None for a range it cannot enumerate."""
     if "values" in spec or "value" in spec:
         return max(1, len(discrete_values(spec)))
-    if _distribution(spec) == "q_uniform":
+    distribution = _distribution(spec)
+    if distribution == "q_uniform":
         return int((spec["max"] - spec["min"]) // spec.get("q", 1.0)) + 1
-    return int(spec["max"]) - int(spec["min"]) + 1
+    return int(spec["max"]) - int(spec["min"]) + 1 if distribution in GRID_DISTRIBUTIONS else None
 
 
 def grid_points(spread: int, budget: int) -> list[int]:
@@ -104,7 +83,7 @@ def spread_values(spec: dict[str, Any], n: int) -> list[float]:
 
 def _as_grid(chosen: dict[str, dict[str, Any]], where: str, count: int) -> dict[str, dict[str, Any]]:
     """`chosen` with its continuous ranges spread over values, about `count` combinations in all."""
-    spread = [name for name, spec in chosen.items() if not _grid_ready(spec)]
+    spread = [name for name, spec in chosen.items() if _enumerated(spec) is None]
     for name in spread:
         if _distribution(chosen[name]) not in SPREAD_DISTRIBUTIONS:
             raise UserError(
@@ -120,11 +99,8 @@ def _as_grid(chosen: dict[str, dict[str, Any]], where: str, count: int) -> dict[
 def search_config(
     raw: dict[str, Any], where: str, known_keys: set[str], method: str | None = None, grid_count: int = 100
 ) -> dict[str, Any]:
-    """The engine config (method, metric, parameters) for the post-processing keys of sweep YAML `raw`.
-
-    `known_keys` are the post-processor's argument names; `method` overrides the YAML's. For grid, continuous
-    ranges become evenly spaced values, about `grid_count` combinations in all (`grid_points`).
-    """
+    """The engine config (method, metric, parameters) for the post-processing keys (`known_keys`) of sweep YAML `raw`;
+    `method` overrides the YAML's; for grid, ranges become evenly spaced values, about `grid_count` combinations."""
     sweeps = import_sweeps()
     method = method or raw.get("method") or "bayes"
     if method not in METHODS:
@@ -156,36 +132,6 @@ def search_config(
     return config
 
 
-def plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds (sweeps suggests np.float64 / np.int64 / np.bool_)."""
-    return value.item() if hasattr(value, "item") else value
-
-
 def suggestion_values(run_config: dict[str, Any]) -> dict[str, Any]:
     """`{key: {"value": v}}` of a suggested run -> `{postprocess key: plain value}`."""
     return {name[len(PREFIX):]: plain(entry["value"]) for name, entry in run_config.items()}
-
-
-def overrides(params: dict[str, Any]) -> list[str]:
-    """Hydra overrides `models.head.postprocess.KEY=VALUE` for `params`, in a stable order."""
-    def text(value: Any) -> str:
-        return str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, float) else str(value)
-
-    return [f"{PREFIX}{key}={text(value)}" for key, value in sorted(params.items())]
-
-
-def parse_assignments(items: list[str], known_keys: set[str], where: str) -> dict[str, Any]:
-    """`KEY=VALUE` or `models.head.postprocess.KEY=VALUE` strings as {KEY: value} (values parsed as YAML)."""
-    out = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        key = name.strip().removeprefix(PREFIX)
-        if not sep or key not in known_keys:
-            raise UserError(
-                f"{where}: {item!r} is not KEY=VALUE with KEY one of {', '.join(sorted(known_keys))}"
-            )
-        try:
-            out[key] = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise UserError(f"{where}: {item!r}: cannot read the value {text!r}") from None
-    return out

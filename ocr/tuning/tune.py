@@ -1,13 +1,10 @@
-"""`tune-postprocess`: search post-processing parameters on a run's cached validation maps.
-
-Writes `RUN/tuned_postprocess.txt` (Hydra overrides) and `RUN/tune_postprocess.json` (every trial), logs
-`val/cleval_hmean_tuned` and the tuned values to the run's W&B run when one is attached, and optionally
-draws overlays of the run's own and the tuned post-processing on chosen validation images.
-"""
+"""`tune-postprocess`: search post-processing parameters on a run's cached validation maps; the result goes to
+RUN/tuned_postprocess.txt (Hydra overrides), RUN/tune_postprocess.json (every trial) and the run's W&B run."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,18 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import wandb
 
-from ocr.sweep.hydra_check import discrete_values
-from ocr.training.logged import cleval_name
-from ocr.tuning.cache import load_val_cache
-from ocr.tuning.evaluate import CacheEvaluator, Check
-from ocr.tuning.runs import load_run_config, load_run_metrics, resolve_run
+from ocr.config.checks import cleval_name, discrete_values
+from ocr.inference.runs import load_run_config, load_run_metrics
+from ocr.inference.tuned import PREFIX, overrides, run_params, write_tuned
+from ocr.postprocess.db_postprocess import DBPostProcessor
+from ocr.training.val_cache import cache_dir
+from ocr.tuning.evaluate import CacheEvaluator
 from ocr.tuning.search import Trial, best_trial, run_search
-from ocr.tuning.space import PREFIX, default_config_path, overrides, read_yaml, search_config
-from ocr.tuning.tuned import run_params, write_tuned
+from ocr.tuning.space import default_config_path, read_yaml, search_config
 from ocr.utils.errors import UserError, is_finite_number
 
 RESULT_FILE = "tune_postprocess.json"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,7 +41,6 @@ class TuneResult:
     default: Trial
     trials: list[Trial]
     best: Trial
-    check: Check
     tuned: dict[str, Any]
     improved: bool
     seconds: float
@@ -54,51 +52,35 @@ class TuneResult:
         return sorted(self.space)
 
     @property
-    def swept_keys(self) -> list[str]:
-        """The post-processing argument names the search varied."""
-        return [name.removeprefix(PREFIX) for name in self.swept]
+    def tuned_swept(self) -> dict[str, Any]:
+        """The tuned values of the post-processing arguments the search varied."""
+        return {name.removeprefix(PREFIX): self.tuned[name.removeprefix(PREFIX)] for name in self.swept}
 
     @property
     def tuned_scores(self) -> dict[str, float]:
-        """The scores of the saved parameters, as the direct path (validation's) computes them."""
-        return self.check.scores if self.improved else self.default.scores
-
-
-def range_ends(spec: dict[str, Any]) -> tuple[float, float] | None:
-    """(lowest, highest) value an engine parameter can take, or None when it is not a numeric range."""
-    ends = discrete_values(spec) or [spec[k] for k in ("min", "max") if k in spec]
-    if len(ends) < 2 or not all(is_finite_number(v) for v in ends) or min(ends) == max(ends):
-        return None
-    return min(ends), max(ends)
+        """The scores of the saved parameters."""
+        return self.best.scores if self.improved else self.default.scores
 
 
 def edges_reached(result: TuneResult) -> list[tuple[str, Any, str]]:
-    """(key, tuned value, "min" or "max") for each swept parameter whose tuned value is an end of its searched range
-    that could be widened (DBPostProcessor accepts values beyond it); empty when the search kept the run's values."""
-    from ocr.postprocess.db_postprocess import DBPostProcessor
-
-    if not result.improved:
-        return []
+    """(key, tuned value, "min" or "max") for each swept parameter tuned to an end of its searched numeric range
+    that DBPostProcessor accepts values beyond; empty when the search kept the run's values."""
     found = []
-    for name, spec in sorted(result.space.items()):
-        key, ends = name.removeprefix(PREFIX), range_ends(spec)
-        if ends is None:
+    for name, spec in sorted(result.space.items()) if result.improved else []:
+        key = name.removeprefix(PREFIX)
+        value, ends = result.tuned[key], discrete_values(spec) or [spec[k] for k in ("min", "max") if k in spec]
+        if len(set(ends)) < 2 or not all(is_finite_number(v) for v in ends):
             continue
-        value = result.tuned[key]
-        for end, side, sign in ((ends[0], "min", -1), (ends[1], "max", 1)):
+        step = 1 if isinstance(value, int) else 1e-6  # one step beyond the end
+        for end, side, sign in ((min(ends), "min", -1), (max(ends), "max", 1)):
             if not np.isclose(value, end, rtol=0, atol=1e-9):
                 continue
-            step = 1 if isinstance(value, int) else 1e-6  # one step beyond the end
             try:
                 DBPostProcessor(**{**result.tuned, key: value + sign * step})
+                found.append((key, value, side))
             except UserError:
-                continue
-            found.append((key, value, side))
+                pass  # the end is the post-processor's own limit
     return found
-
-
-def _json_ready(trial: Trial) -> dict[str, Any]:
-    return {"values": trial.values, "scores": trial.scores}
 
 
 def search(
@@ -110,10 +92,8 @@ def search(
     seed: int | None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
 ) -> TuneResult:
-    """Run the search and write the result files (no W&B, no overlays).
-
-    `progress(total)` returns a callback advanced by the number of combinations scored.
-    """
+    """Run the search and write the result files; `progress(total)` returns a callback advanced by the number of
+    combinations scored."""
     cfg = load_run_config(run_dir)
     defaults = run_params(cfg)
     config_path = Path(config_path) if config_path else default_config_path()
@@ -123,24 +103,19 @@ def search(
     with CacheEvaluator(run_dir, workers) as evaluator:
         default = Trial({}, evaluator.evaluate([defaults])[0])
         trials = run_search(config, count, defaults, evaluator.evaluate, seed=seed, progress=progress)
-        best = best_trial(trials)
-        check = evaluator.check({**defaults, **best.values})
+    best = best_trial(trials)
     seconds = time.perf_counter() - start
     improved = best.hmean > default.hmean
     tuned = {**defaults, **best.values} if improved else defaults
     metrics = {k: float(v) for k, v in load_run_metrics(run_dir).items() if k.startswith("val/cleval") and v is not None}
-    result = TuneResult(
-        run_dir, config["method"], config_path, config["parameters"], evaluator.n_images, metrics,
-        default, trials, best, check, tuned, improved, seconds,
-    )
+    result = TuneResult(run_dir, config["method"], config_path, config["parameters"], evaluator.n_images, metrics,
+                        default, trials, best, tuned, improved, seconds)
     result.files = write_results(result)
     return result
 
 
 def check_values(config: dict[str, Any], defaults: dict[str, Any], where: str) -> None:
     """Refuse listed values and range ends that DBPostProcessor rejects (e.g. thresh above 1), before any work."""
-    from ocr.postprocess.db_postprocess import DBPostProcessor
-
     for name, spec in config["parameters"].items():
         ends = [spec[k] for k in ("min", "max") if k in spec and "log" not in str(spec.get("distribution", ""))]
         for value in [*discrete_values(spec), *ends]:
@@ -162,21 +137,12 @@ def write_results(result: TuneResult) -> list[Path]:
     ]
     if not result.improved:
         header.append("no combination beat the run's own post-processing: these are its own values")
-    txt = write_tuned(result.run_dir, {k: result.tuned[k] for k in result.swept_keys}, header)
+    txt = write_tuned(result.run_dir, result.tuned_swept, header)
     summary = {
-        "method": result.method,
-        "config": str(result.config_path),
-        "swept": result.swept,
-        "images": result.n_images,
-        "seconds": result.seconds,
-        "run_metrics": result.run_metrics,
-        "default": {"values": {}, "scores": result.default.scores},
-        "best": _json_ready(result.best),
-        "improved": result.improved,
-        "tuned": result.tuned,
-        "tuned_overrides": overrides({k: result.tuned[k] for k in result.swept_keys}),
-        "direct_check": asdict(result.check),
-        "trials": [_json_ready(t) for t in result.trials],
+        "method": result.method, "config": str(result.config_path), "swept": result.swept, "images": result.n_images,
+        "seconds": result.seconds, "run_metrics": result.run_metrics, "default": asdict(result.default),
+        "best": asdict(result.best), "improved": result.improved, "tuned": result.tuned,
+        "tuned_overrides": overrides(result.tuned_swept), "trials": [asdict(t) for t in result.trials],
     }
     path = result.run_dir / RESULT_FILE
     path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -185,10 +151,7 @@ def write_results(result: TuneResult) -> list[Path]:
 
 def log_to_wandb(result: TuneResult, run: Any) -> None:
     """Log the tuned hmean (and recall/precision), the tuned values and a table of trials to `run`."""
-    import wandb
-
-    scores = result.tuned_scores
-    logged = {cleval_name(k, tuned=True): v for k, v in scores.items()}
+    logged = {cleval_name(k, tuned=True): v for k, v in result.tuned_scores.items()}
     logged.update({f"tuned/{k}": v for k, v in result.tuned.items()})
     columns = [*result.swept, "hmean", "recall", "precision"]
     rows = [[t.values.get(k.removeprefix(PREFIX)) for k in result.swept] + [t.hmean, t.scores["recall"], t.scores["precision"]]
@@ -198,30 +161,56 @@ def log_to_wandb(result: TuneResult, run: Any) -> None:
     run.config.update({"tuned_postprocess": result.tuned}, allow_val_change=True)
 
 
-def cached_overlays(run_dir: Path, data: Path | None, names: list[str], params_by_label: dict[str, dict[str, Any]]):
-    """{label: [(name, RGB overlay)]} for cached validation images post-processed with each parameter set."""
-    from ocr.data.dataset import ReceiptDataset
-    from ocr.postprocess.db_postprocess import DBPostProcessor
-    from ocr.tuning.inference import dataset_root
-    from ocr.tuning.overlays import render
+def report(result: TuneResult) -> str:
+    """The search's summary: scores table, best parameters as Hydra overrides, files written."""
+    lines = [f"{result.method} search over {', '.join(result.swept)}"]
+    grid = [f"{name.removeprefix(PREFIX)} {len(values)} values ({values[0]} .. {values[-1]})"
+            for name, values in ((n, discrete_values(spec)) for n, spec in result.space.items()) if len(values) > 1]
+    if result.method == "grid" and grid:
+        lines.append("grid: " + ", ".join(grid))
+    lines += [
+        f"{len(result.trials)} combinations x {result.n_images} cached validation images in {result.seconds:.1f} s",
+        "",
+        f"{'':32} {'hmean':>8} {'recall':>8} {'precision':>9}",
+    ]
+    rows = {"run (metrics.json)": {k: result.run_metrics.get(cleval_name(k)) for k in ("hmean", "recall", "precision")},
+            "run's post-processing, cached": result.default.scores, "tuned": result.tuned_scores}
+    for label, scores in rows.items():
+        if scores["hmean"] is not None:
+            lines.append(f"{label:32} " + " ".join(f"{scores[k]:>8.4f}" if scores[k] is not None else f"{'-':>8}"
+                                                   for k in ("hmean", "recall", "precision")))
+    lines.append("")
+    edges = edges_reached(result)
+    if edges:
+        one = len(edges) == 1
+        lines.append(
+            "hint: " + ", ".join(f"{key}={value} (the {side})" for key, value, side in edges)
+            + f" {'is' if one else 'are'} at the edge of the searched range: a better value may lie beyond; "
+            f"widen {'it' if one else 'them'} under {PREFIX}* in {result.config_path} (or in a copy passed as --config) "
+            "and tune again"
+        )
+    if not result.improved:
+        lines.append("no combination beat the run's own post-processing; tuned = the run's own values")
+    lines.append("best post-processing (Hydra overrides):")
+    lines += [f"  {o}" for o in overrides(result.tuned_swept)]
+    lines.append("written: " + ", ".join(str(p) for p in result.files))
+    return "\n".join(lines)
 
-    cfg = load_run_config(run_dir)
-    images = {im.name: im for im in load_val_cache(run_dir).images}
-    dataset = ReceiptDataset(dataset_root(cfg, data), "val", int(cfg.image_size))
-    out = {}
-    for label, params in params_by_label.items():
-        post = DBPostProcessor(**params)
-        out[label] = []
-        for name in names:
-            image = images[name]
-            polygons, _ = post(np.asarray(image.prob, np.float32), image.scale, image.orig_hw)
-            out[label].append((name, render(dataset, name, polygons)))
-    return out
 
+def after_training(tuning: Any, seed: int) -> Callable[[Path, Any], dict[str, float]] | None:
+    """The search a run's `tuning` config asks for once training ends (None for `tuning.count=0`)."""
+    if not tuning or not tuning.count:
+        return None
 
-def resolve_run_dir(path: Path) -> Path:
-    """The run directory of a run path or checkpoint path (the cache lives there)."""
-    run_dir = resolve_run(path).run_dir
-    load_run_config(run_dir)  # a clear error when it is not a run directory
-    return run_dir
+    def tune(run_dir: Path, logger: Any) -> dict[str, float]:
+        if not cache_dir(run_dir).is_dir():  # no cache after a SIGTERM
+            return {}
+        config = Path(tuning.config) if tuning.config else None
+        result = search(run_dir, tuning.method, int(tuning.count), config, int(tuning.workers), seed)
+        log.info("post-processing search: val/cleval_hmean %.4f -> %.4f tuned (%d combinations, %.1f s; %s)",
+                 result.default.hmean, result.tuned_scores["hmean"], len(result.trials), result.seconds, result.files[0])
+        if logger:
+            log_to_wandb(result, logger.experiment)
+        return {cleval_name(k, tuned=True): v for k, v in result.tuned_scores.items()}
 
+    return tune

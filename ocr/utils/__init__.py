@@ -1,1 +1,1 @@
-"""Small shared helpers: user-facing errors, environment loading."""
+"""Shared utilities: user-facing errors, environment loading, adapters for other packages' private APIs."""

@@ -9,6 +9,9 @@ from urllib.parse import urlparse
 
 from dotenv import load_dotenv
 
+from ocr.utils.compat import wandb_settings_base_url
+from ocr.utils.errors import UserError
+
 WANDB_MODES = ("online", "offline", "disabled")
 
 
@@ -19,11 +22,7 @@ def load_env(path: str | Path = ".env") -> None:
 
 def wandb_base_url() -> str:
     """The W&B server wandb would talk to: WANDB_BASE_URL, else its settings (`wandb login --host`) or default."""
-    if os.environ.get("WANDB_BASE_URL"):
-        return os.environ["WANDB_BASE_URL"]
-    from wandb.sdk import wandb_setup  # reads wandb's settings files; starts no service process
-
-    return wandb_setup.singleton().settings.base_url
+    return os.environ.get("WANDB_BASE_URL") or wandb_settings_base_url()
 
 
 def wandb_key_is_set() -> bool:
@@ -42,12 +41,10 @@ def wandb_key_is_set() -> bool:
 def wandb_mode() -> str:
     """WANDB_MODE if set (validated), else `online` with an API key and `offline` without one."""
     mode = os.environ.get("WANDB_MODE", "").strip().lower()
-    if mode in ("dryrun",):
+    if mode == "dryrun":
         return "offline"
     if mode in WANDB_MODES:
         return mode
     if mode:
-        from ocr.utils.errors import UserError
-
         raise UserError(f"WANDB_MODE={mode!r} is not one of {', '.join(WANDB_MODES)}; fix it in the environment or .env")
     return "online" if wandb_key_is_set() else "offline"

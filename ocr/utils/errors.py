@@ -7,7 +7,10 @@ import math
 import numbers
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
+
+import yaml
 
 
 class UserError(Exception):
@@ -36,8 +39,27 @@ def exit_on_user_error(prog: str) -> Iterator[None]:
         raise SystemExit(2) from None
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, with a mistake reported on one line (and where to read the usage) instead of the usage block."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def yaml_error_text(path: Path, err: yaml.YAMLError) -> str:
+    """`PATH: malformed YAML at line L, column C: problem` for a parse error."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{path}: malformed YAML{where}: {problem}"

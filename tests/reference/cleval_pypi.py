@@ -1,4 +1,4 @@
-"""Per-image scores of the PyPI `cleval` package (the reference our CLEval is checked against).
+"""Per-image scores of the PyPI `cleval` package (the reference `ocr.metrics.cleval` is checked against).
 
 The package runs in a child process: its Polygon3 dependency corrupts the refcount of True/False on
 CPython 3.11, so an interpreter that imported it aborts at exit ("bool_dealloc"), and its numba JIT
@@ -53,8 +53,6 @@ def _flat(quads: np.ndarray) -> np.ndarray:
 
 def _child() -> None:
     """Score the samples on stdin with the PyPI package; write the results on stdout."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]  # our cleval.py shadows the package
     samples, repeats = pickle.loads(sys.stdin.buffer.read())
     t0 = time.perf_counter()
     try:

@@ -10,18 +10,24 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ocr.sweep import online
-from ocr.sweep.hydra_check import (
-    DEFAULT_CONFIGS_DIR, check_metric, check_model_names, check_parameters, command_overrides,
+from ocr.cli.tune import COMMANDS
+from ocr.cli.tune import main as tune_main
+from ocr.config.checks import (
+    BATCH_SIZE_KEY, DEFAULT_CONFIGS_DIR, EPOCHS_KEY, IMAGE_SIZE_KEY, MODEL_KEY, OPTIMIZER_KEY, SCHEDULER_KEY,
+    check_model_names, did_you_mean,
 )
-from ocr.sweep.local_agent import AgentOptions, Interrupted, exit_status, run_agent
-from ocr.sweep.preview import Destination, preview_text
-from ocr.sweep.report import best_summary, leaderboard, ranked, rows_from_trials
-from ocr.sweep.spec import EPOCHS_KEY, METHODS, MODEL_KEY, Narrowing, apply_narrowing, load_sweep_config
-from ocr.sweep.store import DEFAULT_ROOT, LOCAL_PREFIX, LocalSweep, create_sweep, has_sweep, open_sweep, sweep_ids
-from ocr.sweep.trial import Trial
+from ocr.sweep import online
+from ocr.sweep.local_agent import AgentOptions, exit_status, run_agent
+from ocr.sweep.report import Destination, best_summary, leaderboard, preview_text, ranked, rows_from_trials
+from ocr.sweep.spec import (
+    METHODS, Narrowing, apply_narrowing, check_against_training, command_overrides, load_sweep_config,
+)
+from ocr.sweep.store import (
+    DEFAULT_ROOT, LOCAL_PREFIX, LocalSweep, Trial, create_sweep, has_sweep, open_sweep, sweep_ids,
+)
+from ocr.training.batch_size import cap_table, visible_gpu
 from ocr.utils.env import load_env, wandb_key_is_set, wandb_mode
-from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error
+from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
 
 PROG = "wandb_sweep.py"
 DEFAULT_CONFIG = Path("sweep_config.yaml")
@@ -51,23 +57,26 @@ examples:
 """
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
+# Options that replace a parameter's values: flag, type of each item, metavar, Hydra key, how --help names it.
+NARROWING_OPTIONS = (
+    ("--models", str, "M,...", MODEL_KEY, MODEL_KEY),
+    ("--image-sizes", positive_int, "N,...", IMAGE_SIZE_KEY, IMAGE_SIZE_KEY),
+    ("--batch-sizes", positive_int, "N,...", BATCH_SIZE_KEY, BATCH_SIZE_KEY),
+    ("--max-epochs", positive_int, "N,...", EPOCHS_KEY, EPOCHS_KEY),
+    ("--optimizers", str, "NAME,...", OPTIMIZER_KEY, "the optimizer config group"),
+    ("--schedulers", str, "NAME,...", SCHEDULER_KEY, "the scheduler config group"),
+)
 
 
 def _list_of(cast: Callable[[str], Any], name: str) -> Callable[[str], tuple[Any, ...]]:
-    kind = {int: "an integer", _positive_int: "a positive integer"}.get(cast, "valid")
+    kind = {int: "an integer", positive_int: "a positive integer"}.get(cast, "valid")
 
     def parse(text: str) -> tuple[Any, ...]:
-        items = [s.strip() for s in text.split(",") if s.strip()]
         values = []
-        for item in items:
+        for item in (s.strip() for s in text.split(",") if s.strip()):
             try:
                 values.append(cast(item))
-            except ValueError:
+            except (ValueError, argparse.ArgumentTypeError):
                 raise argparse.ArgumentTypeError(f"{item!r} is not {kind} (in {text!r})") from None
         if not values:
             raise argparse.ArgumentTypeError(f"expected at least one {name}")
@@ -77,80 +86,43 @@ def _list_of(cast: Callable[[str], Any], name: str) -> Callable[[str], tuple[Any
     return parse
 
 
-def positive(text: str) -> int:
-    try:
-        return _positive_int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from ocr.tuning.cli import COMMANDS  # wandb_sweep.py hands these subcommands to ocr/tuning
-
     after = f"\nafter training, on a run directory: {', '.join(COMMANDS)}  (python {PROG} SUBCOMMAND --help)\n"
-    p = ArgumentParser(
-        prog=PROG,
-        description="Hyperparameter sweeps of DBNet + timm HRNet training (python -m ocr.train) on W&B or offline.",
-        epilog=EPILOG + after,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = ArgumentParser(prog=PROG, epilog=EPILOG + after, formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Hyperparameter sweeps of DBNet + timm HRNet training (python -m ocr.train) on W&B "
+                       "or offline.")
     act = p.add_argument_group("actions (none: preview)")
-    act.add_argument(
-        "--create-sweep",
-        action="store_true",
-        help="create the sweep, print how to start agents (with --count/--gpus: run them now)",
-    )
+    act.add_argument("--create-sweep", action="store_true",
+                     help="create the sweep, print how to start agents (with --count/--gpus: run them now)")
     act.add_argument("--sweep-id", metavar="ID", help="run an agent on sweep ID (W&B id or path, or a local- id)")
     act.add_argument("--best", action="store_true", help="show the best trials of --sweep-id (default: newest local)")
-    act.add_argument("--count", type=positive, metavar="N", help="trials per agent (default: until the sweep ends)")
+    act.add_argument("--count", type=positive_int, metavar="N", help="trials per agent (default: until the sweep ends)")
     act.add_argument("--gpus", type=_list_of(int, "GPU indices"), metavar="0,1", help="one agent per GPU index")
-    act.add_argument("--top", type=positive, default=10, metavar="N", help="rows of --best (default 10)")
+    act.add_argument("--top", type=positive_int, default=10, metavar="N", help="rows of --best (default 10)")
 
     src = p.add_argument_group("sweep definition")
-    src.add_argument(
-        "--config", type=Path, default=DEFAULT_CONFIG, metavar="PATH", help="sweep YAML (default sweep_config.yaml)"
-    )
+    src.add_argument("--config", type=Path, default=DEFAULT_CONFIG, metavar="PATH",
+                     help="sweep YAML (default sweep_config.yaml)")
     src.add_argument("--method", choices=METHODS, help="replace the YAML's search method")
-    src.add_argument("--run-cap", type=positive, metavar="N", help="stop creating trials after N (sweep-wide)")
-    for flag, cast, metavar, key in (
-        ("--models", str, "M,...", MODEL_KEY),
-        ("--image-sizes", _positive_int, "N,...", "image_size"),
-        ("--batch-sizes", _positive_int, "N,...", "batch_size"),
-        ("--max-epochs", _positive_int, "N,...", EPOCHS_KEY),
-        ("--optimizers", str, "NAME,...", "the optimizer config group"),
-        ("--schedulers", str, "NAME,...", "the scheduler config group"),
-    ):
-        src.add_argument(flag, type=_list_of(cast, flag[2:]), metavar=metavar, help=f"replace the values of {key}")
-    src.add_argument(
-        "--configs-dir",
-        type=Path,
-        default=DEFAULT_CONFIGS_DIR,
-        metavar="DIR",
-        help="Hydra configs the parameters are checked against (default: the repo's configs/)",
-    )
+    src.add_argument("--run-cap", type=positive_int, metavar="N", help="stop creating trials after N (sweep-wide)")
+    for flag, cast, metavar, _, shown in NARROWING_OPTIONS:
+        src.add_argument(flag, type=_list_of(cast, flag[2:]), metavar=metavar, help=f"replace the values of {shown}")
+    src.add_argument("--configs-dir", type=Path, default=DEFAULT_CONFIGS_DIR, metavar="DIR",
+                     help="Hydra configs the parameters are checked against (default: the repo's configs/)")
 
     dst = p.add_argument_group("destination")
     dst.add_argument("--project", help="W&B project (default: $WANDB_PROJECT, the YAML's project, OCR-HRNet-Sweep)")
     dst.add_argument("--entity", help="W&B entity (default: $WANDB_ENTITY, the YAML's entity, your default)")
     dst.add_argument("--offline", action="store_true", help="use the embedded controller even when a key is set")
-    dst.add_argument(
-        "--store", type=Path, default=DEFAULT_ROOT, metavar="DIR", help="folder of local sweeps (default .sweeps)"
-    )
+    dst.add_argument("--store", type=Path, default=DEFAULT_ROOT, metavar="DIR",
+                     help="folder of local sweeps (default .sweeps)")
     p.add_argument("--agent-label", help=argparse.SUPPRESS)  # set on the agents --gpus starts
     return p
 
 
 def narrowing_of(args: argparse.Namespace) -> Narrowing:
-    return Narrowing(
-        method=args.method,
-        run_cap=args.run_cap,
-        models=args.models,
-        image_sizes=args.image_sizes,
-        batch_sizes=args.batch_sizes,
-        max_epochs=args.max_epochs,
-        optimizers=args.optimizers,
-        schedulers=args.schedulers,
-    )
+    values = {key: getattr(args, flag[2:].replace("-", "_")) for flag, _, _, key, _ in NARROWING_OPTIONS}
+    return Narrowing(args.method, args.run_cap, {key: v for key, v in values.items() if v is not None})
 
 
 def check_combination(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -170,13 +142,11 @@ def check_combination(args: argparse.Namespace, parser: argparse.ArgumentParser)
 
 def sweep_definition(args: argparse.Namespace) -> dict[str, Any]:
     """The YAML with command-line narrowing applied, checked against the schema and the Hydra config."""
-    where = str(args.config)
     config = load_sweep_config(args.config)
     if args.models:
         check_model_names(list(args.models), "--models")
-    config = apply_narrowing(config, narrowing_of(args), where)
-    check_parameters({**command_overrides(config, where), **config["parameters"]}, where, args.configs_dir)
-    check_metric(config, where)
+    config = apply_narrowing(config, narrowing_of(args), str(args.config))
+    check_against_training(config, str(args.config), args.configs_dir)
     return config
 
 
@@ -185,13 +155,10 @@ def destination(args: argparse.Namespace, config: dict[str, Any]) -> Destination
     mode = wandb_mode()
     embedded = args.offline or mode in ("offline", "disabled")
     return Destination(
-        backend="embedded" if embedded else "wandb",
+        backend="embedded" if embedded else "wandb", key_set=wandb_key_is_set(), store=args.store,
         trial_mode=("disabled" if mode == "disabled" else "offline") if embedded else "online",
         project=args.project or os.environ.get("WANDB_PROJECT") or config.get("project") or DEFAULT_PROJECT,
-        entity=args.entity or os.environ.get("WANDB_ENTITY") or config.get("entity"),
-        key_set=wandb_key_is_set(),
-        store=args.store,
-    )
+        entity=args.entity or os.environ.get("WANDB_ENTITY") or config.get("entity"))
 
 
 def visible_gpus() -> int:
@@ -226,17 +193,13 @@ def gpu_agent_envs(gpus: tuple[int, ...], visible: int, cuda_visible: str | None
 
 def spawn_gpu_agents(args: argparse.Namespace, sweep_ref: str) -> int:
     """Start one agent process per GPU on `sweep_ref`, wait for all; the worst exit status."""
-    import torch
-
-    envs = gpu_agent_envs(args.gpus, torch.cuda.device_count(), os.environ.get("CUDA_VISIBLE_DEVICES"))
-    base = [sys.executable, "-m", "ocr.sweep", "--sweep-id", sweep_ref, "--store", str(args.store)]
+    envs = gpu_agent_envs(args.gpus, visible_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    base = [sys.executable, "-m", "ocr.cli.sweep", "--sweep-id", sweep_ref, "--store", str(args.store)]
     base += ["--count", str(args.count)] if args.count else []
     base += ["--offline"] if args.offline else []
     base += [opt for name in ("project", "entity") if getattr(args, name) for opt in (f"--{name}", getattr(args, name))]
-    procs = [
-        subprocess.Popen(base + ["--agent-label", f"gpu {env['CUDA_VISIBLE_DEVICES']}"], env={**os.environ, **env})
-        for env in envs
-    ]
+    procs = [subprocess.Popen(base + ["--agent-label", f"gpu {env['CUDA_VISIBLE_DEVICES']}"], env={**os.environ, **env})
+             for env in envs]
     print(f"started {len(procs)} agents on {sweep_ref}: " + ", ".join(f"gpu {e['CUDA_VISIBLE_DEVICES']}" for e in envs))
     return max(p.wait() for p in procs)
 
@@ -250,21 +213,22 @@ def sync_hint(sweep: LocalSweep) -> str | None:
     if not patterns:
         return None
     who = f"-p {sweep.project}" + (f" -e {sweep.entity}" if sweep.entity else "")
-    return f"upload the offline runs to W&B later: wandb sync {who} " + " ".join(
-        f"{sweep.dir}/{p}" for p in sorted(patterns)
-    )
+    paths = " ".join(f"{sweep.dir}/{p}" for p in sorted(patterns))
+    return f"upload the offline runs to W&B later: wandb sync {who} {paths}"
 
 
 def print_results(sweep: LocalSweep, top: int) -> None:
     trials = sweep.trials()
     rows = rows_from_trials(sweep.config, trials)
-    print(f"\nleaderboard of {sweep.id} ({len(trials)} trial{'s' if len(trials) != 1 else ''}, {sweep.config['method']}):")
+    plural = "s" if len(trials) != 1 else ""
+    print(f"\nleaderboard of {sweep.id} ({len(trials)} trial{plural}, {sweep.config['method']}):")
     print(leaderboard(sweep.config, rows, top))
     print(best_summary(sweep.config, rows))
     best = ranked(sweep.config, rows, complete=True)
     run_dir = sweep.trial_dir(best[0].run_id) / "run" if best else None
     if run_dir is not None and (run_dir / "config.yaml").is_file():
-        print(f"its run directory: {run_dir} (also for predict and overlays):\n  python {PROG} tune-postprocess {run_dir}")
+        print(f"its run directory: {run_dir} (also for predict and overlays):\n"
+              f"  python {PROG} tune-postprocess {run_dir}")
     hint = sync_hint(sweep)
     if hint:
         print(hint)
@@ -280,7 +244,7 @@ def run_local(args: argparse.Namespace, sweep: LocalSweep, trial_mode: str) -> i
         done: list[Trial] = []
         try:
             run_agent(sweep, opts, say=lambda line: print(label + line, flush=True), done=done)
-        except (KeyboardInterrupt, Interrupted):
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM
             left = f" --count {args.count - len(done)}" if args.count else ""  # trials this agent still owed
             print(f"\ninterrupted; resume with: python {PROG} --sweep-id {sweep.id}{left}", file=sys.stderr)
             return 130
@@ -293,7 +257,8 @@ def run_local(args: argparse.Namespace, sweep: LocalSweep, trial_mode: str) -> i
 def cmd_preview(args: argparse.Namespace) -> int:
     config = sweep_definition(args)
     create = shlex.join(["python", "wandb_sweep.py", *args.argv, "--create-sweep"])
-    print(preview_text(config, str(args.config), destination(args, config), create))
+    caps = cap_table({**command_overrides(config, str(args.config)), **config["parameters"]}, *visible_gpu())
+    print(preview_text(config, str(args.config), destination(args, config), caps, create))
     return 0
 
 
@@ -304,26 +269,21 @@ def cmd_create(args: argparse.Namespace) -> int:
         sweep_id = online.create_sweep(config, dest.project, dest.entity)
         ref = online.sweep_path(sweep_id, dest.project, dest.entity)
         print(f"created W&B sweep {ref}\n{agent_commands(ref, local=False, run_cap=config.get('run_cap'))}")
-        if args.count or args.gpus:
-            return spawn_gpu_agents(args, ref) if args.gpus else _online_agent(args, ref, dest)
-        return 0
+        if args.gpus:
+            return spawn_gpu_agents(args, ref)
+        return online.run_agent(ref, dest.project, dest.entity, args.count) if args.count else 0
     sweep = create_sweep(args.store, config, dest.project, dest.entity)
     if args.count or args.gpus:  # agents start now; the way to add more is said once, up front
         print(f"created local sweep {sweep.id} in {sweep.dir} (more agents: python {PROG} --sweep-id {sweep.id})")
         return run_local(args, sweep, dest.trial_mode)
-    print(f"created local sweep {sweep.id} in {sweep.dir}\n{agent_commands(sweep.id, local=True, run_cap=sweep.run_cap)}")
-    return 0
-
-
-def _online_agent(args: argparse.Namespace, ref: str, dest: Destination) -> int:
-    online.run_agent(ref, dest.project, dest.entity, args.count)
+    print(f"created local sweep {sweep.id} in {sweep.dir}\n"
+          f"{agent_commands(sweep.id, local=True, run_cap=config.get('run_cap'))}")
     return 0
 
 
 def is_local(args: argparse.Namespace, sweep_id: str, dest: Destination) -> bool:
-    """True for a sweep of the embedded controller (in the store, named local-..., or no W&B server in use).
-
-    A W&B sweep path (entity/project/id) while W&B is not in use is a `UserError` saying so."""
+    """True for a sweep of the embedded controller (in the store, named local-..., or no W&B server in use); a
+    W&B sweep path (entity/project/id) while W&B is not in use is a `UserError` saying so."""
     if has_sweep(args.store, sweep_id) or sweep_id.startswith(LOCAL_PREFIX):
         return True
     if dest.backend == "embedded" and "/" in sweep_id:
@@ -344,7 +304,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     if args.gpus:
         online.fetch_sweep(args.sweep_id, dest.project, dest.entity)
         return spawn_gpu_agents(args, args.sweep_id)
-    return _online_agent(args, args.sweep_id, dest)
+    return online.run_agent(args.sweep_id, dest.project, dest.entity, args.count)
 
 
 def cmd_best(args: argparse.Namespace) -> int:
@@ -366,27 +326,29 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of wandb_sweep.py; returns the exit status."""
+    """Entry point of wandb_sweep.py: a sweep, or an after-training subcommand (build-cache, tune-postprocess,
+    predict, overlays); returns the exit status."""
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in COMMANDS:
+        return tune_main(words, prog=f"python {PROG}")
     if words and not words[0].startswith("-"):  # this CLI has options only: a leading word is a subcommand
-        from ocr.sweep.hydra_check import did_you_mean
-        from ocr.tuning.cli import COMMANDS
-
         parser.error(f"unknown subcommand {words[0]!r}{did_you_mean(words[0], list(COMMANDS))}: the subcommands are "
                      f"{', '.join(COMMANDS)} (python {PROG} SUBCOMMAND --help); sweeps take options only (--help)")
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(words)
+    args.argv = words
     check_combination(args, parser)
-    command = (
-        cmd_create if args.create_sweep else cmd_best if args.best else cmd_agent if args.sweep_id else cmd_preview
-    )
-    status = 2
+    command = (cmd_create if args.create_sweep else cmd_best if args.best
+               else cmd_agent if args.sweep_id else cmd_preview)
     with exit_on_user_error(PROG):
         load_env()
-        status = command(args)
-    return status
+        return command(args)
+
+
+def cli() -> None:
+    """Console entry point `ocr-sweep` (the same as `python wandb_sweep.py`)."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

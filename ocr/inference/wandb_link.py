@@ -3,45 +3,29 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import wandb
 from omegaconf import DictConfig
 
+from ocr.inference.runs import load_run_metrics
 from ocr.utils.env import wandb_mode
 
 log = logging.getLogger(__name__)
 
-# wandb names a run's folder `run-<YYYYMMDD_HHMMSS>-<id>` (online) or `offline-run-...` (offline).
-RUN_FOLDER = re.compile(r"^(?:offline-)?run-(?P<stamp>\d{8}_\d{6})-(?P<id>[A-Za-z0-9_-]+)$")
-
-
-def find_wandb_run_id(run_dir: Path) -> str | None:
-    """The id of the newest W&B run logged under `run_dir/wandb`, or None when the run logged none."""
-    folder = Path(run_dir) / "wandb"
-    if not folder.is_dir():
-        return None
-    found = [(m["stamp"], m["id"]) for p in folder.iterdir() if p.is_dir() and (m := RUN_FOLDER.match(p.name))]
-    return max(found)[1] if found else None
-
 
 @contextmanager
 def attached_run(run_dir: Path, cfg: DictConfig, job_type: str) -> Iterator[Any | None]:
-    """The training run's W&B run, resumed (online or offline, as WANDB_MODE says), or None.
-
-    None when W&B is disabled, when `run_dir` has no W&B run, or when W&B cannot be reached (then a
-    warning says so: the results are in the run directory anyway).
-    """
-    run_id = find_wandb_run_id(run_dir)
+    """The training run's W&B run (named in metrics.json), resumed online or offline as WANDB_MODE says; None when
+    W&B is disabled, the run logged to none, or W&B cannot be reached (then a warning says so)."""
+    run_id = load_run_metrics(run_dir).get("wandb_run_id")
     mode = wandb_mode()
     if run_id is None or mode == "disabled":
         yield None
         return
-    import wandb
-
     logger = cfg.get("logger") or {}
     try:
         run = wandb.init(

@@ -1,7 +1,7 @@
 """Command line for after training: cache validation maps, tune post-processing on them, predict submissions.
 
-Wired into `python wandb_sweep.py SUBCOMMAND ...` and runnable as `python -m ocr.tuning SUBCOMMAND ...`.
-"""
+`python wandb_sweep.py SUBCOMMAND ...`, `ocr-tune`, `ocr-predict`. The subcommands import torch, Lightning and W&B
+in their functions: the sweep launcher imports this module for its parser and starts without them."""
 
 from __future__ import annotations
 
@@ -9,9 +9,18 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
-from ocr.utils.errors import ArgumentParser, UserError
+from tqdm import tqdm
+
+from ocr.inference.tuned import choose_params, describe, run_params
+from ocr.sweep.spec import METHODS
+from ocr.training.val_cache import INDEX_FILE, cache_dir, load_val_cache
+from ocr.utils.env import load_env
+from ocr.utils.errors import ArgumentParser, UserError, positive_int
 
 EXAMPLES = """\
 examples:
@@ -34,34 +43,25 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog=prog, description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = argparse.ArgumentParser(add_help=False)
+    run.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help=RUN_HELP)
+    run.add_argument("--data", type=Path, help="dataset root (default: the run's dataset_base_path)")
 
-    cache = sub.add_parser("build-cache", help="validate a run's best checkpoint once and cache its probability maps",
-                           description="Run one validation pass with the run's best checkpoint (as training does) and "
-                                       "save the maps to RUN_DIR/val_cache/ for tune-postprocess.")
-    cache.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help=RUN_HELP)
-    cache.add_argument("--data", type=Path, help="dataset root (default: the run's dataset_base_path)")
+    cache = sub.add_parser("build-cache", parents=[run], help="validate a run's best checkpoint once and cache its "
+                           "probability maps", description="Run one validation pass with the run's best checkpoint (as "
+                           "training does) and save the maps to RUN_DIR/val_cache/ for tune-postprocess.")
     cache.add_argument("--batch-size", type=positive_int, help="validation batch size (default: the run's)")
     cache.add_argument("--num-workers", type=int, help="data loader workers (default: the run's)")
 
-    tune = sub.add_parser("tune-postprocess", help="search post-processing parameters on the cached validation maps",
-                          description="Search models.head.postprocess.* on RUN_DIR/val_cache with the sweeps engine; "
-                                      "write RUN_DIR/tuned_postprocess.txt (Hydra overrides) and tune_postprocess.json; "
-                                      "log val/cleval_hmean_tuned to the run's W&B run when one is attached.")
-    tune.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help=RUN_HELP)
-    tune.add_argument("--method", choices=("grid", "random", "bayes"), default="grid",
+    tune = sub.add_parser("tune-postprocess", parents=[run], help="search post-processing parameters on the cached "
+                          "validation maps", description="Search models.head.postprocess.* on RUN_DIR/val_cache with the "
+                          "sweeps engine; write RUN_DIR/tuned_postprocess.txt (Hydra overrides) and tune_postprocess.json; "
+                          "log val/cleval_hmean_tuned to the run's W&B run when one is attached.")
+    tune.add_argument("--method", choices=METHODS, default="grid",
                       help="search method (default grid: each continuous range spread over evenly spaced values, "
                            "about --count combinations in all, sharing work between them: the fastest)")
     tune.add_argument("--count", type=positive_int, default=100,
@@ -73,65 +73,47 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     tune.add_argument("--build-cache", action="store_true", help="build the validation cache first when it is missing")
     tune.add_argument("--overlays", type=int, default=0, metavar="N",
                       help="also draw the first N validation images with the run's own and the tuned post-processing")
-    tune.add_argument("--data", type=Path, help="dataset root for --build-cache and --overlays (default: the run's)")
 
-    pred = sub.add_parser("predict", help="predict a split's images and write the competition CSV and JSON",
+    pred = sub.add_parser("predict", parents=[run], help="predict a split's images and write the competition CSV and JSON",
                           description="Predict every image of a split with the run's checkpoint; write "
                                       "<split>_<label>.csv (filename,polygons) and .json; upload both as a W&B "
                                       "artifact of the run when one is attached.")
-    pred.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help=RUN_HELP)
     pred.add_argument("--split", default="test",
                       help="split folder under DATA/images; every image in it is predicted, no labels needed (default test)")
     pred.add_argument("--postprocess", nargs="+", metavar="CHOICE", help=POSTPROCESS_HELP)
     pred.add_argument("--out", type=Path, help="output folder (default RUN_DIR/submissions)")
-    pred.add_argument("--data", type=Path, help="dataset root (default: the run's dataset_base_path)")
     pred.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     pred.add_argument("--batch-size", type=positive_int, default=1, help="images per forward pass (default 1)")
     pred.add_argument("--num-workers", type=int, default=0, help="data loader workers (default 0)")
     pred.add_argument("--overlays", type=int, default=0, metavar="N", help="also draw the first N predicted images")
 
-    over = sub.add_parser("overlays", help="draw predicted and true polygons on cached validation images",
+    over = sub.add_parser("overlays", parents=[run], help="draw predicted and true polygons on cached validation images",
                           description="PNG overlays (true: green, predicted: red) of validation images post-processed "
                                       "from the cache, under RUN_DIR/overlays/<label>/; W&B images when attached.")
-    over.add_argument("run", type=Path, metavar="RUN_DIR_or_CKPT", help=RUN_HELP)
     over.add_argument("--images", type=positive_int, default=4, metavar="N", help="the first N cached images (default 4)")
     over.add_argument("--names", nargs="+", metavar="NAME", help="these images instead (file names)")
     over.add_argument("--postprocess", nargs="+", metavar="CHOICE", help=POSTPROCESS_HELP)
-    over.add_argument("--data", type=Path, help="dataset root (default: the run's dataset_base_path)")
     return parser
 
 
 def cmd_build_cache(args: argparse.Namespace) -> int:
-    from ocr.tuning.inference import build_val_cache
-    from ocr.tuning.runs import resolve_run
+    from ocr.inference.maps import build_val_cache
+    from ocr.inference.runs import resolve_run
 
     path, metrics = build_val_cache(resolve_run(args.run), args.data, args.batch_size, args.num_workers)
     print(f"cached {path} (val/cleval_hmean={metrics.get('val/cleval_hmean', float('nan')):.4f})")
     return 0
 
 
-def _ensure_cache(run_dir: Path, build: bool, data: Path | None) -> None:
-    from ocr.tuning.cache import cache_dir, missing_cache_error
-    from ocr.tuning.inference import build_val_cache
-    from ocr.tuning.runs import resolve_run
-
-    if (cache_dir(run_dir) / "index.json").is_file():
-        return
-    if not build:
-        raise missing_cache_error(run_dir)
-    print(f"building the validation cache of {run_dir} ...")
-    build_val_cache(resolve_run(run_dir), data)
-
-
-def _offline_note(run) -> str:
+def _offline_note(run: Any) -> str:
     """` (offline: upload with `wandb sync DIR`)` for an offline W&B run, "" for an online one."""
-    from ocr.tuning.wandb_link import sync_command
+    from ocr.inference.wandb_link import sync_command
 
     sync = sync_command(run)
     return f" (offline: upload with `{sync}`)" if sync else ""
 
 
-def _log_images(run, key: str, images: list[tuple[str, object]], caption: str) -> None:
+def _log_images(run: Any, key: str, images: list[tuple[str, Any]], caption: str) -> None:
     """One W&B image per key `key/<image stem>` (receipts differ in size, which W&B's image lists do not allow)."""
     import wandb
 
@@ -139,35 +121,27 @@ def _log_images(run, key: str, images: list[tuple[str, object]], caption: str) -
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from ocr.inference.maps import build_val_cache
+    from ocr.inference.overlays import cached_overlays, choose_names, write_pngs
+    from ocr.inference.runs import load_run_config, resolve_run
+    from ocr.inference.wandb_link import attached_run
+    from ocr.tuning.tune import log_to_wandb, report, search
 
-    from ocr.tuning.overlays import choose_names, write_pngs
-    from ocr.tuning.runs import load_run_config
-    from ocr.tuning.tune import cached_overlays, log_to_wandb, resolve_run_dir, search
-    from ocr.tuning.tuned import describe, run_params
-    from ocr.tuning.wandb_link import attached_run
-
-    run_dir = resolve_run_dir(args.run)
-    _ensure_cache(run_dir, args.build_cache, args.data)
-    bars: list[tqdm] = []
-
-    def progress(total: int):
-        bars.append(tqdm(total=total, desc="tune-postprocess", unit="combination", dynamic_ncols=True))
-        return bars[-1].update
-
-    try:
-        result = search(run_dir, args.method, args.count, args.config, args.workers, args.seed, progress)
-    finally:
-        for bar in bars:
-            bar.close()
-    print(report(result))
+    run_dir = resolve_run(args.run).run_dir
     cfg = load_run_config(run_dir)
+    if args.build_cache and not (cache_dir(run_dir) / INDEX_FILE).is_file():
+        print(f"building the validation cache of {run_dir} ...")
+        build_val_cache(resolve_run(run_dir), args.data)
+    with ExitStack() as bars:
+        def progress(total: int) -> Callable[[int], Any]:
+            return bars.enter_context(tqdm(total=total, desc="tune-postprocess", unit="combination", dynamic_ncols=True)).update
+
+        result = search(run_dir, args.method, args.count, args.config, args.workers, args.seed, progress)
+    print(report(result))
     params = {"default": run_params(cfg), "tuned": result.tuned}
     overlay_sets = {}
     if args.overlays > 0:
-        from ocr.tuning.cache import load_val_cache
-
-        names = choose_names([im.name for im in load_val_cache(run_dir).images], None, args.overlays, "the cache")
+        names = choose_names([im.name for im in load_val_cache(run_dir)], None, args.overlays, "the cache")
         overlay_sets = cached_overlays(run_dir, args.data, names, params)
         for label, images in overlay_sets.items():
             paths = write_pngs(run_dir / "overlays" / label, images)
@@ -182,77 +156,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _grid_lines(result) -> list[str]:
-    """For a grid search: the values enumerated per swept parameter."""
-    from ocr.sweep.hydra_check import discrete_values
-    from ocr.tuning.space import PREFIX
-
-    if result.method != "grid":
-        return []
-    parts = []
-    for name, spec in result.space.items():
-        values = discrete_values(spec)
-        if len(values) > 1:
-            parts.append(f"{name.removeprefix(PREFIX)} {len(values)} values ({values[0]} .. {values[-1]})")
-    return ["grid: " + ", ".join(parts)] if parts else []
-
-
-def report(result) -> str:
-    """The search's summary: scores table, best parameters as Hydra overrides, files written."""
-    from ocr.tuning.space import PREFIX, overrides
-    from ocr.tuning.tune import edges_reached
-
-    lines = [
-        f"{result.method} search over {', '.join(result.swept)}",
-        *_grid_lines(result),
-        f"{len(result.trials)} combinations x {result.n_images} cached validation images in {result.seconds:.1f} s",
-        "",
-        f"{'':32} {'hmean':>8} {'recall':>8} {'precision':>9}",
-    ]
-    rows = []
-    if "val/cleval_hmean" in result.run_metrics:
-        m = result.run_metrics
-        rows.append(("run (metrics.json)", m.get("val/cleval_hmean"), m.get("val/cleval_recall"), m.get("val/cleval_precision")))
-    d = result.default.scores
-    rows.append(("run's post-processing, cached", d["hmean"], d["recall"], d["precision"]))
-    t = result.tuned_scores
-    rows.append(("tuned", t["hmean"], t["recall"], t["precision"]))
-    for label, *values in rows:
-        lines.append(f"{label:32} " + " ".join(f"{v:>8.4f}" if v is not None else f"{'-':>8}" for v in values))
-    lines.append("")
-    edges = edges_reached(result)
-    if edges:
-        lines.append(
-            "hint: " + ", ".join(f"{key}={value} (the {side})" for key, value, side in edges)
-            + f" {'is' if len(edges) == 1 else 'are'} at the edge of the searched range: a better value may lie beyond; "
-            f"widen {'it' if len(edges) == 1 else 'them'} under {PREFIX}* in {result.config_path} "
-            "(or in a copy passed as --config) and tune again"
-        )
-    recorded = result.run_metrics.get("val/cleval_hmean")
-    if recorded is not None and abs(recorded - d["hmean"]) > 1e-6:
-        lines.append("note: the run's own post-processing scores differently on the cache than in metrics.json "
-                     "(a cache from another checkpoint or data limit, or an older validation that clipped polygons "
-                     "to the rounded image size)")
-    if result.check.mismatched_images:
-        lines.append(f"WARNING: the search's shared work and DBPostProcessor disagree on {result.check.mismatched_images} "
-                     "images; the tuned scores above are DBPostProcessor's (please report this)")
-    if not result.improved:
-        lines.append("no combination beat the run's own post-processing; tuned = the run's own values")
-    lines.append("best post-processing (Hydra overrides):")
-    lines += [f"  {o}" for o in overrides({k: result.tuned[k] for k in result.swept_keys})]
-    lines.append("written: " + ", ".join(str(p) for p in result.files))
-    return "\n".join(lines)
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    import wandb
 
-    from ocr.tuning.overlays import write_pngs
-    from ocr.tuning.predict import predict
-    from ocr.tuning.tuned import describe
-    from ocr.tuning.wandb_link import attached_run, sync_command
+    from ocr.inference.overlays import write_pngs
+    from ocr.inference.predict import predict
+    from ocr.inference.runs import load_run_config
+    from ocr.inference.wandb_link import attached_run, sync_command
 
-    def progress(stream, total):
+    def progress(stream: Iterable[Any], total: int) -> Iterable[Any]:
         return tqdm(stream, total=total, desc=f"predict {args.split}", unit="image", dynamic_ncols=True)
 
     result = predict(args.run, args.split, args.postprocess, args.out, args.data, args.device, args.batch_size,
@@ -265,12 +177,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     overlay_dir = (args.out or result.run.run_dir / "submissions") / f"overlays_{result.split}_{result.label}"
     if result.overlays:
         print(f"overlays: {len(write_pngs(overlay_dir, result.overlays))} PNGs in {overlay_dir}")
-    from ocr.tuning.runs import load_run_config
-
     with attached_run(result.run.run_dir, load_run_config(result.run.run_dir), "predict") as run:
         if run is not None:
-            import wandb
-
             artifact = wandb.Artifact(f"submission-{run.id}", type="submission",
                                       metadata={"split": result.split, "postprocess": result.params, "label": result.label})
             for path in result.files:
@@ -278,27 +186,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
             run.log_artifact(artifact)
             if result.overlays:
                 _log_images(run, f"predict/{result.split}", result.overlays, f"predicted ({result.label})")
-            sync = sync_command(run)
-            if sync:
-                print(f"W&B: saved the submission as artifact submission-{run.id} to the offline run {run.id} "
-                      f"(upload it with `{sync}`)")
-            else:
-                print(f"W&B: uploaded the submission as artifact submission-{run.id} of run {run.id}")
+            where = (f"to the offline run {run.id} (upload it with `{sync_command(run)}`)" if run.offline
+                     else f"of run {run.id}")
+            print(f"W&B: {'saved' if run.offline else 'uploaded'} the submission as artifact submission-{run.id} {where}")
     return 0
 
 
 def cmd_overlays(args: argparse.Namespace) -> int:
-    from ocr.tuning.cache import load_val_cache
-    from ocr.tuning.overlays import choose_names, write_pngs
-    from ocr.tuning.runs import load_run_config
-    from ocr.tuning.tune import cached_overlays, resolve_run_dir
-    from ocr.tuning.tuned import choose_params, describe
-    from ocr.tuning.wandb_link import attached_run
+    from ocr.inference.overlays import cached_overlays, choose_names, write_pngs
+    from ocr.inference.runs import load_run_config, resolve_run
+    from ocr.inference.wandb_link import attached_run
 
-    run_dir = resolve_run_dir(args.run)
+    run_dir = resolve_run(args.run).run_dir
     cfg = load_run_config(run_dir)
     label, params = choose_params(args.postprocess, cfg, run_dir)
-    names = choose_names([im.name for im in load_val_cache(run_dir).images], args.names, args.images, "the validation cache")
+    names = choose_names([im.name for im in load_val_cache(run_dir)], args.names, args.images, "the validation cache")
     images = cached_overlays(run_dir, args.data, names, {label: params})[label]
     paths = write_pngs(run_dir / "overlays" / label, images)
     print(f"post-processing: {label} ({describe(params)})")
@@ -313,10 +215,8 @@ def cmd_overlays(args: argparse.Namespace) -> int:
 COMMANDS = {"build-cache": cmd_build_cache, "tune-postprocess": cmd_tune, "predict": cmd_predict, "overlays": cmd_overlays}
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m ocr.tuning") -> int:
+def main(argv: list[str] | None = None, prog: str = "ocr-tune") -> int:
     """Parse `argv` and run the subcommand; a user mistake prints one line and returns 2."""
-    from ocr.utils.env import load_env
-
     args = build_parser(prog).parse_args(argv)
     load_env()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -325,3 +225,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m ocr.tuning") -> i
     except UserError as err:
         print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+def cli() -> None:
+    """Console entry point `ocr-tune` (`build-cache`, `tune-postprocess`, `overlays`, `predict`)."""
+    sys.exit(main())
+
+
+def predict_cli() -> None:
+    """Console entry point `ocr-predict` (the same as `python wandb_sweep.py predict`)."""
+    sys.exit(main(["predict", *sys.argv[1:]], prog="ocr-predict"))

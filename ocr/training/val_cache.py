@@ -1,15 +1,6 @@
-"""The validation cache: a run's best-checkpoint probability maps plus what is needed to score them.
-
-Layout (``RUN_DIR/val_cache/``):
-
-* ``maps.f16``: every map (float16, cropped to the unpadded image) concatenated, row-major;
-* ``index.json``: per image its name, offset and shape in ``maps.f16``, ``scale``, ``orig_hw``, ground-truth
-  polygons (original image coordinates) and transcriptions, plus optional run-level ``info``.
-
-float16 is the precision the validation path rounds maps through, so post-processing a cached map gives
-exactly the polygons of direct inference. The directory is written to a temporary name and renamed, so a
-reader never sees half a cache.
-"""
+"""The validation cache (RUN_DIR/val_cache/): ``maps.f16``, the best checkpoint's probability maps (float16, as
+validation rounds them, cropped to the image) concatenated; ``index.json``, per image its name, offset and shape
+there, ``scale``, ``orig_hw``, ground-truth polygons (original image coordinates) and transcriptions."""
 
 from __future__ import annotations
 
@@ -18,16 +9,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ocr.tuning.runs import BEST_CHECKPOINT
+from ocr.training.layout import BEST_CHECKPOINT, CACHE_DIR
 from ocr.utils.errors import UserError
 
-CACHE_DIR = "val_cache"
 MAPS_FILE = "maps.f16"
 INDEX_FILE = "index.json"
 FORMAT_VERSION = 1
@@ -45,32 +34,14 @@ class CachedImage:
     gt_texts: list[str | None]
 
 
-@dataclass(frozen=True, eq=False)
-class ValCache:
-    """All cached validation images of a run, and run-level facts recorded with them."""
-
-    path: Path
-    images: list[CachedImage]
-    info: dict[str, Any] = field(default_factory=dict)
-
-
 def cache_dir(run_dir: Path) -> Path:
     """Where the validation cache of `run_dir` lives."""
     return Path(run_dir) / CACHE_DIR
 
 
-def _polygon_list(polygons: Iterable[np.ndarray]) -> list[list[list[float]]]:
-    """float32 polygons as JSON lists (float32 -> float is exact, so they load back bit-identical)."""
-    return [np.asarray(p, dtype=np.float32).reshape(-1, 2).tolist() for p in polygons]
-
-
-def write_val_cache(
-    run_dir: Path, items: Iterable[tuple[dict, np.ndarray]], info: dict[str, Any] | None = None
-) -> Path:
-    """Write `items` = (meta, float16 map cropped to ``meta["valid_hw"]``) as `run_dir`'s cache; returns its dir.
-
-    `meta` needs ``image_name``, ``scale``, ``orig_hw``, ``gt_polygons``, ``gt_texts``. Replaces any older cache.
-    """
+def write_val_cache(run_dir: Path, items: Iterable[tuple[dict, np.ndarray]]) -> Path:
+    """Write `items` = (meta, float16 map cropped to ``meta["valid_hw"]``) as `run_dir`'s cache, replacing any
+    older one at once (written under a temporary name, then renamed); returns its dir."""
     target = cache_dir(run_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{CACHE_DIR}-", dir=target.parent))
@@ -88,11 +59,11 @@ def write_val_cache(
                     "shape": list(prob.shape),
                     "scale": float(meta["scale"]),
                     "orig_hw": [int(v) for v in meta["orig_hw"]],
-                    "gt_polygons": _polygon_list(meta["gt_polygons"]),
+                    "gt_polygons": [np.float32(p).reshape(-1, 2).tolist() for p in meta["gt_polygons"]],  # exact
                     "gt_texts": [t if isinstance(t, str) else None for t in meta["gt_texts"]],
                 })
                 offset += prob.size
-        index = {"format": FORMAT_VERSION, "dtype": "float16", "info": info or {}, "images": entries}
+        index = {"format": FORMAT_VERSION, "dtype": "float16", "images": entries}
         (tmp / INDEX_FILE).write_text(json.dumps(index), encoding="utf-8")
         tmp.chmod(0o755)
         old = target.with_name(f".{CACHE_DIR}-old-{os.getpid()}")
@@ -105,25 +76,16 @@ def write_val_cache(
     return target
 
 
-def missing_cache_error(run_dir: Path) -> UserError:
-    """The message for a run without a validation cache: the command that builds it, or why it cannot be built."""
-    if not (Path(run_dir) / BEST_CHECKPOINT).is_file():
-        return UserError(
-            f"no validation cache in {cache_dir(run_dir)}, and the run has no checkpoint ({Path(run_dir) / BEST_CHECKPOINT} "
-            "is missing: the run failed or is still running); pass a run that finished a validation epoch"
-        )
-    return UserError(
-        f"no validation cache in {cache_dir(run_dir)}: build it from the run's best checkpoint with "
-        f"`python wandb_sweep.py build-cache {run_dir}` (runs one validation pass)"
-    )
-
-
-def load_val_cache(run_dir: Path) -> ValCache:
-    """The cache of `run_dir`; maps are read-only memory maps (cheap to open in many worker processes)."""
+def load_val_cache(run_dir: Path) -> list[CachedImage]:
+    """The cached images of `run_dir`; maps are read-only memory maps (cheap to open in many worker processes)."""
     path = cache_dir(run_dir)
     index_path, maps_path = path / INDEX_FILE, path / MAPS_FILE
-    if not index_path.is_file() or not maps_path.is_file():
-        raise missing_cache_error(run_dir)
+    if not (index_path.is_file() and maps_path.is_file()) and not (Path(run_dir) / BEST_CHECKPOINT).is_file():
+        raise UserError(f"no validation cache in {path}, and the run has no checkpoint ({Path(run_dir) / BEST_CHECKPOINT} "
+                        "is missing: the run failed or is still running); pass a run that finished a validation epoch")
+    if not (index_path.is_file() and maps_path.is_file()):
+        raise UserError(f"no validation cache in {path}: build it from the run's best checkpoint with "
+                        f"`python wandb_sweep.py build-cache {run_dir}` (runs one validation pass)")
     try:
         index = json.loads(index_path.read_text(encoding="utf-8"))
         if index.get("format") != FORMAT_VERSION:
@@ -147,4 +109,4 @@ def load_val_cache(run_dir: Path) -> ValCache:
         raise UserError(
             f"validation cache {path} is unreadable ({err}); rebuild it with `python wandb_sweep.py build-cache {run_dir}`"
         ) from None
-    return ValCache(path, images, dict(index.get("info") or {}))
+    return images

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from ocr.data.dataset import ReceiptDataset
-from ocr.training.visualize import denormalize, draw_polygons
+from ocr.inference.maps import run_datamodule
+from ocr.inference.runs import load_run_config
+from ocr.postprocess.db_postprocess import DBPostProcessor
+from ocr.training.module import denormalize, draw_polygons
+from ocr.training.val_cache import load_val_cache
 from ocr.utils.errors import UserError
 
 
@@ -30,6 +35,21 @@ def render(dataset: ReceiptDataset, name: str, predicted: Sequence[np.ndarray]) 
     h, w = sample["valid_hw"]
     rgb = denormalize(sample["image"][:, :h, :w].numpy())
     return draw_polygons(rgb, sample["gt_polygons"], predicted, scale=sample["scale"])
+
+
+def cached_overlays(
+    run_dir: Path, data: Path | None, names: list[str], params_by_label: dict[str, dict[str, Any]]
+) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """{label: [(name, RGB overlay)]} for cached validation images post-processed with each parameter set."""
+    cfg = load_run_config(run_dir)
+    images = {im.name: im for im in load_val_cache(run_dir)}
+    dataset = ReceiptDataset(run_datamodule(cfg, data).dataset_root(), "val", int(cfg.image_size))
+    out = {}
+    for label, params in params_by_label.items():
+        post = DBPostProcessor(**params)
+        out[label] = [(im.name, render(dataset, im.name, post(np.float32(im.prob), im.scale, im.orig_hw)[0]))
+                      for im in (images[name] for name in names)]
+    return out
 
 
 def write_pngs(out_dir: Path, images: Iterable[tuple[str, np.ndarray]]) -> list[Path]:

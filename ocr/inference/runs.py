@@ -11,12 +11,10 @@ import torch
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from ocr.sweep.spec import yaml_error_text
-from ocr.utils.errors import UserError
+from ocr.training.build import build_model
+from ocr.training.layout import BEST_CHECKPOINT, CONFIG_FILE, METRICS_FILE
+from ocr.utils.errors import UserError, yaml_error_text
 
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.json"
-BEST_CHECKPOINT = Path("checkpoints") / "best.ckpt"
 MODEL_PREFIX = "model."
 TRIAL_RUN = "run"  # a sweep trial folder (.sweeps/<sweep>/trials/<trial>/) holds its run directory here
 RUN_SEARCH_DEPTH = 4  # levels below a non-run folder searched for the run directory to suggest
@@ -46,34 +44,12 @@ def resolve_run(path: str | Path) -> RunRef:
     return RunRef(run_dir, path)
 
 
-def runs_below(folder: Path, limit: int = 2) -> list[Path]:
-    """Up to `limit` run directories (holding config.yaml) below `folder`, at most RUN_SEARCH_DEPTH levels down.
-
-    Hidden folders (Hydra's `.hydra/`) and W&B's `wandb/` hold config.yaml files of their own and are skipped.
-    """
-    found: list[Path] = []
-    level = [Path(folder)]
-    for _ in range(RUN_SEARCH_DEPTH):
-        below = []
-        for parent in level:
-            try:
-                children = sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "wandb")
-            except OSError:
-                continue
-            for child in children:
-                if (child / CONFIG_FILE).is_file():
-                    found.append(child)
-                    if len(found) >= limit:
-                        return found
-                else:
-                    below.append(child)
-        level = below
-    return found
-
-
 def not_a_run_error(folder: Path) -> UserError:
-    """The message for a folder without config.yaml, naming the run directory below it when there is one."""
-    found = runs_below(folder)
+    """The message for a folder without config.yaml, naming the run directories below it (shallowest first, at most
+    RUN_SEARCH_DEPTH levels down, not in hidden folders or `wandb/`, whose config.yaml files are Hydra's and W&B's)."""
+    found = [path.parent for depth in range(1, RUN_SEARCH_DEPTH + 1)
+             for path in sorted(folder.glob("*/" * depth + CONFIG_FILE))
+             if not any(part.startswith(".") or part == "wandb" for part in path.relative_to(folder).parts[:-1])]
     what = f"{folder} is not the output directory of a training run (no {CONFIG_FILE})"
     if len(found) == 1:
         return UserError(f"{what}; the run directory below it is {found[0]}: pass that")
@@ -103,12 +79,9 @@ def load_run_config(run_dir: Path) -> DictConfig:
 
 def load_run_metrics(run_dir: Path) -> dict[str, Any]:
     """The run's final metrics (metrics.json), or {} when the run has none."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        return json.loads((Path(run_dir) / METRICS_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
         return {}
 
 
@@ -134,21 +107,16 @@ def _model_state(checkpoint: Path) -> dict[str, torch.Tensor]:
 def mismatch_summary(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
     """None when `state` fits `model` exactly, else a short description of the differences."""
     expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    reshaped = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if not (missing or unexpected or reshaped):
+    kinds = {"missing": [k for k in expected if k not in state], "unexpected": [k for k in state if k not in expected],
+             "with another shape": [k for k in expected if k in state and state[k].shape != expected[k].shape]}
+    if not any(kinds.values()):
         return None
-    parts = [f"{len(v)} {label}" for label, v in (("missing", missing), ("unexpected", unexpected),
-                                                    ("with another shape", reshaped)) if v]
-    example = (reshaped or missing or unexpected)[0]
-    return f"{', '.join(parts)} weights (e.g. {example!r})"
+    example = (kinds["with another shape"] or kinds["missing"] or kinds["unexpected"])[0]
+    return f"{', '.join(f'{len(v)} {kind}' for kind, v in kinds.items() if v)} weights (e.g. {example!r})"
 
 
 def load_model(run: RunRef, cfg: DictConfig | None = None) -> torch.nn.Module:
     """The run's DBNet (built from its config, random init, no download) with the checkpoint's weights, in eval mode."""
-    from ocr.training.run import build_model
-
     cfg = cfg if cfg is not None else load_run_config(run.run_dir)
     models = OmegaConf.to_container(cfg.models, resolve=True)
     models["encoder"].update(pretrained=False, weights_file=None)  # the checkpoint supplies every weight

@@ -1,0 +1,1 @@
+"""Command-line entry points: the sweep launcher and the after-training commands."""

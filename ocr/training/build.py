@@ -1,0 +1,89 @@
+"""The objects of a training run, instantiated from its config: model, module, datamodule, logger, trainer."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from omegaconf import DictConfig
+
+from ocr.data.datamodule import ReceiptDataModule
+from ocr.models.dbnet import DBNet, build_dbnet
+from ocr.training.batch_size import BatchPlan
+from ocr.training.layout import BEST_CHECKPOINT
+from ocr.training.module import DBNetModule
+from ocr.utils.env import wandb_mode
+from ocr.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, re-raising a `UserError` from the constructor as itself (not wrapped)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        raise cause if isinstance(cause, UserError) else err
+
+
+def build_model(models: DictConfig) -> DBNet:
+    """DBNet from the `models` config group (decoder and head are partials completed with channel counts)."""
+    return build_dbnet(build(models.encoder), build(models.decoder), build(models.head))
+
+
+def build_module(cfg: DictConfig, model: DBNet | None = None) -> DBNetModule:
+    """The Lightning module for `cfg` (a fresh DBNet unless `model` is given)."""
+    return DBNetModule(
+        model=model or build_model(cfg.models),
+        loss=build(cfg.models.loss),
+        optimizer=build(cfg.optimizer),
+        scheduler=build(cfg.scheduler) if cfg.get("scheduler") else None,
+        metric_workers=cfg.metric.workers,
+        log_val_images=cfg.log_val_images,
+    )
+
+
+def build_datamodule(cfg: DictConfig, **given: Any) -> ReceiptDataModule:
+    """The run's datamodule; the `given` arguments that are not None replace the config's."""
+    return build(cfg.data, collate_fn=build(cfg.collate_fn), **{k: v for k, v in given.items() if v is not None})
+
+
+def build_logger(cfg: DictConfig, run_dir: Path) -> L.pytorch.loggers.Logger | bool:
+    """WandbLogger in the mode W&B would use (offline when no API key is set), or False when disabled."""
+    if cfg.get("logger") is None:
+        return False
+    mode = wandb_mode()
+    if mode == "offline" and "WANDB_MODE" not in os.environ:
+        log.warning("no W&B API key set: logging offline under %s (upload later with `wandb sync`)", run_dir / "wandb")
+    os.environ["WANDB_MODE"] = mode
+    return build(cfg.logger, save_dir=str(run_dir), mode=mode)
+
+
+def log_interval(trainer: DictConfig, batches: int) -> int:
+    """`trainer.log_every_n_steps`, lowered to the training batches of an epoch (after `limit_train_batches`)
+    so that every epoch logs its training steps."""
+    limit = trainer.get("limit_train_batches")
+    if isinstance(limit, float):
+        batches = int(batches * limit)
+    elif isinstance(limit, int):
+        batches = min(batches, limit)
+    return max(1, min(int(trainer.log_every_n_steps), batches))
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, train_images: int) -> L.Trainer:
+    """The Trainer for `plan`, with the config's callbacks; the best checkpoint goes to `run_dir`."""
+    callbacks = [build(node) for node in cfg.callbacks.values()]
+    if not logger:  # the learning-rate monitor refuses to run without a logger
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+    next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint)).dirpath = str(run_dir / BEST_CHECKPOINT.parent)
+    return build(
+        cfg.trainer, logger=logger, callbacks=callbacks, accumulate_grad_batches=plan.accumulate,
+        default_root_dir=str(run_dir), log_every_n_steps=log_interval(cfg.trainer, -(-train_images // plan.used)),
+    )

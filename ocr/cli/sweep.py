@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ocr.cli.tune import COMMANDS
-from ocr.cli.tune import main as tune_main
+from ocr.cli import inspect, tune
 from ocr.config.checks import (
     BATCH_SIZE_KEY, DEFAULT_CONFIGS_DIR, EPOCHS_KEY, IMAGE_SIZE_KEY, MODEL_KEY, OPTIMIZER_KEY, SCHEDULER_KEY,
     check_model_names, did_you_mean,
@@ -87,7 +86,8 @@ def _list_of(cast: Callable[[str], Any], name: str) -> Callable[[str], tuple[Any
 
 
 def build_parser() -> argparse.ArgumentParser:
-    after = f"\nafter training, on a run directory: {', '.join(COMMANDS)}  (python {PROG} SUBCOMMAND --help)\n"
+    after = (f"\nbefore a sweep, on a dataset: {inspect.COMMAND}\nafter training, on a run directory: "
+             f"{', '.join(tune.COMMANDS)}  (python {PROG} SUBCOMMAND --help)\n")
     p = ArgumentParser(prog=PROG, epilog=EPILOG + after, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Hyperparameter sweeps of DBNet + timm HRNet training (python -m ocr.train) on W&B "
                        "or offline.")
@@ -330,11 +330,14 @@ def main(argv: list[str] | None = None) -> int:
     predict, overlays); returns the exit status."""
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
-    if words and words[0] in COMMANDS:
-        return tune_main(words, prog=f"python {PROG}")
+    if words and words[0] in tune.COMMANDS:
+        return tune.main(words, prog=f"python {PROG}")
+    if words and words[0] == inspect.COMMAND:
+        return inspect.main(words, prog=f"python {PROG}")
     if words and not words[0].startswith("-"):  # this CLI has options only: a leading word is a subcommand
-        parser.error(f"unknown subcommand {words[0]!r}{did_you_mean(words[0], list(COMMANDS))}: the subcommands are "
-                     f"{', '.join(COMMANDS)} (python {PROG} SUBCOMMAND --help); sweeps take options only (--help)")
+        commands = [inspect.COMMAND, *tune.COMMANDS]
+        parser.error(f"unknown subcommand {words[0]!r}{did_you_mean(words[0], commands)}: the subcommands are "
+                     f"{', '.join(commands)} (python {PROG} SUBCOMMAND --help); sweeps take options only (--help)")
     args = parser.parse_args(words)
     args.argv = words
     check_combination(args, parser)

@@ -1,0 +1,591 @@
+"""What a dataset allows before any training: counts and problems, text size, and the hmean ceiling per image size.
+
+The *ceiling* at an image size is the CLEval score of a perfect model: each image's ground-truth probability map
+(the DB targets' own shrunk kernels, ``ocr.targets``, at that size) through the real post-processing
+(``ocr.postprocess``) and CLEval (``ocr.metrics``), averaged over the images as validation does. It is computed for
+the post-processing settings of a sweep config (each swept range at its ends and middle, listed values as they
+are), in polygon and in box mode. Words the targets leave out (shorter side under ``min_text_size``, or nothing
+left after shrinking) are *lost*: no model trained on these targets learns to find them.
+
+Images are read as the training dataset reads them (``load_split``, ``load_resized``, EXIF orientation, resize so
+the longest side is the image size); the maps are cropped to the unpadded region. A ground-truth map is 0 or 1,
+so every ``thresh`` in [0, 1) binarises it alike: one ``thresh`` is evaluated and its scores stand for all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ocr.config.checks import CONFIG_NAME, DEFAULT_CONFIGS_DIR, check_value, discrete_values
+from ocr.data.annotations import PREDICTION_SPLIT, Word, load_split, split_paths
+from ocr.data.transforms import ImageDecodeError, LoadedImage, fit_scale, load_resized, orient_points, scaled_hw
+from ocr.inference.tuned import PREFIX
+from ocr.metrics.cleval import GroundTruth, ImageScore, mean_scores, prepare_ground_truth
+from ocr.postprocess.params import PostprocessParams
+from ocr.sweep.engine import plain
+from ocr.targets.db_targets import allocate_targets, rasterise
+from ocr.targets.polygons import prepare_polygons
+from ocr.training.val_cache import CachedImage
+from ocr.tuning.evaluate import ImageState, score_shard
+from ocr.tuning.space import default_config_path, read_yaml, search_config, spread_values
+from ocr.utils.errors import UserError
+
+DEFAULT_SIZES = (640, 800, 1024, 1280)
+DEFAULT_MARGIN = 0.01  # hmean: sizes whose ceiling is within this of the best are recommended
+MODES = {True: "polygon", False: "box"}
+TARGET_KEYS = ("shrink_ratio", "min_text_size")  # the DB target parameters the ground-truth maps depend on
+PERCENTILES = (5, 25, 50, 75, 95)
+IMAGES_PER_WORKER = 64  # a worker process costs about as much to start as scoring this many images at 4 sizes
+Progress = Callable[[], None]
+
+
+# --------------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the ceiling is computed with: the training config's post-processing (`base`) and targets, and the
+    values a sweep config tries for each swept post-processing key (`swept`: range ends and middle)."""
+
+    config_path: Path
+    base: dict[str, Any]
+    swept: dict[str, list[Any]]
+    modes: tuple[bool, ...]  # use_polygon values the sweep runs
+    shrink_ratio: float
+    min_text_size: float
+    synthetic: dict[str, Any] = field(default_factory=dict)  # the training config's synthetic dataset
+    project: str | None = None  # the sweep's W&B project
+
+    def keys(self, use_polygon: bool) -> list[str]:
+        """The swept keys that act in one mode (not the mode itself, nor the other mode's unclip ratio)."""
+        inactive = "box_unclip_ratio" if use_polygon else "polygon_unclip_ratio"
+        return [k for k in self.swept if k not in ("use_polygon", inactive)]
+
+    def grid(self, use_polygon: bool) -> list[dict[str, Any]]:
+        """Every complete post-processing setting of one mode (the other mode's unclip ratio left at its base)."""
+        keys = self.keys(use_polygon)
+        return [{**self.base, **dict(zip(keys, values)), "use_polygon": use_polygon}
+                for values in itertools.product(*(self.swept[k] for k in keys))]
+
+
+def training_config(configs_dir: Path = DEFAULT_CONFIGS_DIR) -> dict[str, Any]:
+    """The composed training config (Hydra, no overrides) as plain containers."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(Path(configs_dir).resolve()), version_base="1.3"):
+            cfg = compose(CONFIG_NAME)
+    except HydraException as err:
+        raise UserError(f"{configs_dir}: Hydra cannot compose {CONFIG_NAME!r}: {str(err).splitlines()[0]}") from None
+    finally:
+        GlobalHydra.instance().clear()
+    node = OmegaConf.masked_copy(cfg, ["models", "collate_fn", "data"])
+    return OmegaConf.to_container(node, resolve=False)
+
+
+def range_values(name: str, spec: dict[str, Any], where: str) -> list[Any]:
+    """A sweep parameter's listed values, or its range's two ends and middle (geometric for log ranges;
+    integers for an integer range)."""
+    listed = discrete_values(spec)
+    if listed:
+        return listed
+    if "min" not in spec or "max" not in spec:
+        raise UserError(f"{where}: parameter {name!r} has no min/max to take ends and middle from: give min and max, "
+                        "or list values")
+    values = spread_values(spec, 3)
+    if all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("min", "max")):
+        values = sorted({int(round(v)) for v in values})
+    return values
+
+
+def load_settings(config_path: Path | None = None, configs_dir: Path = DEFAULT_CONFIGS_DIR) -> Settings:
+    """The settings of the sweep YAML at `config_path` (default: `sweep_config.yaml`) over the training config.
+
+    Target parameters fixed by the sweep (one listed value) are used; swept ones keep the training value.
+    """
+    config_path = Path(config_path) if config_path else default_config_path()
+    raw = read_yaml(config_path)
+    where = str(config_path)
+    cfg = training_config(configs_dir)
+    base = {k: v for k, v in cfg["models"]["head"]["postprocess"].items() if not k.startswith("_")}
+    parameters = raw.get("parameters") if isinstance(raw.get("parameters"), dict) else {}
+    chosen = {str(k)[len(PREFIX):]: spec for k, spec in parameters.items() if str(k).startswith(PREFIX)}
+    if chosen:
+        search_config(raw, where, set(base), method="random")  # keys, specs and the engine's own checks
+    swept = {key: range_values(PREFIX + key, spec, where) for key, spec in chosen.items()}
+    modes = tuple(dict.fromkeys(bool(v) for v in swept.get("use_polygon", [base["use_polygon"]])))
+    for key, values in swept.items():
+        for value in values:
+            try:
+                PostprocessParams(**{**base, key: value})
+            except (UserError, TypeError) as err:
+                raise UserError(f"{where}: parameter {PREFIX + key!r}: {err}") from None
+    targets = {key: cfg["collate_fn"][key] for key in TARGET_KEYS}
+    for key in TARGET_KEYS:
+        fixed = discrete_values(parameters.get(f"collate_fn.{key}") or {})
+        if len(fixed) == 1:
+            targets[key] = fixed[0]
+    synthetic = cfg["data"].get("synthetic") or {}
+    project = raw.get("project") if isinstance(raw.get("project"), str) else None
+    return Settings(config_path, base, swept, modes, float(targets["shrink_ratio"]), float(targets["min_text_size"]),
+                    dict(synthetic), project)
+
+
+def check_image_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
+    """The sizes sorted and without repeats; each must be a valid `image_size` of training."""
+    for size in sizes:
+        check_value("image_size", size)
+    if not sizes:
+        raise UserError("no image size given: pass e.g. --image-sizes 640,800,1024,1280")
+    return tuple(sorted(set(int(s) for s in sizes)))
+
+
+# ------------------------------------------------------------------------------------------ scanning
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def loader_messages(name: str = "ocr.data") -> Iterator[list[str]]:
+    """The warnings the data loader logs inside the block, collected (and not printed)."""
+    logger, handler = logging.getLogger(name), _Collect()
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+@dataclass(frozen=True)
+class Job:
+    """What each image is measured with: the image sizes, the target parameters and the settings to score."""
+
+    sizes: tuple[int, ...]
+    shrink_ratio: float
+    min_text_size: float
+    settings: tuple[dict[str, Any], ...]
+
+
+@dataclass
+class ImageResult:
+    """One image: its decode error (None if it decodes) and decoder warnings; for a labelled image of the
+    inspected split, per size: each word's shorter and longer minAreaRect side in input pixels, which words the
+    targets leave out, and the (recall, precision, hmean) of every setting of the job."""
+
+    split: str
+    name: str
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    words: int = 0
+    heights: list[np.ndarray] = field(default_factory=list)
+    lengths: list[np.ndarray] = field(default_factory=list)
+    lost: list[np.ndarray] = field(default_factory=list)
+    scores: np.ndarray | None = None  # (sizes, settings, 3)
+
+
+def _blank_state(name: str, size: int) -> ImageState:
+    """What validation scores for an undecodable image: a blank map, no words (as ReceiptDataset gives it)."""
+    return ImageState(CachedImage(name, np.zeros((size, size), np.float32), 1.0, (size, size), [], []))
+
+
+def _state(name: str, prob: np.ndarray, scale: float, orig_hw: tuple[int, int], gt: list[np.ndarray],
+           texts: list[str | None], truth: GroundTruth) -> ImageState:
+    state = ImageState(CachedImage(name, prob, scale, orig_hw, gt, texts))
+    vars(state)["truth"] = truth  # the cached property: one prepared ground truth serves every size
+    return state
+
+
+def oriented_words(words: Sequence[Word], loaded: LoadedImage) -> list[np.ndarray]:
+    """The words' polygons in original pixels of the upright (EXIF-oriented) image, as the dataset gives them."""
+    header = loaded.header
+    return [orient_points(w.points, header.orientation, header.size) for w in words]
+
+
+def input_polygons(gt: Sequence[np.ndarray], orig_hw: tuple[int, int], size: int) -> tuple[float, list[np.ndarray]]:
+    """(scale, polygons in input pixels) at image size `size`, as the dataset computes them."""
+    scale = fit_scale(orig_hw, size)
+    return scale, [(p * np.float32(scale)).astype(np.float32) for p in gt]
+
+
+def measure_image(split: str, path: Path, words: list[Word] | None, job: Job) -> ImageResult:
+    """Decode the image at the smallest size (the decode check); with `words`, measure and score it at each size."""
+    result = ImageResult(split, path.name)
+    with loader_messages() as notes:
+        try:
+            loaded = load_resized(path, job.sizes[0])
+        except ImageDecodeError as err:
+            result.error = str(err)
+            loaded = None
+    result.notes = notes
+    if words is None:
+        return result
+    scores = np.empty((len(job.sizes), len(job.settings), 3), np.float64)
+    if loaded is None:
+        for k, size in enumerate(job.sizes):
+            scores[k] = score_shard([_blank_state(path.name, size)], job.settings)[:, 0]
+            result.heights.append(np.zeros(0, np.float32))
+            result.lengths.append(np.zeros(0, np.float32))
+            result.lost.append(np.zeros(0, bool))
+        result.scores = scores
+        return result
+    orig_hw, texts = loaded.orig_hw, [w.text for w in words]
+    gt = oriented_words(words, loaded)
+    truth = prepare_ground_truth(gt, texts)
+    result.words = len(gt)
+    for k, size in enumerate(job.sizes):
+        scale, polygons = input_polygons(gt, orig_hw, size)
+        batch = prepare_polygons(polygons, None, job.shrink_ratio, job.min_text_size)
+        maps = allocate_targets(*scaled_hw(orig_hw, scale))
+        rasterise(batch, maps)
+        if not np.all((maps.prob_map == 0) | (maps.prob_map == 1)):
+            raise AssertionError("a ground-truth probability map must hold only 0 and 1")
+        sides = np.array([sorted(cv2.minAreaRect(p)[1]) for p in polygons], np.float32).reshape(-1, 2)
+        result.heights.append(sides[:, 0])
+        result.lengths.append(sides[:, 1])
+        result.lost.append(np.asarray(batch.ignored, bool))
+        state = _state(path.name, maps.prob_map, scale, orig_hw, gt, texts, truth)
+        scores[k] = score_shard([state], job.settings)[:, 0]
+    result.scores = scores
+    return result
+
+
+_JOB: Job | None = None
+
+
+def _init_worker(job: Job) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _measure_task(task: tuple[str, str, list[Word] | None]) -> ImageResult:
+    split, path, words = task
+    return measure_image(split, Path(path), words, _JOB)
+
+
+def measure_all(tasks: list[tuple[str, str, list[Word] | None]], job: Job, workers: int,
+                progress: Progress | None = None) -> list[ImageResult]:
+    """`measure_image` of every (split, path, words) task, in order, over `workers` processes (1: here)."""
+    workers = max(1, min(workers, len(tasks)))
+    if workers == 1:
+        results = []
+        for split, path, words in tasks:
+            results.append(measure_image(split, Path(path), words, job))
+            if progress:
+                progress()
+        return results
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])  # workers fork with the imports (and compiled kernels) done
+    else:
+        context = multiprocessing.get_context("spawn")
+    results = []
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(job,)) as pool:
+        for result in pool.map(_measure_task, tasks):  # a worker that dies raises BrokenProcessPool here
+            results.append(result)
+            if progress:
+                progress()
+    return results
+
+
+# ------------------------------------------------------------------------------------------ figures
+
+
+@dataclass
+class SplitCounts:
+    """One split: images, usable words, the loader's warnings, and the files that cannot be decoded."""
+
+    split: str
+    images: int
+    words: int
+    labelled: bool
+    problems: list[str]
+    undecodable: list[str]  # the decoder's message for each
+
+
+@dataclass
+class ModeCeiling:
+    """The ceiling of one post-processing mode at one size: the best setting and its scores, and every setting's."""
+
+    best: dict[str, Any]
+    scores: dict[str, float]
+    worst_hmean: float
+    settings: list[dict[str, Any]]  # each: the swept values + recall, precision, hmean
+
+
+@dataclass
+class SizeFigures:
+    """Text size and ceiling at one image size (words of the decodable images of the split)."""
+
+    image_size: int
+    words: int
+    height: dict[str, float]  # percentiles of the shorter minAreaRect side, input pixels
+    length: dict[str, float]  # the same for the longer side
+    below_min: float  # share of words whose shorter side is under min_text_size
+    lost: float  # share of words the targets leave out
+    ceiling: dict[str, ModeCeiling]  # "polygon" / "box"
+    heights: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
+
+    def best_hmean(self, modes: Sequence[bool]) -> float:
+        """The best ceiling over the given modes."""
+        return max(self.ceiling[MODES[m]].scores["hmean"] for m in modes)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The sizes whose ceiling is within `margin` of the best one."""
+
+    sizes: tuple[int, ...]
+    best_size: int
+    best_hmean: float
+    margin: float
+    all_sizes: tuple[int, ...]
+
+    @property
+    def option(self) -> str:
+        return "--image-sizes " + ",".join(map(str, self.sizes))
+
+    def text(self) -> str:
+        head = (f"best ceiling hmean {self.best_hmean:.3f} at {self.best_size} px; "
+                f"within {self.margin:g} of it: {', '.join(map(str, self.sizes))} px")
+        if self.sizes == self.all_sizes:
+            return f"{head} (every size inspected): the ceiling does not narrow the sweep's image sizes"
+        return f"{head}\n  pass {self.option} to the sweep (python wandb_sweep.py --create-sweep {self.option})"
+
+
+def recommend(ceilings: dict[int, float], margin: float = DEFAULT_MARGIN) -> Recommendation:
+    """Sizes (of `ceilings`: image size -> best ceiling hmean) within `margin` of the best (the smallest best
+    size wins a tie)."""
+    if not ceilings:
+        raise ValueError("recommend needs at least one image size")
+    best_size = max(sorted(ceilings), key=lambda s: ceilings[s])
+    best = ceilings[best_size]
+    sizes = tuple(s for s in sorted(ceilings) if ceilings[s] >= best - margin - 1e-12)
+    return Recommendation(sizes, best_size, best, margin, tuple(sorted(ceilings)))
+
+
+@dataclass
+class Inspection:
+    """Everything `inspect_dataset` found."""
+
+    root: Path
+    split: str
+    settings: Settings
+    counts: list[SplitCounts]
+    sizes: list[SizeFigures]
+    recommendation: Recommendation
+    images: list[ImageResult]  # the inspected split's images, by name
+    words: dict[str, list[Word]] = field(repr=False, default_factory=dict)  # the inspected split's, by image
+
+    def as_json(self) -> dict[str, Any]:
+        """The figures as plain JSON values."""
+        s = self.settings
+        return plain({
+            "dataset": str(self.root),
+            "split": self.split,
+            "counts": [vars(c) for c in self.counts],
+            "targets": {"shrink_ratio": s.shrink_ratio, "min_text_size": s.min_text_size},
+            "postprocess": {"config": str(s.config_path), "base": s.base, "swept": s.swept,
+                            "modes": [MODES[m] for m in s.modes]},
+            "sizes": [{k: (v if k != "ceiling" else {m: vars(c) for m, c in v.items()})
+                       for k, v in vars(f).items() if k != "heights"} for f in self.sizes],
+            "recommendation": {**vars(self.recommendation), "option": self.recommendation.option},
+        })
+
+
+def _percentiles(values: np.ndarray) -> dict[str, float]:
+    if not len(values):
+        return {f"p{q}": float("nan") for q in PERCENTILES}
+    return {f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(values, PERCENTILES))}
+
+
+def _mode_ceiling(table: np.ndarray, combos: list[dict[str, Any]], swept: list[str]) -> ModeCeiling:
+    """`table` (settings, images, 3): the mean scores of each setting and the best one."""
+    rows = []
+    for combo, per_image in zip(combos, table):
+        scores = mean_scores(ImageScore(*map(float, row)) for row in per_image)
+        rows.append({**{k: combo[k] for k in swept}, **scores})
+    best = max(rows, key=lambda r: r["hmean"])  # the first of equals: settings are in grid order
+    return ModeCeiling({k: best[k] for k in swept}, {k: best[k] for k in ("recall", "precision", "hmean")},
+                       min(r["hmean"] for r in rows), rows)
+
+
+def split_names(root: Path) -> list[str]:
+    """The splits of a dataset root: folders under images/ and JSON files under jsons/."""
+    found = {p.name for p in (root / "images").iterdir() if p.is_dir()} if (root / "images").is_dir() else set()
+    found |= {p.stem for p in (root / "jsons").glob("*.json")} if (root / "jsons").is_dir() else set()
+    order = {"train": 0, "val": 1, PREDICTION_SPLIT: 2}
+    return sorted(found, key=lambda s: (order.get(s, 3), s))
+
+
+def _read_split(root: Path, split: str, inspected: bool) -> tuple[dict[str, list[Word]], SplitCounts]:
+    """The split's images and words as the loader reads them, and its counts (decoding not yet checked)."""
+    image_dir, json_path = split_paths(root, split)
+    labelled = inspected or json_path.is_file() or split != PREDICTION_SPLIT
+    with loader_messages() as problems:
+        if inspected:
+            words = load_split(root, split, labels=True)
+        else:
+            try:
+                words = load_split(root, split, labels=labelled)
+            except UserError as err:
+                problems.append(str(err))
+                words = {}
+    counts = SplitCounts(split, len(words), sum(map(len, words.values())), labelled, problems, [])
+    return words, counts
+
+
+def inspect_dataset(root: Path, split: str, sizes: Sequence[int], settings: Settings, workers: int = 1,
+                    margin: float = DEFAULT_MARGIN, progress: Callable[[int], Progress] | None = None) -> Inspection:
+    """Counts and problems of every split of `root`; text size and ceiling of `split` at each of `sizes`.
+
+    `progress(total)` returns a callback called once per image scanned.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"dataset folder {root} does not exist: pass --data DIR (a folder holding images/ and jsons/)")
+    sizes = check_image_sizes(sizes)
+    names = split_names(root)
+    if split not in names:
+        names.append(split)  # the loader says what is missing
+    splits = {name: _read_split(root, name, name == split) for name in names}
+    if not splits[split][1].words:
+        image_dir, json_path = split_paths(root, split)
+        raise UserError(f"the {split} split has no labelled words ({json_path} with words for the images in "
+                        f"{image_dir}): choose a split with labels, e.g. --split val")
+
+    grids = {mode: settings.grid(mode) for mode in MODES}
+    thresh = min(float(c["thresh"]) for grid in grids.values() for c in grid)
+    unique: dict[tuple, int] = {}
+    index = {mode: [unique.setdefault(tuple(sorted({**c, "thresh": thresh}.items())), len(unique)) for c in grid]
+             for mode, grid in grids.items()}
+    job = Job(sizes, settings.shrink_ratio, settings.min_text_size, tuple(dict(key) for key in unique))
+
+    tasks = [(name, str(split_paths(root, name)[0] / image), words if name == split else None)
+             for name, (images, _) in splits.items() for image, words in images.items()]
+    tick = progress(len(tasks)) if progress else None
+    results = measure_all(tasks, job, min(workers, max(1, len(splits[split][0]) // IMAGES_PER_WORKER)), tick)
+
+    counts = {name: c for name, (_, c) in splits.items()}
+    notes: dict[str, list[str]] = {}
+    for r in results:
+        if r.error:
+            counts[r.split].undecodable.append(r.error)
+        notes.setdefault(r.split, []).extend(m for m in r.notes if m not in notes.get(r.split, []))
+    for name, extra in notes.items():
+        counts[name].problems.extend(extra)
+    images = [r for r in results if r.split == split]
+    figures = []
+    for k, size in enumerate(sizes):
+        heights = np.concatenate([r.heights[k] for r in images])
+        lengths = np.concatenate([r.lengths[k] for r in images])
+        lost = np.concatenate([r.lost[k] for r in images])
+        table = np.stack([r.scores[k] for r in images], axis=1)  # (settings, images, 3)
+        ceiling = {MODES[mode]: _mode_ceiling(table[index[mode]], grids[mode], settings.keys(mode)) for mode in MODES}
+        n = len(heights)
+        figures.append(SizeFigures(
+            size, n, _percentiles(heights), _percentiles(lengths),
+            float(np.mean(heights < settings.min_text_size)) if n else 0.0,
+            float(np.mean(lost)) if n else 0.0, ceiling, heights,
+        ))
+    best = {f.image_size: f.best_hmean(settings.modes) for f in figures}
+    return Inspection(root, split, settings, list(counts.values()), figures, recommend(best, margin), images,
+                      splits[split][0])
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def _values(values: Sequence[Any]) -> str:
+    return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def describe_settings(settings: Settings) -> str:
+    """One line: the values tried for each swept key, per mode, and where they come from."""
+    parts = []
+    for mode in MODES:
+        grid = len(settings.grid(mode))
+        unclip = "polygon_unclip_ratio" if mode else "box_unclip_ratio"
+        keys = settings.keys(mode) + ([] if unclip in settings.swept else [unclip])
+        shown = ", ".join(f"{k} {_values(settings.swept.get(k, [settings.base[k]]))}" for k in keys)
+        parts.append(f"{MODES[mode]} mode {grid} setting{'s' * (grid != 1)} ({shown})")
+    return f"post-processing of {settings.config_path}: " + "; ".join(parts)
+
+
+def report(ins: Inspection) -> str:
+    """The figures as printed: counts and problems, the table per image size, the recommendation."""
+    s = ins.settings
+    lines = [f"dataset {ins.root}", f"  {'split':<8}{'images':>8}{'words':>9}{'undecodable':>13}{'loader warnings':>17}"]
+    for c in ins.counts:
+        words = c.words if c.labelled else "no labels"
+        lines.append(f"  {c.split:<8}{c.images:>8}{words:>9}{len(c.undecodable):>13}{len(c.problems):>17}")
+    for c in ins.counts:
+        lines += [f"  {c.split}: {message}" for message in c.problems]
+        if c.undecodable:
+            lines.append(f"  {c.split}: {len(c.undecodable)} image(s) cannot be decoded (training reads each as a blank "
+                         f"image without words): {'; '.join(c.undecodable[:3])}{' ...' if len(c.undecodable) > 3 else ''}")
+    minimum = f"{s.min_text_size:g}"
+    lines += [
+        "",
+        f"{ins.split} at each image size: word height/length = shorter/longer side of its minAreaRect in input pixels; "
+        f"lost = left out of the targets (min_text_size {minimum} px, shrink_ratio {s.shrink_ratio:g})",
+        "ceiling = ground-truth maps -> post-processing -> CLEval, mean over images: the best setting (the worst in "
+        f"brackets); {describe_settings(s)}",
+        "",
+        f"{'size':>6}{'words':>7}{'height p5/p50/p95':>20}{'length p50':>12}{'< ' + minimum + ' px':>9}{'lost':>8}"
+        f"{'polygon hmean':>22}{'R':>7}{'P':>7}{'box hmean':>20}{'R':>7}{'P':>7}",
+    ]
+    for f in ins.sizes:
+        height = "/".join(f"{f.height[k]:.1f}" for k in ("p5", "p50", "p95"))
+        cells = []
+        for mode in ("polygon", "box"):
+            c = f.ceiling[mode]
+            cells.append(f"{c.scores['hmean']:.3f} ({c.worst_hmean:.3f}){c.scores['recall']:>7.3f}{c.scores['precision']:>7.3f}")
+        lines.append(f"{f.image_size:>6}{f.words:>7}{height:>20}{f.length['p50']:>12.1f}{f.below_min:>9.1%}{f.lost:>8.1%}"
+                     f"{cells[0]:>36}{cells[1]:>34}")
+    modes = " and ".join(MODES[m] for m in s.modes)
+    lines += ["", f"recommendation ({modes} mode, as the sweep runs): {ins.recommendation.text()}"]
+    return "\n".join(lines)
+
+
+def lost_overlays(ins: Inspection, count: int = 3) -> list[tuple[str, np.ndarray]]:
+    """(image name, RGB) of up to `count` images with the most words lost at the smallest size, drawn at that size
+    (doubled): lost words in red, kept words in green."""
+    size = ins.sizes[0].image_size
+    ranked = sorted((r for r in ins.images if r.error is None and r.lost and r.lost[0].any()),
+                    key=lambda r: (-int(r.lost[0].sum()), r.name))[:count]
+    image_dir = split_paths(ins.root, ins.split)[0]
+    out = []
+    for r in ranked:
+        loaded = load_resized(image_dir / r.name, size)
+        _, polygons = input_polygons(oriented_words(ins.words[r.name], loaded), loaded.orig_hw, size)
+        canvas = cv2.resize(loaded.image, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+        for lost in (False, True):
+            chosen = [np.round(p * 2).astype(np.int32) for p, gone in zip(polygons, r.lost[0]) if gone == lost]
+            cv2.polylines(canvas, chosen, True, (230, 0, 0) if lost else (0, 170, 0), 2 if lost else 1, cv2.LINE_AA)
+        out.append((r.name, canvas))
+    return out

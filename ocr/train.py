@@ -49,10 +49,14 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with exit_on_user_error(PROG):
         check_config(cfg)
+        from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
         from ocr.training.run import train  # deferred: Lightning and the model stack load once the config is good
         from ocr.tuning.tune import after_training
 
         metrics = train(cfg, run_dir, after_fit=after_training(cfg.get("tuning"), cfg.seed))
+    if rank_zero_only.rank:  # the other ranks of a DDP run: rank zero reports
+        return
     shown = {k: v for k, v in metrics.items() if k.startswith("val/cleval")}
     print("final (best checkpoint): " + ", ".join(f"{k}={v:.4f}" for k, v in shown.items()))
     print(f"run directory: {shown_path(run_dir)} (tune post-processing: python wandb_sweep.py tune-postprocess "

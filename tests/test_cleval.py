@@ -323,8 +323,7 @@ def agreement(receipts: Path) -> tuple[list[ImageScore], list[tuple[float, float
 def test_agrees_with_pypi_cleval_on_real_receipts(agreement) -> None:
     ours, ref = agreement
     diff = np.abs(np.array([scores(s) for s in ours]) - np.array(ref)).max(axis=1)
-    assert diff.max() <= 1e-3, f"worst image differs by {diff.max():.2e}"
-    assert (diff <= 1e-6).mean() >= 0.9  # the reference computes in float32: 1e-6 is "equal"
+    assert diff.max() <= 1e-7, f"worst image differs by {diff.max():.2e}"  # measured: 9.3e-8 over these 96 images
 
 
 def test_agreement_cases_exercise_every_matching_path(agreement) -> None:

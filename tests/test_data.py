@@ -16,8 +16,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ocr.data.annotations import load_split
-from ocr.data.datamodule import ReceiptDataModule
-from ocr.data.dataset import ReceiptDataset
+from ocr.data.datamodule import ReceiptDataModule, ReceiptDataset
 from ocr.data.paths import dataset_root, resolve_dataset_root
 from ocr.data.transforms import (
     EXIF_ORIENTATION,

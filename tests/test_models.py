@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import re
 
 import pytest
@@ -85,6 +87,23 @@ def test_loss_weights_and_parts() -> None:
     assert pred["prob_logits"].grad is not None and torch.isfinite(pred["prob_logits"].grad).all()
 
 
+def test_loss_of_a_2x2_map_computed_by_hand() -> None:
+    """One text pixel (logit 0), three background logits ln 3, 0, -ln 3; negative_ratio 2 keeps the two hardest."""
+    ln3, ln2 = math.log(3), math.log(2)
+    gt = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    batch = {"prob_map": gt, "prob_mask": torch.ones_like(gt), "thresh_map": torch.full_like(gt, 0.3),
+             "thresh_mask": torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])}
+    pred = {"prob_logits": torch.tensor([[[[0.0, ln3], [0.0, -ln3]]]]),
+            "thresh": torch.tensor([[[[0.5, 0.2], [0.9, 0.0]]]]),
+            "binary_logits": torch.tensor([[[[ln3, -ln3], [0.0, -1e4]]]])}  # sigmoid: 0.75, 0.25, 0.5, 0
+    parts = DBLoss(negative_ratio=2, prob_map_loss_weight=2, thresh_map_loss_weight=3, binary_map_loss_weight=4)(pred, batch)
+    bce = (ln2 + math.log(4) + ln2) / 3  # BCE: -ln sigmoid(0) = ln 2 for the text pixel; ln(1 + e^x) for x = ln 3, 0
+    l1 = (abs(0.5 - 0.3) + abs(0.2 - 0.3)) / 2  # mean |thresh - 0.3| over the two masked pixels
+    dice = 1 - 2 * 0.75 / ((0.75 + 0.25 + 0.5 + 0.0) + 1.0)  # 1 - 2|B.G| / (|B| + |G|)
+    expected = {"loss_prob": bce, "loss_thresh": l1, "loss_binary": dice, "loss": 2 * bce + 3 * l1 + 4 * dice}
+    assert {k: float(parts[k]) for k in expected} == pytest.approx(expected, rel=1e-5)
+
+
 def test_hard_negative_mining_uses_ratio() -> None:
     batch = targets()
     pred = prediction(requires_grad=False)
@@ -112,6 +131,7 @@ def test_loss_under_bf16_autocast_matches_fp32() -> None:
 
 def test_untrained_head_predicts_background() -> None:
     """The prior bias keeps an untrained probability map below the default threshold (no one-blob detection)."""
+    torch.manual_seed(0)  # the random init and the input
     model = tiny_dbnet().eval()
     with torch.no_grad():
         prob = torch.sigmoid(model(torch.randn(1, 3, 64, 64))["prob_logits"])

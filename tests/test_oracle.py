@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ocr.data.dataset import ReceiptDataset
+from ocr.data.datamodule import ReceiptDataset
 from ocr.postprocess.db_postprocess import DBPostProcessor
 from ocr.targets.db_targets import make_db_targets
 from reference.scoring import score_dataset

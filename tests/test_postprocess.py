@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams
 from ocr.postprocess.geometry import polygon_score, quad_to_fixed, sanitised
 from ocr.postprocess.packed import (
-    box_points, ordered_quads, outline_measures, overlapping, pixel_boxes, rect_array, region_scores,
+    box_points, offset_convex_quads, ordered_quads, outline_measures, overlapping, pixel_boxes, rect_array,
+    region_scores,
 )
-from ocr.postprocess.round_offset import offset_convex_quads
 from ocr.postprocess import stages
 from ocr.postprocess.stages import Candidates, candidates, expand
 from ocr.utils.collector import paused_gc

@@ -14,6 +14,7 @@ from test_sweep_support import REPO, fake_sweep_config, write_fake_project, writ
 from ocr.cli import sweep as cli
 from ocr.sweep.spec import load_sweep_config
 from ocr.sweep.store import Trial, create_sweep, sweep_ids
+from ocr.training.memory import Footprint
 from ocr.utils.errors import UserError
 
 MAIN = str(REPO / "sweep_config.yaml")
@@ -26,6 +27,12 @@ def _no_key_anywhere(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     for var in ("WANDB_PROJECT", "WANDB_ENTITY", "WANDB_BASE_URL", "DATASET_BASE_PATH"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _memory_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The preview's cap table without measuring five HRNets (tests/test_batch_size.py checks the measurement)."""
+    monkeypatch.setattr("ocr.training.batch_size.footprint", lambda models, precision, say=None: Footprint(10**7, 0, 1000.0))
 
 
 def run_cli(args: list[str]) -> int:
@@ -50,8 +57,8 @@ def test_preview_shows_the_sweep_destination_and_batch_caps(capsys) -> None:
     assert "destination: embedded controller (no W&B server), store .sweeps/, each trial is a W&B offline run" in out
     assert "W&B API key: not set" in out
     assert "one trial would run: /usr/bin/env python -m ocr.train batch_size=" in out
-    caps = "batch-size caps for" if torch.cuda.is_available() else "no CUDA GPU visible"
-    assert caps in out and "image_size  cap" in out
+    caps = "batch caps for" if torch.cuda.is_available() else "no CUDA GPU visible"
+    assert caps in out and all(f"\n  hrnet_w{w} " in out.split(caps)[1] for w in (18, 32, 40, 44, 48))
     assert not Path(".sweeps").exists(), "a preview creates nothing"
 
 
@@ -64,7 +71,8 @@ def test_preview_narrowed_and_online_never_prints_the_key(capsys, monkeypatch: p
     assert secret not in out and "W&B API key: set" in out
     assert "destination: W&B server (online), entity=(your default), project=P" in out
     assert "models.encoder.model_name: {value: hrnet_w18}" in out and "image_size:\n    values: [800, 1024]" in out
-    assert "bs  4 ->" in out and "\n         800 " in out and "\n         640 " not in out
+    rows = [line.split()[:2] for line in out.splitlines() if line.startswith("  hrnet_w18 ")]
+    assert rows == [["hrnet_w18", "800"], ["hrnet_w18", "1024"]]
 
 
 def test_create_sends_exactly_the_narrowed_yaml_to_wandb(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,6 +230,27 @@ def test_gpu_agents_get_one_device_each() -> None:
         cli.gpu_agent_envs((0, 0), 2, None)
 
 
+def test_gpus_per_trial_gives_each_agent_that_many_devices(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cli.gpu_agent_envs((0, 1, 2, 3), 4, None, 2) == [{"CUDA_VISIBLE_DEVICES": "0,1"},
+                                                           {"CUDA_VISIBLE_DEVICES": "2,3"}]
+    assert cli.gpu_agent_envs((3, 1), 4, "4,5,6,7", 2) == [{"CUDA_VISIBLE_DEVICES": "7,5"}]
+    started = []
+    monkeypatch.setattr(cli, "visible_gpus", lambda: 4)
+    monkeypatch.setattr(cli.subprocess, "Popen", lambda argv, env: started.append((argv, env)) or SimpleNamespace(
+        wait=lambda: 0))
+    args = cli.build_parser().parse_args(["--sweep-id", "local-x", "--gpus", "0,1,2,3", "--gpus-per-trial", "2"])
+    assert cli.spawn_gpu_agents(args, "local-x") == 0
+    assert [env["CUDA_VISIBLE_DEVICES"] for _, env in started] == ["0,1", "2,3"]
+    assert all(argv[argv.index("--gpus-per-trial") + 1] == "2" for argv, _ in started)
+    assert "started 2 agents on local-x: gpu 0,1, gpu 2,3" in capsys.readouterr().out
+    err = error_of(capsys, ["--sweep-id", "local-x", "--gpus", "0,1,2", "--gpus-per-trial", "2"])
+    assert "--gpus 0,1,2: 3 GPUs do not split into trials of --gpus-per-trial 2" in err
+    assert "run agents" in error_of(capsys, ["--gpus-per-trial", "2"])
+    with pytest.raises(UserError, match=r"add `trainer.devices: \{value: 2\}`"):
+        cli.check_wandb_devices(fake_sweep_config({"x": {"value": 1}}), 2)
+    cli.check_wandb_devices(fake_sweep_config({"trainer.devices": {"value": 2}}), 2)
+
+
 def test_sync_hint_points_at_the_offline_runs(tmp_path: Path) -> None:
     sweep = create_sweep(tmp_path / "store", fake_sweep_config({"x": {"value": 1.0}}), "P", "E")
     assert cli.sync_hint(sweep) is None
@@ -318,7 +347,7 @@ def test_an_interrupted_agent_says_how_many_trials_it_still_owes(capsys, tmp_pat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "run_agent", interrupted)
-    args = SimpleNamespace(gpus=None, agent_label=None, count=3, top=5)
+    args = SimpleNamespace(gpus=None, gpus_per_trial=1, agent_label=None, count=3, top=5)
     assert cli.run_local(args, sweep, "offline") == 130
     assert f"interrupted; resume with: python wandb_sweep.py --sweep-id {sweep.id} --count 2" in capsys.readouterr().err
 

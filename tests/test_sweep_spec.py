@@ -108,6 +108,21 @@ def _with(path: list, value) -> dict:
             yaml.safe_dump(_with(["command"], ["${env}", "${interpreter}", "${program}", "${args}"])),
             "${args_no_hyphens}",
         ),
+        (yaml.safe_dump(_with(["program"], "train.py")), "program 'train.py' is not a module name"),
+        (yaml.safe_dump(_with(["program"], "ocr/train.py")), "program 'ocr/train.py' is not a module name"),
+        (yaml.safe_dump(_with(["program"], None)), "'program' is not set"),
+        (
+            yaml.safe_dump(_with(["command"], ["${env}", "${interpreter}", "${program}", "${args_no_hyphens}"])),
+            "must run the training module with -m",
+        ),
+        (
+            yaml.safe_dump(_with(["command"], ["${env}", "${interpreter}", "${args_no_hyphens}"])),
+            "must run the training module with -m",
+        ),
+        (
+            yaml.safe_dump(_with(["command"], ["${env}", "${interpreter}", "-m", "${args_no_hyphens}"])),
+            "must run the training module with -m",
+        ),
         (yaml.safe_dump(_with(["metric"], {"goal": "maximize"})), "'metric' needs a name"),
         (yaml.safe_dump(_with(["run_cap"], 0)), "run_cap must be a positive integer"),
         (yaml.safe_dump(_with(["method"], "grid")), "sweep engine refuses this config"),  # grid over a range
@@ -124,6 +139,12 @@ def _with(path: list, value) -> dict:
         "bad-keys",
         "method",
         "command",
+        "program-a-file",
+        "program-a-path",
+        "program-unset",
+        "command-without-dash-m",
+        "command-without-program",
+        "command-dash-m-without-module",
         "metric",
         "run_cap",
         "grid-range",
@@ -137,6 +158,12 @@ def test_bad_sweep_yaml_gets_one_line_naming_the_file(tmp_path: Path, text: str,
         load_sweep_config(path)
     message = str(err.value)
     assert expected in message and str(path) in message and "\n" not in message
+
+
+def test_the_module_may_be_named_in_the_command(tmp_path: Path) -> None:
+    config = _with(["command"], ["${env}", "${interpreter}", "-m", "fake_train", "${args_no_hyphens}"])
+    del config["program"]
+    assert load_sweep_config(write_yaml(tmp_path / "s.yaml", config))["command"][3] == "fake_train"
 
 
 def test_missing_sweep_file(tmp_path: Path) -> None:

@@ -2,7 +2,10 @@
 
 The fake trainer stands in for `python -m ocr.train` where a real run would be too slow for the property
 under test (locking, hyperband, resume). It parses `key=value` overrides, logs one metrics line per "epoch"
-(`val/cleval_hmean` = x * epoch / epochs), honours the stop file, and writes what it saw to `seen.json`.
+(`val/cleval_hmean` = x * epoch / epochs, `val/loss` = 1 - that), checks the stop file before each of its `steps`
+an epoch, as ocr.train does, and writes what it saw to `seen.json` and the steps it trained to `steps.json`. With
+`handshake=1` it waits, after logging an epoch, until the agent has recorded it (and so made its hyperband
+decision), which makes the step a stop lands on deterministic.
 """
 
 from __future__ import annotations
@@ -51,20 +54,38 @@ if os.environ.get("FAKE_TRAINER_WANDB") == "1":
 (run_dir / "seen.json").write_text(json.dumps(seen))
 metrics = Path(os.environ["OCR_METRICS_FILE"])
 stop = Path(os.environ["OCR_STOP_FILE"])
-best = None
+steps, handshake = int(values.get("steps", 1)), int(values.get("handshake", 0))
+state = run_dir.parents[2] / "state.json"
+
+
+def recorded(epochs):
+    trials = json.loads(state.read_text())["trials"]
+    return any(t["run_id"] == seen["run_id"] and len(t["history"]) >= epochs for t in trials)
+
+
+trained, best, stopped = [], None, False
 for epoch in range(epochs):
-    time.sleep(pause)
+    for step in range(steps):
+        if stop.exists():
+            stopped = True
+            break
+        time.sleep(pause / steps)
+        trained.append([epoch, step])
+    if stopped:
+        break
     value = x * (epoch + 1) / epochs
     best = value if best is None else max(best, value)
     with metrics.open("a") as fh:
-        fh.write(json.dumps({"epoch": epoch, "val/cleval_hmean": value}) + "\\n")
+        fh.write(json.dumps({"epoch": epoch, "val/cleval_hmean": value, "val/loss": 1 - value}) + "\\n")
     if crash:
         print("simulated failure", file=sys.stderr)
         sys.exit(crash)
-    if stop.exists():
-        break
+    deadline = time.monotonic() + 60
+    while handshake and not recorded(epoch + 1) and time.monotonic() < deadline:
+        time.sleep(0.01)
+(run_dir / "steps.json").write_text(json.dumps(trained))
 with metrics.open("a") as fh:
-    fh.write(json.dumps({"final": True, "val/cleval_hmean": best}) + "\\n")
+    fh.write(json.dumps({"final": True, "val/cleval_hmean": best, "val/loss": 1 - (best or 0)}) + "\\n")
 """
 
 FAKE_TRAIN_CONFIG = """
@@ -74,6 +95,8 @@ defaults:
 x: 0.5
 sleep: 0.0
 crash: 0
+steps: 1
+handshake: 0
 trainer:
   max_epochs: 3
 models:
@@ -135,12 +158,13 @@ run_agent(sweep, AgentOptions(count=count, poll_s=0.05), say=lambda line: print(
 """
 
 
-def start_agent(project_dir: Path, store: Path, sweep_id: str, count: int | None) -> subprocess.Popen:
-    """An agent process on a local sweep, polling fast (cwd = project_dir, so `python -m fake_train` works)."""
+def start_agent(project_dir: Path, store: Path, sweep_id: str, count: int | None, **env: str) -> subprocess.Popen:
+    """An agent process on a local sweep, polling fast (cwd = project_dir, so `python -m fake_train` works);
+    `env` adds to or replaces its environment."""
     return subprocess.Popen(
         [sys.executable, "-c", AGENT_SNIPPET, str(store), sweep_id, str(count) if count else "none"],
         cwd=project_dir,
-        env=agent_env(project_dir),
+        env={**agent_env(project_dir), **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

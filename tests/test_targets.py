@@ -15,9 +15,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ocr.postprocess.geometry import ARC_TOLERANCE_PX
 from ocr.targets.collate import DBCollate
 from ocr.targets.db_targets import DBTargets, make_db_targets
-from ocr.targets.polygons import ARC_TOLERANCE_PX, FIXED_ONE, FIXED_SHIFT, fill_rectangles, inset_rectangles
+from ocr.targets.polygons import FIXED_ONE, FIXED_SHIFT, fill_rectangles, inset_rectangles
 from ocr.utils.errors import UserError
 from reference.receipts import load_receipts, rotated
 from reference.targets_plain import make_db_targets_plain

@@ -25,7 +25,8 @@ from ocr.training import build as build_lib
 from ocr.training import module as module_lib
 from ocr.training.build import log_interval
 from ocr.training.quiet import LIGHTNING_INFO, LIGHTNING_LOGGERS, quiet_lightning
-from ocr.training.run import train
+from ocr.sweep.controller import read_metrics
+from ocr.training.run import caused_by_oom, train
 from ocr.tuning.tune import after_training
 from ocr.utils.errors import UserError
 
@@ -138,6 +139,34 @@ def test_stop_file_ends_training_after_the_current_epoch(tmp_path: Path, synthet
     assert metrics["stopped_early"] is True and metrics["epochs_run"] == 1
 
 
+class StopDecidedAfterFirstEpoch(L.Callback):
+    """A sweep controller's decision read from the first epoch's metrics: the stop file appears once that epoch is
+    validated and logged; records every training step it sees (epoch, batch)."""
+
+    steps: list[tuple[int, int]] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            Path(os.environ["OCR_STOP_FILE"]).touch()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        self.steps.append((trainer.current_epoch, args[-1]))
+
+
+def test_a_stop_decided_after_an_epoch_ends_the_run_within_one_step(tmp_path: Path, synthetic_dir: Path,
+                                                                     monkeypatch) -> None:
+    monkeypatch.setenv("OCR_STOP_FILE", str(tmp_path / "stop"))
+    monkeypatch.setenv("OCR_METRICS_FILE", str(tmp_path / "metrics.jsonl"))
+    StopDecidedAfterFirstEpoch.steps = []
+    overrides = tiny_overrides(synthetic_dir, batch_size=2, **{  # 4 steps an epoch
+        "trainer.max_epochs": 3, "+callbacks.decide._target_": f"{__name__}.StopDecidedAfterFirstEpoch"})
+    metrics = train(compose_train(overrides), tmp_path / "run")
+    assert StopDecidedAfterFirstEpoch.steps == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line.get("epoch") for line in lines] == [0, None], "the stopped epoch's one step is not validated"
+    assert metrics["stopped_early"] is True and metrics["best_epoch"] == 0
+
+
 def test_out_of_memory_retries_with_half_batch_and_accumulation(tmp_path: Path, synthetic_dir: Path, monkeypatch) -> None:
     real_step = module_lib.DBNetModule.training_step
 
@@ -151,13 +180,77 @@ def test_out_of_memory_retries_with_half_batch_and_accumulation(tmp_path: Path, 
     assert (metrics["batch/requested"], metrics["batch/used"], metrics["batch/accumulate"]) == (8, 2, 4)
 
 
+class RecordFit(L.Callback):
+    """Records each fit's accumulation and optimizer steps (global_step) as it ends."""
+
+    fits: list[tuple[int, int]] = []
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.fits.append((trainer.accumulate_grad_batches, trainer.global_step))
+
+
+def test_an_out_of_memory_retry_after_an_epoch_starts_a_clean_history(tmp_path: Path, synthetic_dir: Path,
+                                                                      monkeypatch) -> None:
+    real_step = module_lib.DBNetModule.training_step
+
+    def second_epoch_runs_out_of_memory_above_two(self, batch, batch_idx):
+        if len(batch["images"]) > 2 and self.current_epoch == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(module_lib.DBNetModule, "training_step", second_epoch_runs_out_of_memory_above_two)
+    monkeypatch.setenv("OCR_METRICS_FILE", str(tmp_path / "metrics.jsonl"))
+    RecordFit.fits = []
+    overrides = tiny_overrides(synthetic_dir, batch_size=8, **{  # 8 training images
+        "trainer.max_epochs": 2, "+callbacks.record._target_": f"{__name__}.RecordFit"})
+    metrics = train(compose_train(overrides), tmp_path / "run")
+    assert (metrics["batch/used"], metrics["batch/accumulate"]) == (2, 4)
+    assert RecordFit.fits == [(4, 2)], "the retry: 4 batches of 2 an epoch, one optimizer step per epoch"
+    history, final = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["epoch"] for r in history] == [0, 1], "only the retry's epochs (two failed attempts logged epoch 0)"
+    assert final["batch/used"] == 2
+
+
+def test_out_of_memory_at_batch_1_is_one_line_and_exit_code_2(tmp_path: Path, synthetic_dir: Path) -> None:
+    proc = run_cli(*tiny_overrides(synthetic_dir, batch_size=1, **{
+        "+callbacks.oom._target_": "test_train.OutOfMemoryOnEveryStep"}), "~logger",
+        f"hydra.run.dir={tmp_path}/run", cwd=tmp_path, tests=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert [line for line in proc.stderr.splitlines() if "out of memory" in line] == [
+        "ocr.train: error: CUDA out of memory at batch 1 with image_size=64 and hrnet_w18_small; use a smaller "
+        "image_size or model, "
+        "or precision=bf16-mixed"]
+
+
+class OutOfMemoryOnEveryStep(L.Callback):
+    def on_train_batch_start(self, *args: object) -> None:
+        raise RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED. This error may appear if you passed in a "
+                           "non-contiguous input.")
+
+
+@pytest.mark.parametrize("err", [
+    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB"),
+    RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED. This error may appear if you passed in a non-contiguous input."),
+])
+def test_wrapped_and_cudnn_out_of_memory_errors_are_recognised(err: Exception) -> None:
+    try:
+        try:
+            raise err
+        except RuntimeError as inner:
+            raise ValueError("a wrapper") from inner
+    except ValueError as wrapped:
+        assert caused_by_oom(err) and caused_by_oom(wrapped)
+    assert not caused_by_oom(RuntimeError("CUDA error: device-side assert triggered"))
+
+
 def test_a_rerun_into_the_same_directory_replaces_best_ckpt(tmp_path: Path, synthetic_dir: Path) -> None:
     cfg = compose_train(tiny_overrides(synthetic_dir, **{"trainer.max_epochs": 1}))
     first = train(cfg, tmp_path / "run")
     stamp = Path(first["best_checkpoint"]).stat().st_mtime_ns
     second = train(cfg, tmp_path / "run")
     assert second["best_checkpoint"] == first["best_checkpoint"] and second["best_checkpoint"].endswith("best.ckpt")
-    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["best.ckpt"]  # no best-v1.ckpt
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no -v1
     assert Path(second["best_checkpoint"]).stat().st_mtime_ns > stamp
 
 
@@ -228,8 +321,8 @@ def test_the_logging_interval_is_at_most_an_epoch(limit: object, batches: int, e
     assert trainer.log_every_n_steps == 10 and log_interval(trainer, batches) == expected
 
 
-def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def run_cli(*overrides: str, cwd: Path, tests: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *([str(REPO / "tests")] if tests else [])])}
     return subprocess.run([sys.executable, "-m", "ocr.train", *overrides], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 

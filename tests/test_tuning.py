@@ -18,20 +18,22 @@ from omegaconf import OmegaConf
 
 from ocr.cli.tune import main
 from ocr.data.annotations import load_split
-from ocr.data.dataset import ReceiptDataset
+from ocr.data.datamodule import ReceiptDataset
 from ocr.data.synthetic import generate_dataset
-from ocr.inference.maps import build_val_cache, pick_device, predict_split
+from ocr.inference.maps import (
+    CSV_HEADER, build_val_cache, integer_points, pick_device, predict_split, write_csv, write_json,
+)
 from ocr.inference.runs import load_model, resolve_run
-from ocr.inference.predict import CSV_HEADER, integer_points, write_csv, write_json
-from ocr.inference.wandb_link import sync_command
 from ocr.postprocess.db_postprocess import DBPostProcessor
 from ocr.training.build import build_module
 from ocr.training.val_cache import CachedImage, load_val_cache, write_val_cache
 from ocr.tuning.evaluate import CacheEvaluator, ImageState
 from ocr.tuning.space import REPO_ROOT, grid_points, read_yaml, search_config
 from ocr.tuning.tune import search
+from ocr.utils.display import sync_command
 from ocr.utils.errors import UserError
 from reference.scoring import direct_scores
+from reference.wandb_records import of_type, offline_folders
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,10 +86,31 @@ def same_polygons(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
     return len(a) == len(b) and all(x.shape == y.shape and (x == y).all() for x, y in zip(a, b))
 
 
-def attach_wandb_run(run_dir: Path, run_id: str) -> None:
-    """Name a W&B run in the run's metrics.json, as training does."""
+def attach_wandb_run(run_dir: Path, run_id: str, steps: int = 0) -> None:
+    """Name a W&B run in the run's metrics.json, as training does; with `steps`, first log that many history rows
+    to an offline run of that id in run_dir/wandb, as training's WandbLogger does."""
+    if steps:
+        import wandb
+
+        run = wandb.init(id=run_id, dir=str(run_dir), mode="offline", project="OCR-HRNet-Sweep")
+        for step in range(steps):
+            run.log({"train/loss": 1.0 / (step + 1), "epoch": step})
+        run.finish()
+        wandb.teardown()  # finish() returns before the .wandb file is written; teardown waits for it
     path = run_dir / "metrics.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "wandb_run_id": run_id}))
+
+
+def post_training_run(run_dir: Path, training_id: str, job_type: str) -> Path:
+    """The one offline W&B folder of a post-training command: a new run, finished, grouped with the training run."""
+    others = {run_id: folders for run_id, folders in offline_folders(run_dir).items() if run_id != training_id}
+    assert len(others) == 1 and len(next(iter(others.values()))) == 1, f"one new run, not a resume: {others}"
+    folder = next(iter(others.values()))[0]
+    (run,) = of_type(folder, "run")
+    assert run["run_group"] == training_id and run["job_type"] == job_type
+    assert training_id in json.dumps(run["config"]), "config names the training run"
+    assert of_type(folder, "exit"), "the run finished and its file is complete"
+    return folder
 
 
 def read_csv(path: Path) -> dict[str, list[np.ndarray]]:
@@ -116,6 +139,27 @@ def test_cache_round_trip_reproduces_direct_inference(cached_run: Path, data_dir
         assert same_polygons(image.gt_polygons, pred.meta["gt_polygons"]) and image.gt_texts == pred.meta["gt_texts"]
         total += len(again)
     assert total > 0, "the check needs polygons to compare"
+
+
+def test_build_cache_of_a_run_trained_on_two_devices_validates_every_image_on_one(
+    tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lightning as L
+
+    run_dir = make_run(tmp_path / "run", compose_config(data_dir, **{"trainer.accelerator": "cpu", "trainer.devices": 2}))
+    world_sizes = []
+
+    class OneProcessTrainer(L.Trainer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            world_sizes.append(self.world_size)
+            if self.world_size != 1:  # DDP would relaunch pytest in a second process: stop before it starts
+                raise AssertionError(f"build-cache started {self.world_size} processes")
+
+    monkeypatch.setattr(L, "Trainer", OneProcessTrainer)
+    assert main(["build-cache", str(run_dir), "--device", "cpu", "--batch-size", "1", "--num-workers", "0"]) == 0
+    assert world_sizes == [1]
+    assert [im.name for im in load_val_cache(run_dir)] == ["val_00000.jpg", "val_00001.jpg", "val_00002.jpg"]
 
 
 def test_cache_write_is_exact_and_replaces_the_old_one(tmp_path: Path) -> None:
@@ -268,14 +312,22 @@ def test_pool_and_in_process_scores_agree(constructed_run: Path) -> None:
         assert local.evaluate(params) == pool.evaluate(params)
 
 
-def test_bayes_stays_in_range_and_logs_to_the_attached_wandb_run(constructed_run: Path, capsys) -> None:
-    run_id = "abc123"
-    attach_wandb_run(constructed_run, run_id)
+def test_bayes_stays_in_range_and_logs_to_a_run_grouped_with_the_training_run(constructed_run: Path, capsys) -> None:
+    training_id = "abc123"
+    attach_wandb_run(constructed_run, training_id, steps=5)
     assert main(["tune-postprocess", str(constructed_run), "--method", "bayes", "--count", "4", "--workers", "1"]) == 0
     out = capsys.readouterr().out
     assert "val/cleval_hmean_tuned" in out and "models.head.postprocess.thresh=" in out
-    records = (constructed_run / "wandb").glob(f"offline-run-*-{run_id}/*.wandb")
-    assert any(b"val/cleval_hmean_tuned" in p.read_bytes() for p in records), "logged to the training run's W&B run"
+    (training,) = offline_folders(constructed_run)[training_id]  # no second folder with the training run's id
+    history = of_type(training, "history")
+    assert [row["item"]["_step"] for row in history] == [0, 1, 2, 3, 4] and all("train/loss" in r["item"] for r in history)
+    assert "val/cleval_hmean_tuned" not in json.dumps(of_type(training, "summary"))
+    tuning = post_training_run(constructed_run, training_id, "tune-postprocess")
+    tuned = json.loads((constructed_run / "tune_postprocess.json").read_text())["best"]["scores"]["hmean"]
+    summary = {k: v for update in of_type(tuning, "summary") for k, v in update.get("update", {}).items()}
+    assert summary["val/cleval_hmean_tuned"] == pytest.approx(tuned)
+    line = next(line for line in out.splitlines() if line.startswith("W&B:"))
+    assert line.split("`wandb sync ")[1].rstrip(")`").split() == [str(training), str(tuning)]  # exactly these two
     result = json.loads((constructed_run / "tune_postprocess.json").read_text())
     assert result["method"] == "bayes" and len(result["trials"]) == 4
     assert all(0.19 <= t["values"]["thresh"] <= 0.25 for t in result["trials"])  # sweep_config.yaml's range
@@ -300,6 +352,36 @@ def test_csv_and_json_parse_back_to_the_same_polygons(tmp_path: Path) -> None:
     words = load_split(tmp_path, "test")  # the dataset's own loader reads the JSON form back
     assert [w.key for w in words["b.jpg"]] == ["0001", "0002"] and words["a.jpg"] == []
     assert all((w.points == integer_points(q)).all() for w, q in zip(words["b.jpg"], predictions["b.jpg"]))
+
+
+def competition_rows(path: Path) -> dict[str, list[list[int]]]:
+    """The submission as the competition's format says (origin-facts 3): columns `filename,polygons`, polygons joined
+    by `|`, each `x1 y1 x2 y2 ...` of integers; its evaluator skips polygons of fewer than 8 (or an odd number of)
+    coordinates, so each must have at least 4 points."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "filename,polygons"
+    rows = {}
+    for line in lines[1:]:
+        name, _, cell = line.partition(",")
+        rows[name] = [[int(v) for v in polygon.split(" ")] for polygon in cell.strip('"').split("|") if polygon]
+    for polygons in rows.values():
+        assert all(len(c) >= 8 and len(c) % 2 == 0 for c in polygons), f"a polygon the evaluator skips: {polygons}"
+    return rows
+
+
+def test_polygons_of_fewer_than_4_points_are_written_as_their_minimum_area_rectangle(tmp_path: Path) -> None:
+    triangle = np.array([[10, 10], [30, 12], [20, 25]], np.float32)
+    predictions = {"a.jpg": [triangle, np.array([[5, 5], [9, 5]], np.float32)],
+                   "b.jpg": [np.array([[0, 0], [4, 0], [4, 4], [0, 4]], np.float32)]}
+    rows = competition_rows(write_csv(tmp_path / "sub.csv", predictions))
+    assert rows["b.jpg"] == [[0, 0, 4, 0, 4, 4, 0, 4]]  # 4 points or more: unchanged
+    box = np.array(rows["a.jpg"][0]).reshape(-1, 2)
+    assert len(box) == 4 and len(rows["a.jpg"]) == 2
+    import cv2
+    assert all(cv2.pointPolygonTest(box.astype(np.float32), (float(x), float(y)), True) >= -1 for x, y in triangle)
+    assert cv2.contourArea(box.astype(np.float32)) >= cv2.contourArea(triangle)  # it covers the triangle
+    saved = json.loads(write_json(tmp_path / "sub.json", predictions).read_text())["images"]["a.jpg"]["words"]
+    assert [len(w["points"]) for w in saved.values()] == [4, 4]  # the dataset's JSON: at least 4 points too
 
 
 def test_predict_writes_a_row_per_image_and_survives_unreadable_ones(
@@ -352,9 +434,10 @@ def test_predict_says_an_offline_artifact_awaits_wandb_sync(
     assert main(["predict", str(run_dir), "--postprocess", "default"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("W&B:"))
     assert "uploaded" not in line and f"saved the submission as artifact submission-{run_id}" in line
-    folder = Path(line.split("`wandb sync ")[1].rstrip(")`"))
-    assert folder.is_dir() and folder.name.endswith(run_id)  # the offline run that holds the artifact
-    assert sync_command(SimpleNamespace(offline=False, dir=str(folder / "files"))) is None  # online: nothing to sync
+    folders = [Path(f) for f in line.split("`wandb sync ")[1].rstrip(")`").split()]
+    assert folders == [post_training_run(run_dir, run_id, "predict")]  # training logged nothing here: no folder of its own
+    assert of_type(folders[0], "artifact"), "the submission artifact is in the offline run"
+    assert sync_command(SimpleNamespace(offline=False, dir=str(folders[0] / "files"))) is None  # online: nothing to sync
 
 
 # ----------------------------------------------------------------------------- overlays
@@ -367,14 +450,21 @@ def test_overlays_for_named_images(cached_run: Path, capsys) -> None:
     assert "nope.jpg" in capsys.readouterr().err
 
 
-def test_overlays_go_to_the_attached_wandb_run_one_key_per_image(cached_run: Path, capsys) -> None:
-    run_id = "ovl123"
-    attach_wandb_run(cached_run, run_id)
-    assert main(["overlays", str(cached_run), "--images", "2", "--postprocess", "default"]) == 0
-    assert f"logged 2 overlays to run {run_id}" in capsys.readouterr().out
-    data = b"".join(p.read_bytes() for p in (cached_run / "wandb").glob(f"offline-run-*-{run_id}/*.wandb"))
-    stems = [p.stem for p in sorted((cached_run / "overlays" / "default").glob("*.png"))]
-    assert len(stems) == 2 and all(f"overlays/default/{stem}".encode() in data for stem in stems)
+def test_overlays_go_to_a_run_grouped_with_the_training_run_one_key_per_image(
+    cached_run: Path, tmp_path: Path, capsys
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(cached_run, run_dir, ignore=shutil.ignore_patterns("wandb"))  # no W&B folders of other tests
+    training_id = "ovl123"
+    attach_wandb_run(run_dir, training_id, steps=2)
+    assert main(["overlays", str(run_dir), "--images", "2", "--postprocess", "default"]) == 0
+    out = capsys.readouterr().out
+    folder = post_training_run(run_dir, training_id, "overlays")
+    assert f"logged 2 overlays to offline run {folder.name.rsplit('-', 1)[1]} (group {training_id}" in out
+    keys = {k for row in of_type(folder, "history") for k in row["item"]}
+    stems = [p.stem for p in sorted((run_dir / "overlays" / "default").glob("*.png"))]
+    assert len(stems) == 2 and all(any(k.startswith(f"overlays/default/{stem}") for k in keys) for stem in stems)
+    assert len(of_type(offline_folders(run_dir)[training_id][0], "history")) == 2  # the training history is intact
 
 
 def test_a_sweep_trial_folder_stands_for_its_run(cached_run: Path, capsys) -> None:

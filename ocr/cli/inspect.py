@@ -1,9 +1,10 @@
 """`inspect-data`: what a dataset allows before a sweep spends GPU hours on it.
 
-Counts and problems per split, the word height at each image size, and the hmean ceiling (ground-truth maps through
-the real post-processing and CLEval) for the post-processing settings of the sweep config, then which image sizes
-are worth sweeping. Prints a table; writes a PNG (text-height histograms and the ceiling curve), overlays of the
-words lost at the smallest size and optionally the figures as JSON; logs them to W&B (an offline run without a key).
+Before a sweep: images and words per split and the loader's problems; the word height at each image size and the
+share of words below the targets' min_text_size; the hmean ceiling (ground-truth maps -> post-processing -> CLEval)
+for the post-processing settings of the sweep config, in polygon and box mode; the image sizes worth sweeping.
+Prints a table; writes a PNG (text-height histograms, the ceiling curve), overlays of the words lost at the smallest
+size and optionally the figures as JSON; logs them to W&B (an offline run without a key).
 
     python wandb_sweep.py inspect-data [--data DIR] [--image-sizes 640,800,1024,1280] [--split val]
     ocr-inspect [same options]
@@ -17,14 +18,16 @@ import logging
 import os
 import sys
 import time
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
-from ocr.cli.tune import default_workers
+from ocr.cli.tune import default_workers, progress_bars
 from ocr.data.paths import ENV_VAR, dataset_root, resolve_dataset_root
 from ocr.tuning.ceiling import (
-    DEFAULT_MARGIN, DEFAULT_SIZES, MODES, Inspection, inspect_dataset, load_settings, lost_overlays, report,
+    DEFAULT_MARGIN, DEFAULT_SIZES, Inspection, inspect_dataset, load_settings, lost_overlays, report,
 )
+from ocr.utils.display import sync_command, write_pngs
 from ocr.utils.env import load_env, wandb_mode
 from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
 
@@ -32,10 +35,6 @@ COMMAND = "inspect-data"
 CONSOLE = "ocr-inspect"
 DEFAULT_PROJECT = "OCR-HRNet-Sweep"
 OVERLAYS = 3  # images drawn with their words lost at the smallest size
-DESCRIPTION = """\
-Before a sweep: images and words per split and the loader's problems; the word height at each image size and the
-share of words below the targets' min_text_size; the hmean ceiling (ground-truth maps -> post-processing -> CLEval)
-for the post-processing settings of the sweep config, in polygon and box mode; the image sizes worth sweeping."""
 EXAMPLES = """\
 examples:
   %(prog)s                                    # the dataset the sweep would use, val split
@@ -53,17 +52,14 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 def _margin(text: str) -> float:
     """argparse type: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected an hmean margin in [0, 1), got {text!r}")
-    return value
+    with suppress(ValueError):
+        if 0.0 <= (value := float(text)) < 1.0:
+            return value
+    raise argparse.ArgumentTypeError(f"expected an hmean margin in [0, 1), got {text!r}")
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EXAMPLES,
+    parser = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[1], epilog=EXAMPLES,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help=f"dataset root (images/ + jsons/); default: {ENV_VAR} (environment or .env), else the "
@@ -94,16 +90,17 @@ def figure_png(ins: Inspection, path: Path) -> Path:
 
     minimum = ins.settings.min_text_size
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
-    heights = [f.heights for f in ins.sizes if len(f.heights)]
-    low = min([float(h.min()) for h in heights] + [minimum / 2])
-    high = max([float(h.max()) for h in heights] + [minimum * 2])
-    bins = np.geomspace(max(low * 0.95, 0.5), high * 1.05, 50)
+    every = np.concatenate([f.heights for f in ins.sizes] + [[minimum / 2, minimum * 2]])
+    bins = np.geomspace(max(float(every.min()) * 0.95, 0.5), float(every.max()) * 1.05, 50)
     for f in ins.sizes:
         left.hist(f.heights, bins=bins, histtype="step", linewidth=1.6,
                   label=f"{f.image_size} px: {f.below_min:.1%} below {minimum:g} px")
     left.axvline(minimum, color="black", linestyle="--", linewidth=1)
     left.set(xscale="log", xlabel="word height (shorter side of its minAreaRect), input pixels", ylabel="words",
              title=f"{ins.split}: word height at each image size")
+    ticks = [2.0**k for k in range(-1, 12) if bins[0] <= 2.0**k <= bins[-1]]  # plain numbers, not 3×10^0 4×10^0
+    left.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    left.minorticks_off()
     left.legend(fontsize=8)
     sizes = [f.image_size for f in ins.sizes]
     for mode, marker in (("polygon", "o"), ("box", "s")):
@@ -111,9 +108,8 @@ def figure_png(ins: Inspection, path: Path) -> Path:
         worst = [f.ceiling[mode].worst_hmean for f in ins.sizes]
         right.plot(sizes, best, marker=marker, label=f"{mode} mode (best setting)")
         right.fill_between(sizes, worst, best, alpha=0.2)
-    chosen = ins.recommendation.sizes
-    right.scatter(chosen, [max(f.ceiling[MODES[m]].scores["hmean"] for m in ins.settings.modes)
-                           for f in ins.sizes if f.image_size in chosen],
+    chosen = [f for f in ins.sizes if f.image_size in ins.recommendation.sizes]
+    right.scatter([f.image_size for f in chosen], [f.best_hmean(ins.settings.modes) for f in chosen],
                   s=160, facecolors="none", edgecolors="red", label=f"recommended ({ins.recommendation.option})")
     right.set(xticks=sizes, xlabel="image size (longest side, px)", ylabel="CLEval hmean of ground-truth maps",
               title="hmean ceiling of ground-truth maps (band: worst to best setting)")
@@ -125,26 +121,9 @@ def figure_png(ins: Inspection, path: Path) -> Path:
     return path
 
 
-def table_rows(ins: Inspection) -> tuple[list[str], list[list[Any]]]:
-    """(columns, rows) of the per-size figures, for a W&B table."""
-    columns = ["image_size", "words", "height_p5", "height_p50", "height_p95", "length_p50", "below_min_text_size",
-               "lost", *(f"{mode}_{k}" for mode in ("polygon", "box") for k in ("hmean", "worst_hmean", "recall",
-                                                                                "precision"))]
-    rows = []
-    for f in ins.sizes:
-        scores = [v for mode in ("polygon", "box") for v in (
-            f.ceiling[mode].scores["hmean"], f.ceiling[mode].worst_hmean, f.ceiling[mode].scores["recall"],
-            f.ceiling[mode].scores["precision"])]
-        rows.append([f.image_size, f.words, f.height["p5"], f.height["p50"], f.height["p95"], f.length["p50"],
-                     f.below_min, f.lost, *scores])
-    return columns, rows
-
-
 def log_to_wandb(ins: Inspection, png: Path, overlays: list[tuple[str, Path]], mode: str) -> str:
     """One W&B run (job_type inspect-data) with the figure, the overlays and the per-size table; what was done."""
     import wandb
-
-    from ocr.inference.wandb_link import sync_command
 
     project = os.environ.get("WANDB_PROJECT") or ins.settings.project or DEFAULT_PROJECT
     config = {"dataset": str(ins.root), "split": ins.split, "image_sizes": [f.image_size for f in ins.sizes],
@@ -152,7 +131,7 @@ def log_to_wandb(ins: Inspection, png: Path, overlays: list[tuple[str, Path]], m
               "sweep_config": str(ins.settings.config_path)}
     run = wandb.init(mode=mode, job_type="inspect-data", project=project, config=config)
     try:
-        columns, rows = table_rows(ins)
+        columns, rows = ins.rows()
         logged = {"inspect/figures": wandb.Image(str(png)), "inspect/sizes": wandb.Table(columns=columns, data=rows)}
         logged.update({f"inspect/lost_{Path(name).stem}": wandb.Image(str(path), caption=f"{name}: words lost at "
                        f"{ins.sizes[0].image_size} px (red)") for name, path in overlays})
@@ -165,33 +144,18 @@ def log_to_wandb(ins: Inspection, png: Path, overlays: list[tuple[str, Path]], m
     return f"W&B: logged the figure, {len(overlays)} overlays and the table to {where}"
 
 
-def write_overlays(folder: Path, images: list[tuple[str, Any]]) -> list[Path]:
-    """Each (image name, RGB) as `folder/<stem>.png`."""
-    import cv2
-
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{Path(name).stem}.png" for name, _ in images]
-    for path, (_, rgb) in zip(paths, images):
-        if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise UserError(f"could not write {path}: check that --out is a writable folder")
-    return paths
-
-
 def _dataset(data: Path | None, synthetic: dict[str, Any]) -> tuple[Path, str]:
     """(dataset root, where it came from) as the sweep's training would choose it."""
-    if data is not None:
-        if not data.is_dir():
-            raise UserError(f"dataset folder {data} (--data) does not exist: pass a folder holding images/ and jsons/")
-        return dataset_root(data), "--data"
-    if resolve_dataset_root(None) is not None:
-        return dataset_root(None), ENV_VAR
+    if data is not None and not data.is_dir():
+        raise UserError(f"dataset folder {data} (--data) does not exist: pass a folder holding images/ and jsons/")
+    root = resolve_dataset_root(data)
+    if root is not None:
+        return root, ENV_VAR if data is None else "--data"
     return dataset_root(None, synthetic), "the synthetic default: no --data or DATASET_BASE_PATH"
 
 
 def run(args: argparse.Namespace) -> int:
     """Inspect, print, write the files, log to W&B."""
-    from tqdm import tqdm
-
     start = time.perf_counter()
     load_env()
     mode = wandb_mode()
@@ -199,25 +163,16 @@ def run(args: argparse.Namespace) -> int:
     root, source = _dataset(args.data, settings.synthetic)
     print(f"inspect-data: {root} ({source}), split {args.split}, image sizes {','.join(map(str, args.image_sizes))}",
           flush=True)
-    bars = []
-
-    def progress(total: int):
-        bar = tqdm(total=total, desc="scan", unit="img", dynamic_ncols=True, file=sys.stderr)
-        bars.append(bar)
-        return lambda: bar.update()
-
-    try:
-        ins = inspect_dataset(root, args.split, args.image_sizes, settings, args.workers, args.margin, progress)
-    finally:
-        for bar in bars:
-            bar.close()
+    with ExitStack() as bars:
+        ins = inspect_dataset(root, args.split, args.image_sizes, settings, args.workers, args.margin,
+                              progress_bars(bars, "scan", "img"))
     print(report(ins))
     print(f"(figures in {time.perf_counter() - start:.1f} s)", flush=True)
 
     out = args.out or Path("outputs") / "inspect-data" / f"{root.name}-{args.split}"
     png = figure_png(ins, out / f"inspect_{args.split}.png")
     drawn = lost_overlays(ins, OVERLAYS)
-    paths = write_overlays(out / f"lost_at_{ins.sizes[0].image_size}", drawn)
+    paths = write_pngs(out / f"lost_at_{ins.sizes[0].image_size}", drawn)
     print(f"figure: {png}" + (f"; overlays of lost words: {len(paths)} PNGs in {paths[0].parent}" if paths else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

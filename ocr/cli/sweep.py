@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ocr.cli import inspect, tune
+from ocr.cli import inspect, report, tune
 from ocr.config.checks import (
     BATCH_SIZE_KEY, DEFAULT_CONFIGS_DIR, EPOCHS_KEY, IMAGE_SIZE_KEY, MODEL_KEY, OPTIMIZER_KEY, SCHEDULER_KEY,
     check_model_names, did_you_mean,
@@ -51,6 +51,7 @@ examples:
   python wandb_sweep.py                                         # preview
   python wandb_sweep.py --create-sweep --models hrnet_w18,hrnet_w32 --image-sizes 800,1024
   python wandb_sweep.py --sweep-id abc123de --count 50 --gpus 0,1
+  python wandb_sweep.py --sweep-id abc123de --gpus 0,1,2,3 --gpus-per-trial 2   # two agents, DDP on 2 GPUs
   python wandb_sweep.py --config sweep_configs/demo_cpu.yaml --offline --create-sweep --count 4
   python wandb_sweep.py --best --sweep-id local-abc123de
 """
@@ -86,7 +87,8 @@ def _list_of(cast: Callable[[str], Any], name: str) -> Callable[[str], tuple[Any
 
 
 def build_parser() -> argparse.ArgumentParser:
-    after = (f"\nbefore a sweep, on a dataset: {inspect.COMMAND}\nafter training, on a run directory: "
+    after = (f"\nbefore a sweep, on a dataset: {inspect.COMMAND}\nafter a sweep: {report.COMMAND}\n"
+             f"after training, on a run directory: "
              f"{', '.join(tune.COMMANDS)}  (python {PROG} SUBCOMMAND --help)\n")
     p = ArgumentParser(prog=PROG, epilog=EPILOG + after, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Hyperparameter sweeps of DBNet + timm HRNet training (python -m ocr.train) on W&B "
@@ -98,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--best", action="store_true", help="show the best trials of --sweep-id (default: newest local)")
     act.add_argument("--count", type=positive_int, metavar="N", help="trials per agent (default: until the sweep ends)")
     act.add_argument("--gpus", type=_list_of(int, "GPU indices"), metavar="0,1", help="one agent per GPU index")
+    act.add_argument("--gpus-per-trial", type=positive_int, default=1, metavar="N",
+                     help="GPUs per trial (DDP; the trial gets trainer.devices=N): with --gpus, one agent per N GPUs")
     act.add_argument("--top", type=positive_int, default=10, metavar="N", help="rows of --best (default 10)")
 
     src = p.add_argument_group("sweep definition")
@@ -131,10 +135,14 @@ def check_combination(args: argparse.Namespace, parser: argparse.ArgumentParser)
         parser.error("--create-sweep makes a new sweep; --sweep-id runs an existing one: give one of them")
     if args.best and args.create_sweep:
         parser.error("--best reads an existing sweep: drop --create-sweep")
-    if (args.count or args.gpus) and not (args.create_sweep or args.sweep_id):
-        parser.error("--count/--gpus run agents: add --create-sweep (new sweep) or --sweep-id ID")
-    if args.best and (args.count or args.gpus):
-        parser.error("--best only reads results: drop --count/--gpus")
+    agents = args.count or args.gpus or args.gpus_per_trial > 1
+    if agents and not (args.create_sweep or args.sweep_id):
+        parser.error("--count/--gpus/--gpus-per-trial run agents: add --create-sweep (new sweep) or --sweep-id ID")
+    if args.best and agents:
+        parser.error("--best only reads results: drop --count/--gpus/--gpus-per-trial")
+    if args.gpus and len(args.gpus) % args.gpus_per_trial:
+        parser.error(f"--gpus {','.join(map(str, args.gpus))}: {len(args.gpus)} GPUs do not split into trials of "
+                     f"--gpus-per-trial {args.gpus_per_trial}; give a multiple of {args.gpus_per_trial} GPUs")
     defining = narrowing_of(args) != Narrowing() or args.config != DEFAULT_CONFIG
     if defining and (args.sweep_id or args.best):
         parser.error("--config and the narrowing options define a new sweep: use them with --create-sweep or alone")
@@ -180,22 +188,34 @@ def agent_commands(sweep_ref: str, local: bool, run_cap: int | None = None) -> s
     return "start agents with:\n" + "\n".join(lines)
 
 
-def gpu_agent_envs(gpus: tuple[int, ...], visible: int, cuda_visible: str | None) -> list[dict[str, str]]:
-    """CUDA_VISIBLE_DEVICES for each agent; indices count the GPUs this process sees."""
+def gpu_agent_envs(gpus: tuple[int, ...], visible: int, cuda_visible: str | None, per_trial: int = 1
+                   ) -> list[dict[str, str]]:
+    """CUDA_VISIBLE_DEVICES for each agent, `per_trial` GPUs each; indices count the GPUs this process sees."""
     if len(set(gpus)) != len(gpus):
         raise UserError(f"--gpus {','.join(map(str, gpus))}: each GPU index once")
     bad = [g for g in gpus if g < 0 or g >= visible]
     if bad:
         raise UserError(f"--gpus: GPU index {bad[0]} is not visible ({visible} CUDA device(s) visible)")
     ids = [s.strip() for s in cuda_visible.split(",")] if cuda_visible else [str(i) for i in range(visible)]
-    return [{"CUDA_VISIBLE_DEVICES": ids[g]} for g in gpus]
+    return [{"CUDA_VISIBLE_DEVICES": ",".join(ids[g] for g in gpus[i:i + per_trial])}
+            for i in range(0, len(gpus), per_trial)]
+
+
+def check_wandb_devices(config: dict[str, Any], per_trial: int) -> None:
+    """W&B's agent runs a W&B sweep's command as is: trials of several GPUs need `trainer.devices` in the sweep."""
+    fixed = {**command_overrides(config, "the sweep"), **config.get("parameters", {})}
+    if per_trial > 1 and "trainer.devices" not in fixed:
+        raise UserError(f"--gpus-per-trial {per_trial}: W&B's agent runs this W&B sweep's command as is; add "
+                        f"`trainer.devices: {{value: {per_trial}}}` to its parameters, or run the sweep with --offline")
 
 
 def spawn_gpu_agents(args: argparse.Namespace, sweep_ref: str) -> int:
-    """Start one agent process per GPU on `sweep_ref`, wait for all; the worst exit status."""
-    envs = gpu_agent_envs(args.gpus, visible_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"))
+    """Start one agent process per GPU (or group of --gpus-per-trial) on `sweep_ref`, wait for all; the worst exit
+    status."""
+    envs = gpu_agent_envs(args.gpus, visible_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"), args.gpus_per_trial)
     base = [sys.executable, "-m", "ocr.cli.sweep", "--sweep-id", sweep_ref, "--store", str(args.store)]
     base += ["--count", str(args.count)] if args.count else []
+    base += ["--gpus-per-trial", str(args.gpus_per_trial)] if args.gpus_per_trial > 1 else []
     base += ["--offline"] if args.offline else []
     base += [opt for name in ("project", "entity") if getattr(args, name) for opt in (f"--{name}", getattr(args, name))]
     procs = [subprocess.Popen(base + ["--agent-label", f"gpu {env['CUDA_VISIBLE_DEVICES']}"], env={**os.environ, **env})
@@ -240,7 +260,7 @@ def run_local(args: argparse.Namespace, sweep: LocalSweep, trial_mode: str) -> i
         status = spawn_gpu_agents(args, sweep.id)
     else:
         label = f"[{args.agent_label}] " if args.agent_label else ""
-        opts = AgentOptions(count=args.count, wandb_mode=trial_mode)
+        opts = AgentOptions(count=args.count, wandb_mode=trial_mode, devices=args.gpus_per_trial)
         done: list[Trial] = []
         try:
             run_agent(sweep, opts, say=lambda line: print(label + line, flush=True), done=done)
@@ -257,8 +277,9 @@ def run_local(args: argparse.Namespace, sweep: LocalSweep, trial_mode: str) -> i
 def cmd_preview(args: argparse.Namespace) -> int:
     config = sweep_definition(args)
     create = shlex.join(["python", "wandb_sweep.py", *args.argv, "--create-sweep"])
-    caps = cap_table({**command_overrides(config, str(args.config)), **config["parameters"]}, *visible_gpu())
-    print(preview_text(config, str(args.config), destination(args, config), caps, create))
+    dest = destination(args, config)  # a bad WANDB_MODE is one line before any cap is measured
+    caps = cap_table({**command_overrides(config, str(args.config)), **config["parameters"]}, *visible_gpu(), args.configs_dir)
+    print(preview_text(config, str(args.config), dest, caps, create))
     return 0
 
 
@@ -266,6 +287,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     config = sweep_definition(args)
     dest = destination(args, config)
     if dest.backend == "wandb":
+        check_wandb_devices(config, args.gpus_per_trial)
         sweep_id = online.create_sweep(config, dest.project, dest.entity)
         ref = online.sweep_path(sweep_id, dest.project, dest.entity)
         print(f"created W&B sweep {ref}\n{agent_commands(ref, local=False, run_cap=config.get('run_cap'))}")
@@ -301,8 +323,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
     if is_local(args, args.sweep_id, dest):
         sweep = open_sweep(args.store, args.sweep_id)
         return run_local(args, sweep, "disabled" if dest.trial_mode == "disabled" else "offline")
+    if args.gpus or args.gpus_per_trial > 1:
+        check_wandb_devices(online.fetch_sweep(args.sweep_id, dest.project, dest.entity).config, args.gpus_per_trial)
     if args.gpus:
-        online.fetch_sweep(args.sweep_id, dest.project, dest.entity)
         return spawn_gpu_agents(args, args.sweep_id)
     return online.run_agent(args.sweep_id, dest.project, dest.entity, args.count)
 
@@ -332,10 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in tune.COMMANDS:
         return tune.main(words, prog=f"python {PROG}")
-    if words and words[0] == inspect.COMMAND:
-        return inspect.main(words, prog=f"python {PROG}")
+    if words and words[0] in (inspect.COMMAND, report.COMMAND):
+        return (inspect if words[0] == inspect.COMMAND else report).main(words, prog=f"python {PROG}")
     if words and not words[0].startswith("-"):  # this CLI has options only: a leading word is a subcommand
-        commands = [inspect.COMMAND, *tune.COMMANDS]
+        commands = [inspect.COMMAND, report.COMMAND, *tune.COMMANDS]
         parser.error(f"unknown subcommand {words[0]!r}{did_you_mean(words[0], commands)}: the subcommands are "
                      f"{', '.join(commands)} (python {PROG} SUBCOMMAND --help); sweeps take options only (--help)")
     args = parser.parse_args(words)

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from ocr.inference.tuned import choose_params, describe, run_params
 from ocr.sweep.spec import METHODS
-from ocr.training.val_cache import INDEX_FILE, cache_dir, load_val_cache
+from ocr.training.val_cache import INDEX_FILE, cache_dir
+from ocr.utils.display import write_pngs
 from ocr.utils.env import load_env
 from ocr.utils.errors import ArgumentParser, UserError, positive_int
 
@@ -43,6 +44,11 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def progress_bars(bars: ExitStack, desc: str, unit: str) -> Callable[[int], Callable[..., Any]]:
+    """`progress(total)` for the tuning functions: a tqdm bar (on stderr) per call, closed with `bars`."""
+    return lambda total: bars.enter_context(tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)).update
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,11 +62,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                            "training does) and save the maps to RUN_DIR/val_cache/ for tune-postprocess.")
     cache.add_argument("--batch-size", type=positive_int, help="validation batch size (default: the run's)")
     cache.add_argument("--num-workers", type=int, help="data loader workers (default: the run's)")
+    cache.add_argument("--device", help="the one torch device to validate on, also for a run trained on several "
+                                        "(default: cuda when available, else cpu)")
 
     tune = sub.add_parser("tune-postprocess", parents=[run], help="search post-processing parameters on the cached "
                           "validation maps", description="Search models.head.postprocess.* on RUN_DIR/val_cache with the "
                           "sweeps engine; write RUN_DIR/tuned_postprocess.txt (Hydra overrides) and tune_postprocess.json; "
-                          "log val/cleval_hmean_tuned to the run's W&B run when one is attached.")
+                          "log val/cleval_hmean_tuned to a W&B run grouped with the training run's (when it logged to W&B).")
     tune.add_argument("--method", choices=METHODS, default="grid",
                       help="search method (default grid: each continuous range spread over evenly spaced values, "
                            "about --count combinations in all, sharing work between them: the fastest)")
@@ -77,7 +85,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     pred = sub.add_parser("predict", parents=[run], help="predict a split's images and write the competition CSV and JSON",
                           description="Predict every image of a split with the run's checkpoint; write "
                                       "<split>_<label>.csv (filename,polygons) and .json; upload both as a W&B "
-                                      "artifact of the run when one is attached.")
+                                      "artifact of a run grouped with the training run's (when it logged to W&B).")
     pred.add_argument("--split", default="test",
                       help="split folder under DATA/images; every image in it is predicted, no labels needed (default test)")
     pred.add_argument("--postprocess", nargs="+", metavar="CHOICE", help=POSTPROCESS_HELP)
@@ -89,7 +97,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
     over = sub.add_parser("overlays", parents=[run], help="draw predicted and true polygons on cached validation images",
                           description="PNG overlays (true: green, predicted: red) of validation images post-processed "
-                                      "from the cache, under RUN_DIR/overlays/<label>/; W&B images when attached.")
+                                      "from the cache, under RUN_DIR/overlays/<label>/; W&B images when the run logged to W&B.")
     over.add_argument("--images", type=positive_int, default=4, metavar="N", help="the first N cached images (default 4)")
     over.add_argument("--names", nargs="+", metavar="NAME", help="these images instead (file names)")
     over.add_argument("--postprocess", nargs="+", metavar="CHOICE", help=POSTPROCESS_HELP)
@@ -100,17 +108,24 @@ def cmd_build_cache(args: argparse.Namespace) -> int:
     from ocr.inference.maps import build_val_cache
     from ocr.inference.runs import resolve_run
 
-    path, metrics = build_val_cache(resolve_run(args.run), args.data, args.batch_size, args.num_workers)
+    path, metrics = build_val_cache(resolve_run(args.run), args.data, args.batch_size, args.num_workers, args.device)
     print(f"cached {path} (val/cleval_hmean={metrics.get('val/cleval_hmean', float('nan')):.4f})")
     return 0
 
 
-def _offline_note(run: Any) -> str:
-    """` (offline: upload with `wandb sync DIR`)` for an offline W&B run, "" for an online one."""
-    from ocr.inference.wandb_link import sync_command
+def _sync_hint(run_dir: Path, run: Any) -> str:
+    """`wandb sync TRAINING_FOLDER OWN_FOLDER` for an offline W&B run, "" for an online one."""
+    from ocr.inference.runs import sync_folders
 
-    sync = sync_command(run)
-    return f" (offline: upload with `{sync}`)" if sync else ""
+    folders = sync_folders(run_dir, run)
+    return f"wandb sync {' '.join(str(f) for f in folders)}" if folders else ""
+
+
+def _where(run_dir: Path, run: Any) -> str:
+    """Where a post-training command's W&B run is, for the line that says what it logged."""
+    group = f"group {run.group}, job {run.job_type}"
+    sync = _sync_hint(run_dir, run)
+    return f"offline run {run.id} ({group}; upload with `{sync}`)" if sync else f"run {run.id} ({group}; {run.url})"
 
 
 def _log_images(run: Any, key: str, images: list[tuple[str, Any]], caption: str) -> None:
@@ -121,10 +136,8 @@ def _log_images(run: Any, key: str, images: list[tuple[str, Any]], caption: str)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from ocr.inference.maps import build_val_cache
-    from ocr.inference.overlays import cached_overlays, choose_names, write_pngs
-    from ocr.inference.runs import load_run_config, resolve_run
-    from ocr.inference.wandb_link import attached_run
+    from ocr.inference.maps import build_val_cache, cached_overlays
+    from ocr.inference.runs import post_training_run, load_run_config, resolve_run
     from ocr.tuning.tune import log_to_wandb, report, search
 
     run_dir = resolve_run(args.run).run_dir
@@ -133,36 +146,29 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"building the validation cache of {run_dir} ...")
         build_val_cache(resolve_run(run_dir), args.data)
     with ExitStack() as bars:
-        def progress(total: int) -> Callable[[int], Any]:
-            return bars.enter_context(tqdm(total=total, desc="tune-postprocess", unit="combination", dynamic_ncols=True)).update
-
-        result = search(run_dir, args.method, args.count, args.config, args.workers, args.seed, progress)
+        result = search(run_dir, args.method, args.count, args.config, args.workers, args.seed,
+                        progress_bars(bars, "tune-postprocess", "combination"))
     print(report(result))
     params = {"default": run_params(cfg), "tuned": result.tuned}
-    overlay_sets = {}
-    if args.overlays > 0:
-        names = choose_names([im.name for im in load_val_cache(run_dir)], None, args.overlays, "the cache")
-        overlay_sets = cached_overlays(run_dir, args.data, names, params)
-        for label, images in overlay_sets.items():
-            paths = write_pngs(run_dir / "overlays" / label, images)
-            print(f"overlays ({label}): {len(paths)} PNGs in {paths[0].parent}")
-    with attached_run(run_dir, cfg, "tune-postprocess") as run:
+    overlay_sets = cached_overlays(run_dir, args.data, params, None, args.overlays) if args.overlays > 0 else {}
+    for label, images in overlay_sets.items():
+        paths = write_pngs(run_dir / "overlays" / label, images)
+        print(f"overlays ({label}): {len(paths)} PNGs in {paths[0].parent}")
+    with post_training_run(run_dir, cfg, "tune-postprocess") as run:
         if run is not None:
             log_to_wandb(result, run)
             for label, images in overlay_sets.items():
                 _log_images(run, f"overlays/{label}", images, f"{label} post-processing ({describe(params[label])})")
             hmean = result.tuned_scores["hmean"]
-            print(f"W&B: logged val/cleval_hmean_tuned={hmean:.4f} and the tuned values to run {run.id}{_offline_note(run)}")
+            print(f"W&B: logged val/cleval_hmean_tuned={hmean:.4f} and the tuned values to {_where(run_dir, run)}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import wandb
 
-    from ocr.inference.overlays import write_pngs
-    from ocr.inference.predict import predict
-    from ocr.inference.runs import load_run_config
-    from ocr.inference.wandb_link import attached_run, sync_command
+    from ocr.inference.maps import predict
+    from ocr.inference.runs import post_training_run, load_run_config
 
     def progress(stream: Iterable[Any], total: int) -> Iterable[Any]:
         return tqdm(stream, total=total, desc=f"predict {args.split}", unit="image", dynamic_ncols=True)
@@ -171,44 +177,44 @@ def cmd_predict(args: argparse.Namespace) -> int:
                      args.num_workers, args.overlays, progress)
     print(f"post-processing: {result.label} ({describe(result.params)})")
     print(f"predicted {result.n_images} images, {result.n_polygons} polygons: " + ", ".join(str(p) for p in result.files))
+    if result.n_boxed:
+        print(f"{result.n_boxed} polygons of fewer than 4 points written as their 4-point minimum-area rectangle")
     if result.unreadable:
         print(f"warning: {len(result.unreadable)} unreadable images got empty predictions: {', '.join(result.unreadable)}",
               file=sys.stderr)
     overlay_dir = (args.out or result.run.run_dir / "submissions") / f"overlays_{result.split}_{result.label}"
     if result.overlays:
         print(f"overlays: {len(write_pngs(overlay_dir, result.overlays))} PNGs in {overlay_dir}")
-    with attached_run(result.run.run_dir, load_run_config(result.run.run_dir), "predict") as run:
+    with post_training_run(result.run.run_dir, load_run_config(result.run.run_dir), "predict") as run:
         if run is not None:
-            artifact = wandb.Artifact(f"submission-{run.id}", type="submission",
+            name = f"submission-{run.config['training_run_id']}"  # versions of one artifact per training run
+            artifact = wandb.Artifact(name, type="submission",
                                       metadata={"split": result.split, "postprocess": result.params, "label": result.label})
             for path in result.files:
                 artifact.add_file(str(path))
             run.log_artifact(artifact)
             if result.overlays:
                 _log_images(run, f"predict/{result.split}", result.overlays, f"predicted ({result.label})")
-            where = (f"to the offline run {run.id} (upload it with `{sync_command(run)}`)" if run.offline
-                     else f"of run {run.id}")
-            print(f"W&B: {'saved' if run.offline else 'uploaded'} the submission as artifact submission-{run.id} {where}")
+            print(f"W&B: {'saved' if run.offline else 'uploaded'} the submission as artifact {name} "
+                  f"to {_where(result.run.run_dir, run)}")
     return 0
 
 
 def cmd_overlays(args: argparse.Namespace) -> int:
-    from ocr.inference.overlays import cached_overlays, choose_names, write_pngs
-    from ocr.inference.runs import load_run_config, resolve_run
-    from ocr.inference.wandb_link import attached_run
+    from ocr.inference.maps import cached_overlays
+    from ocr.inference.runs import post_training_run, load_run_config, resolve_run
 
     run_dir = resolve_run(args.run).run_dir
     cfg = load_run_config(run_dir)
     label, params = choose_params(args.postprocess, cfg, run_dir)
-    names = choose_names([im.name for im in load_val_cache(run_dir)], args.names, args.images, "the validation cache")
-    images = cached_overlays(run_dir, args.data, names, {label: params})[label]
+    images = cached_overlays(run_dir, args.data, {label: params}, args.names, args.images)[label]
     paths = write_pngs(run_dir / "overlays" / label, images)
     print(f"post-processing: {label} ({describe(params)})")
     print(f"overlays: {len(paths)} PNGs in {run_dir / 'overlays' / label}")
-    with attached_run(run_dir, cfg, "overlays") as run:
+    with post_training_run(run_dir, cfg, "overlays") as run:
         if run is not None:
             _log_images(run, f"overlays/{label}", images, f"{label} post-processing ({describe(params)})")
-            print(f"W&B: logged {len(images)} overlays to run {run.id}{_offline_note(run)}")
+            print(f"W&B: logged {len(images)} overlays to {_where(run_dir, run)}")
     return 0
 
 

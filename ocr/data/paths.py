@@ -41,11 +41,9 @@ def resolve_dataset_root(configured: str | os.PathLike | None) -> Path | None:
 
 
 def dataset_root(configured: str | os.PathLike | None, synthetic: Mapping | None = None) -> Path:
-    """The folder to read: `resolve_dataset_root(configured)`, else the synthetic receipts `synthetic` describes.
-
-    `synthetic` holds `dir` and `generate_dataset`'s counts, seed, size and text_height (defaults: SYNTHETIC_DEFAULTS);
-    they are generated once per parameter set, under a file lock, and published by renaming a finished folder.
-    """
+    """The folder to read: `resolve_dataset_root(configured)`, else the synthetic receipts `synthetic` describes (`dir`
+    and `generate_dataset`'s counts, seed, size and text_height; defaults: SYNTHETIC_DEFAULTS), generated once per
+    parameter set, under a file lock, and published by renaming a finished folder."""
     root = resolve_dataset_root(configured)
     if root is not None:
         return root

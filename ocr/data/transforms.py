@@ -48,12 +48,6 @@ def read_header(path: Path) -> ImageHeader:
         raise ImageDecodeError(f"{path}: {err}") from err
 
 
-def reduction_factor(header: ImageHeader, target_long_side: int) -> int:
-    """Largest JPEG DCT reduction (1, 2, 4 or 8) that still decodes at least `target_long_side` pixels."""
-    fits = (f for f in (8, 4, 2) if header.format == "JPEG" and max(header.size) // f >= target_long_side)
-    return next(fits, 1)
-
-
 _stderr_lock = threading.Lock()  # fd 2 is redirected by one decode at a time
 _stderr_sink: IO[bytes] | None = None  # this process's temporary file fd 2 points at during a decode
 _reported: set[tuple[str, str]] = set()  # (file, decoder message) already logged by this process
@@ -126,13 +120,8 @@ _POINT_OPS = {
 }
 
 
-def orient_image(image: np.ndarray, orientation: int) -> np.ndarray:
-    """`image` (stored pixels) as displayed under EXIF `orientation`; same result as ImageOps.exif_transpose."""
-    return np.ascontiguousarray(_IMAGE_OPS[orientation](image))
-
-
 def orient_points(points: np.ndarray, orientation: int, size: tuple[int, int]) -> np.ndarray:
-    """(N, 2) points of a stored image of `size` = (width, height), mapped like `orient_image` maps pixels."""
+    """(N, 2) points of a stored image of `size` = (width, height), mapped as its pixels are under `orientation`."""
     x, y = _POINT_OPS[orientation](points[:, 0], points[:, 1], *size)
     return np.stack([x, y], axis=1).astype(np.float32)
 
@@ -198,6 +187,9 @@ def load_resized(path: Path, image_size: int, reduced_decode: bool = True) -> Lo
     width, height = oriented_size(header.size, header.orientation)
     scale = fit_scale((height, width), image_size)
     hw = scaled_hw((height, width), scale)
-    factor = reduction_factor(header, image_size) if reduced_decode else 1
-    bgr = resize(orient_image(decode_bgr(path, factor), header.orientation), hw)
+    # the largest JPEG DCT reduction (1, 2, 4 or 8) that still decodes at least `image_size` pixels
+    fits = (f for f in (8, 4, 2) if reduced_decode and header.format == "JPEG" and max(header.size) // f >= image_size)
+    factor = next(fits, 1)
+    oriented = np.ascontiguousarray(_IMAGE_OPS[header.orientation](decode_bgr(path, factor)))  # as displayed
+    bgr = resize(oriented, hw)
     return LoadedImage(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), scale, (height, width), header)

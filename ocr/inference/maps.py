@@ -1,28 +1,41 @@
-"""A trained DBNet over images: the validation pass that fills the cache, and prediction over a split."""
+"""A trained DBNet over images: the validation pass that fills the cache, `predict` (a run's checkpoint over a split's
+images -> the competition CSV (`filename,polygons`, a polygon `x y x y ...`, joined by `|`) and JSON (the dataset's
+layout), in whole pixels of the image files as stored), and overlays of predicted (red) and true (green) polygons
+(`ocr.utils.display.write_pngs` saves them)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import csv
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import lightning as L
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from ocr.data.datamodule import ReceiptDataModule, stack_images
-from ocr.data.dataset import ReceiptDataset
-from ocr.inference.runs import RunRef, load_model, load_run_config
+from ocr.data.datamodule import ReceiptDataModule, ReceiptDataset, stack_images
+from ocr.data.transforms import ImageDecodeError, orient_points, oriented_size, read_header
+from ocr.inference.runs import RunRef, load_model, load_run_config, resolve_run
+from ocr.inference.tuned import choose_params
+from ocr.postprocess.db_postprocess import DBPostProcessor
 from ocr.training.build import build_datamodule, build_module
-from ocr.training.module import crop_valid, probability_maps
+from ocr.training.module import crop_valid, denormalize, draw_polygons, probability_maps
 from ocr.training.quiet import lightning_info_hidden, quiet_lightning
-from ocr.training.val_cache import write_val_cache
+from ocr.training.val_cache import load_val_cache, write_val_cache
 from ocr.utils.errors import UserError
 
 AUTOCAST_DTYPES = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+# EXIF orientations whose inverse is another orientation (the others undo themselves).
+INVERSE_ORIENTATION = {6: 8, 8: 6}
+CSV_HEADER = ("filename", "polygons")
+MIN_POINTS = 4  # the competition format's smallest polygon
+Predictions = Mapping[str, Sequence[np.ndarray]]
 
 
 def run_datamodule(
@@ -34,16 +47,19 @@ def run_datamodule(
 
 
 def build_val_cache(
-    run: RunRef, data: Path | None = None, batch_size: int | None = None, num_workers: int | None = None
+    run: RunRef, data: Path | None = None, batch_size: int | None = None, num_workers: int | None = None,
+    device: str | None = None,
 ) -> tuple[Path, dict[str, float]]:
-    """Validate the run's checkpoint exactly as training does and cache its maps; returns (cache dir, metrics)."""
+    """Validate the run's checkpoint as training does, on one device (`device`, see `pick_device`: a run trained
+    on several would start DDP and keep one rank's share), and cache its maps; returns (cache dir, metrics)."""
     quiet_lightning()
     cfg = load_run_config(run.run_dir)
     module = build_module(cfg, model=load_model(run, cfg))
     module.keep_maps = True
+    chosen = pick_device(device)
     with lightning_info_hidden():  # the device lines of a Trainer that only validates
         trainer = L.Trainer(
-            logger=False, callbacks=[], accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices,
+            logger=False, callbacks=[], accelerator=chosen.type, devices=[chosen.index or 0] if chosen.type == "cuda" else 1,
             precision=cfg.trainer.precision, limit_val_batches=cfg.trainer.limit_val_batches, enable_model_summary=False,
         )
     with module.scorer:
@@ -75,13 +91,8 @@ class Prediction:
 
 
 def predict_split(
-    run: RunRef,
-    dataset: ReceiptDataset,
-    postprocess: Any,
-    device: torch.device,
-    batch_size: int = 1,
-    num_workers: int = 0,
-    keep_maps: bool = False,
+    run: RunRef, dataset: ReceiptDataset, postprocess: Any, device: torch.device, batch_size: int = 1,
+    num_workers: int = 0, keep_maps: bool = False,
 ) -> tuple[int, Iterator[Prediction]]:
     """(number of images, lazy predictions) for every image of `dataset`, in its order; an image that cannot be
     decoded yields an empty prediction with ``meta["corrupt"]`` set (the dataset logs a warning naming it)."""
@@ -103,3 +114,116 @@ def predict_split(
                 yield Prediction(meta, cropped.astype(np.float16) if keep_maps else None, polygons)
 
     return len(dataset), generate()
+
+
+def render(dataset: ReceiptDataset, name: str, predicted: Sequence[np.ndarray]) -> np.ndarray:
+    """RGB of image `name` as the network saw it (unpadded), with its true and `predicted` polygons drawn."""
+    sample = dataset[dataset.names.index(name)]
+    h, w = sample["valid_hw"]
+    rgb = denormalize(sample["image"][:, :h, :w].numpy())
+    return draw_polygons(rgb, sample["gt_polygons"], predicted, scale=sample["scale"])
+
+
+def cached_overlays(
+    run_dir: Path, data: Path | None, params_by_label: dict[str, dict[str, Any]], names: Sequence[str] | None, first: int
+) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """{label: [(name, RGB overlay)]} for cached validation images (`names`, else the first `first`) post-processed
+    with each parameter set."""
+    cfg = load_run_config(run_dir)
+    images = {im.name: im for im in load_val_cache(run_dir)}
+    unknown = [n for n in names or [] if n not in images]
+    if unknown:
+        shown = ", ".join(list(images)[:5]) + (", ..." if len(images) > 5 else "")
+        raise UserError(f"the validation cache has no image named {unknown[0]!r} (images: {shown})")
+    names = list(names) if names else list(images)[: max(0, first)]
+    dataset = ReceiptDataset(run_datamodule(cfg, data).dataset_root(), "val", int(cfg.image_size))
+    out = {}
+    for label, params in params_by_label.items():
+        post = DBPostProcessor(**params)
+        out[label] = [(im.name, render(dataset, im.name, post(np.float32(im.prob), im.scale, im.orig_hw)[0]))
+                      for im in (images[name] for name in names)]
+    return out
+
+
+def integer_points(polygon: np.ndarray) -> np.ndarray:
+    """(N >= 4, 2) int64 points of `polygon`, rounded to the nearest pixel; a polygon of fewer than 4 points (which
+    the competition's evaluator skips: under 8 coordinates) becomes its 4-point minimum-area rectangle."""
+    points = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    if len(points) < MIN_POINTS:
+        points = cv2.boxPoints(cv2.minAreaRect(points.astype(np.float32))).astype(np.float64)
+    return np.rint(points).astype(np.int64)
+
+
+def write_csv(path: Path, predictions: Predictions) -> Path:
+    """Write the competition CSV of `predictions` (image name -> polygons), rows in the mapping's order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_HEADER)
+        for name, polygons in predictions.items():
+            writer.writerow((name, "|".join(" ".join(map(str, integer_points(p).ravel())) for p in polygons)))
+    return path
+
+
+def write_json(path: Path, predictions: Predictions) -> Path:
+    """Write `predictions` in the dataset's JSON layout (points as integer pixels)."""
+    words = {name: {f"{i:04d}": {"points": integer_points(p).tolist()} for i, p in enumerate(polygons, 1)}
+             for name, polygons in predictions.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"images": {name: {"words": w} for name, w in words.items()}}), encoding="utf-8")
+    return path
+
+
+def to_stored_frame(polygons: list[np.ndarray], image_path: Path) -> list[np.ndarray]:
+    """Polygons from displayed (EXIF-oriented) coordinates back to the stored file's pixel grid."""
+    try:
+        header = read_header(image_path)
+    except ImageDecodeError:
+        return polygons
+    if header.orientation == 1 or not polygons:
+        return polygons
+    inverse = INVERSE_ORIENTATION.get(header.orientation, header.orientation)
+    displayed = oriented_size(header.size, header.orientation)
+    return [orient_points(p, inverse, displayed) for p in polygons]
+
+
+@dataclass
+class PredictResult:
+    """Where the submission went and what it holds."""
+
+    run: RunRef
+    split: str
+    label: str
+    params: dict[str, Any]
+    files: list[Path]
+    n_images: int
+    n_polygons: int
+    unreadable: list[str]
+    overlays: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    n_boxed: int = 0  # polygons of fewer than MIN_POINTS points, written as their minimum-area rectangle
+
+
+def predict(
+    run_path: Path, split: str = "test", postprocess: list[str] | None = None, out_dir: Path | None = None,
+    data: Path | None = None, device: str | None = None, batch_size: int = 1, num_workers: int = 0, overlays: int = 0,
+    progress: Callable[[Iterator[Prediction], int], Iterable[Prediction]] | None = None,
+) -> PredictResult:
+    """Predict every image file of `split` (labels not needed), write `<split>_<label>.csv` and `.json` under `out_dir`."""
+    run = resolve_run(run_path)
+    cfg = load_run_config(run.run_dir)
+    label, params = choose_params(postprocess, cfg, run.run_dir)
+    dataset = ReceiptDataset(run_datamodule(cfg, data).dataset_root(), split, int(cfg.image_size), labels=False)
+    total, predictions = predict_split(run, dataset, DBPostProcessor(**params), pick_device(device), batch_size, num_workers)
+    polygons, unreadable, rendered = {}, [], []
+    for pred in progress(predictions, total) if progress else predictions:
+        name = pred.meta["image_name"]
+        if pred.meta.get("corrupt"):
+            unreadable.append(name)
+        elif len(rendered) < overlays:
+            rendered.append((name, render(dataset, name, pred.polygons)))
+        polygons[name] = to_stored_frame(pred.polygons, dataset.image_dir / name)
+    out_dir = Path(out_dir) if out_dir else run.run_dir / "submissions"
+    files = [write_csv(out_dir / f"{split}_{label}.csv", polygons), write_json(out_dir / f"{split}_{label}.json", polygons)]
+    n_polygons = sum(len(p) for p in polygons.values())
+    n_boxed = sum(len(p.reshape(-1, 2)) < MIN_POINTS for found in polygons.values() for p in found)
+    return PredictResult(run, split, label, params, files, len(polygons), n_polygons, unreadable, rendered, n_boxed)

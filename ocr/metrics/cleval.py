@@ -93,31 +93,25 @@ class _Shapes:
 
 
 def _quads(shapes: _Shapes, which: np.ndarray) -> np.ndarray:
-    """(m, 4, 2) reading quads of the polygons `which`: the quad, else its minimum-area rectangle."""
+    """(m, 4, 2) reading quads of the polygons `which`: the quad, else its minimum-area rectangle clockwise on screen
+    (y down) from the top-left vertex (least x + y)."""
     which = np.asarray(which, dtype=np.int64)
     quads = shapes.quads[which].copy()
     others = np.flatnonzero(shapes.n_vertices[which] != 4)
     if len(others):
-        rects = [_min_area_rect(shapely.get_coordinates(shapes.geoms[which[k]]))[0] for k in others]
-        quads[others] = _clockwise_from_top_left(np.stack(rects))
+        rects = np.stack([_min_area_rect(shapely.get_coordinates(shapes.geoms[which[k]]))[0] for k in others])
+        rects = np.where((_twice_signed_area(rects) < 0)[:, None, None], rects[:, ::-1], rects)
+        order = (np.argmin(rects.sum(axis=2), axis=1)[:, None] + np.arange(4)) % 4
+        quads[others] = np.take_along_axis(rects, order[..., None], axis=1)
     return quads
 
 
-def _raw_vertices(polygons: Sequence[object]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenated (V, 2) float64 vertices, counts and input positions of the inputs that are (N, 2) arrays
-    of numbers with N >= 1 (equal-length quads with N < 3 give nothing)."""
+def _vertex_arrays(polygons: Sequence[object]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(V, 2) float64 vertices, counts and input positions of the (N, 2) polygons of finite numbers with
+    N >= 3 once a repeated closing vertex is dropped."""
     if all(isinstance(p, np.ndarray) and p.ndim == 2 and p.shape[1] == 2 and len(p) for p in polygons):
-        arrays, index = polygons, np.arange(len(polygons))  # e.g. post-processing output
+        arrays, index = list(polygons), np.arange(len(polygons))  # e.g. post-processing output
     else:
-        try:
-            stacked = np.asarray(polygons, dtype=np.float64)  # all polygons have N points
-        except (TypeError, ValueError):
-            stacked = None
-        if stacked is not None and stacked.ndim == 3 and stacked.shape[2] == 2:
-            if stacked.shape[1] < 3:
-                return np.zeros((0, 2)), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-            counts = np.full(len(stacked), stacked.shape[1], dtype=np.int64)
-            return stacked.reshape(-1, 2), counts, np.arange(len(stacked))
         arrays, index = [], []
         for i, poly in enumerate(polygons):
             try:
@@ -128,16 +122,10 @@ def _raw_vertices(polygons: Sequence[object]) -> tuple[np.ndarray, np.ndarray, n
                 arrays.append(pts)
                 index.append(i)
         index = np.asarray(index, dtype=np.int64)
-    coords = np.concatenate(arrays).astype(np.float64) if len(arrays) else np.zeros((0, 2))
-    return coords, np.array([len(p) for p in arrays], dtype=np.int64), index
-
-
-def _vertex_arrays(polygons: Sequence[object]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(V, 2) float64 vertices, counts and input positions of the (N, 2) polygons of finite numbers with
-    N >= 3 once a repeated closing vertex is dropped."""
-    coords, counts, index = _raw_vertices(polygons)
-    if len(counts) == 0:
-        return coords, counts, index
+    if not arrays:
+        return np.zeros((0, 2)), np.zeros(0, dtype=np.int64), index
+    coords = np.concatenate(arrays).astype(np.float64)
+    counts = np.array([len(p) for p in arrays], dtype=np.int64)
     first = np.cumsum(counts) - counts
     last = first + counts - 1
     closed = (counts > 3) & (coords[first] == coords[last]).all(axis=1)
@@ -157,20 +145,6 @@ def _polygonal_part(geom: shapely.Geometry) -> shapely.Geometry | None:
     if len(parts) == 0:
         return None
     return parts[0] if len(parts) == 1 else shapely.multipolygons(parts)
-
-
-def _clockwise_from_top_left(quads: np.ndarray) -> np.ndarray:
-    """(n, 4, 2) quads clockwise on screen (y down), starting at the top-left vertex (least x + y)."""
-    quads = np.where((_twice_signed_area(quads) < 0)[:, None, None], quads[:, ::-1], quads)
-    order = (np.argmin(quads.sum(axis=2), axis=1)[:, None] + np.arange(4)) % 4
-    return np.take_along_axis(quads, order[..., None], axis=1)
-
-
-def _strictly_convex(quads: np.ndarray) -> np.ndarray:
-    """Whether each (4, 2) quad turns the same way, never straight, at all four vertices."""
-    step = np.roll(quads, -1, axis=1) - quads
-    turn = step[..., 0] * np.roll(step[..., 1], -1, axis=1) - step[..., 1] * np.roll(step[..., 0], -1, axis=1)
-    return (turn > 0).all(axis=1) | (turn < 0).all(axis=1)
 
 
 def _clipped_area(subject: np.ndarray, clip: np.ndarray) -> np.ndarray:
@@ -234,32 +208,19 @@ def _offsets(counts: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
 
 
-def _first_four(coords: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """(n, 4, 2): the first four vertices of each polygon (meaningful for quads; others get filler)."""
-    if len(coords) == 0:
-        return np.zeros((len(counts), 4, 2))
-    index = np.minimum(_offsets(counts)[:-1, None] + np.arange(4), len(coords) - 1)
-    return coords[index]
-
-
-def _upright(quads: np.ndarray, convex: np.ndarray) -> np.ndarray:
-    """Which (n, 4, 2) quads are convex (as flagged) with every edge horizontal or vertical."""
-    upright = convex.copy()
-    step = np.roll(quads[convex], -1, axis=1) - quads[convex]
-    upright[convex] = ((step[..., 0] == 0) | (step[..., 1] == 0)).all(axis=1)
-    return upright
-
-
 def _prepare(polygons: Sequence[object]) -> _Shapes:
     """Validate, repair and index polygons (see module doc)."""
     coords, counts, index = _vertex_arrays(polygons)
-    quads = _first_four(coords, counts)
-    convex = counts == 4
-    convex[convex] = _strictly_convex(quads[convex])  # such a quad is a valid polygon: no GEOS check needed
+    first = _offsets(counts)[:-1]
+    quads = coords[np.minimum(first[:, None] + np.arange(4), len(coords) - 1)]  # the first four vertices
+    step = np.roll(quads, -1, axis=1) - quads
+    turn = _cross(step, np.roll(step, -1, axis=1))
+    # a quad turning the same way, never straight, at all four vertices is valid: no GEOS check needed
+    convex = (counts == 4) & ((turn > 0).all(axis=1) | (turn < 0).all(axis=1))
+    upright = convex & ((step[..., 0] == 0) | (step[..., 1] == 0)).all(axis=1)  # every edge horizontal or vertical
     simple = convex.copy()
     geoms = np.empty(len(counts), dtype=object)
     geoms[convex] = shapely.polygons(quads[convex])
-    first = _offsets(counts)[:-1]
     previous = np.arange(len(coords)) - 1
     previous[first] = first + counts - 1
     edges = np.hstack([coords, coords[previous]])
@@ -289,23 +250,17 @@ def _prepare(polygons: Sequence[object]) -> _Shapes:
         n_vertices=counts[usable],
         simple=simple[usable],
         convex=convex[usable],
-        upright=_upright(quads[usable], convex[usable]),
+        upright=upright[usable],
         edges=edges,
         edge_start=_offsets(edge_counts),
     )
 
 
-def _side_lengths(quads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean length of the top/bottom edges and of the right/left edges of (n, 4, 2) quads."""
+def _aspect_ratio(quads: np.ndarray) -> np.ndarray:
+    """clovaai's width/height of (n, 4, 2) quads: mean of top/bottom edges over mean of left/right edges."""
     step = np.roll(quads, -1, axis=1) - quads
     side = np.sqrt(step[..., 0] * step[..., 0] + step[..., 1] * step[..., 1])
-    return (side[:, 0] + side[:, 2]) / 2, (side[:, 1] + side[:, 3]) / 2
-
-
-def _aspect_ratio(quads: np.ndarray) -> np.ndarray:
-    """clovaai's width/height of quads: mean of top/bottom edges over mean of left/right edges."""
-    horizontal, vertical = _side_lengths(quads)
-    return (horizontal + _EPS) / (vertical + _EPS)
+    return ((side[:, 0] + side[:, 2]) / 2 + _EPS) / ((side[:, 1] + side[:, 3]) / 2 + _EPS)
 
 
 def _char_counts(gt: _Shapes, quads: np.ndarray, texts: Sequence[str | None], dont_care: np.ndarray) -> np.ndarray:
@@ -335,29 +290,18 @@ def _pseudo_char_centres(quads: np.ndarray, counts: np.ndarray) -> tuple[np.ndar
     return centres, owner
 
 
-def _overlapping_boxes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i, j) whose boxes a[i], b[j] (xmin, ymin, xmax, ymax) share interior area."""
-    hit = (a[:, None, 0] < b[None, :, 2]) & (b[None, :, 0] < a[:, None, 2])
-    hit &= (a[:, None, 1] < b[None, :, 3]) & (b[None, :, 1] < a[:, None, 3])
-    return np.nonzero(hit)
-
-
-def _points_in_boxes(points: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (point, box) with the point in the closed box; boxes' y-ranges are looked up in sorted y."""
-    order = np.argsort(points[:, 1], kind="stable")
+def _points_inside(points: np.ndarray, det: _Shapes) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (point, detection) where the point is inside, by the even-odd crossing rule of Polygon3, among the
+    points in the detection's closed bounding box (its y-range looked up in the sorted y)."""
+    order, boxes = np.argsort(points[:, 1], kind="stable"), det.bounds
     y_sorted = points[order, 1]
     lo = np.searchsorted(y_sorted, boxes[:, 1], side="left")
     n = np.searchsorted(y_sorted, boxes[:, 3], side="right") - lo
-    box = np.repeat(np.arange(len(boxes)), n)
-    point = order[np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(len(box))]
-    x = points[point, 0]
-    in_x = (boxes[box, 0] <= x) & (x <= boxes[box, 2])
-    return point[in_x], box[in_x]
-
-
-def _points_inside(points: np.ndarray, det: _Shapes) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (point, detection) where the point is inside, by the even-odd crossing rule of Polygon3."""
-    p_idx, d_idx = _points_in_boxes(points, det.bounds)
+    d_idx = np.repeat(np.arange(len(boxes)), n)
+    p_idx = order[np.repeat(lo - (np.cumsum(n) - n), n) + np.arange(len(d_idx))]
+    x = points[p_idx, 0]
+    in_x = (boxes[d_idx, 0] <= x) & (x <= boxes[d_idx, 2])
+    p_idx, d_idx = p_idx[in_x], d_idx[in_x]
     x, y = np.ascontiguousarray(points[p_idx, 0]), np.ascontiguousarray(points[p_idx, 1])
     inside = _crossing_rule(x, y, det.edges, det.edge_start, d_idx)
     return p_idx[inside], d_idx[inside]
@@ -477,9 +421,7 @@ def prepare_ground_truth(
     shapes = _prepare(gt_polygons)
     quads = _quads(shapes, np.arange(len(shapes.index)))
     texts = gt_texts if gt_texts is not None else [None] * len(gt_polygons)
-    dont_care = np.zeros(len(shapes.index), dtype=bool)
-    if gt_ignore is not None:
-        dont_care = np.asarray(gt_ignore, dtype=bool)[shapes.index]
+    dont_care = np.zeros(len(shapes.index), bool) if gt_ignore is None else np.asarray(gt_ignore, bool)[shapes.index]
     counts = _char_counts(shapes, quads, texts, dont_care)
     centres, owner = _pseudo_char_centres(quads, counts)
     geoms = _subtract_words(dont_care, shapes) if dont_care.any() else shapes.geoms
@@ -510,10 +452,13 @@ def prepare_detections(truth: GroundTruth, det_polygons: Polygons) -> Detections
                           len(det_polygons))
     pcc_idx, pcc_det = _points_inside(truth.centres, det)
     held = np.bincount(truth.owner[pcc_idx] * n_det + pcc_det, minlength=n_gt * n_det).reshape(n_gt, n_det)
-    # area precision only matters where the detection holds a PCC of the word, or for don't-care words
+    # area precision only matters where the detection holds a PCC of the word, or for don't-care words whose box
+    # (xmin, ymin, xmax, ymax) shares interior area with the detection's
     needed = held > 0
     if dont_care.any():
-        g, d = _overlapping_boxes(gt.bounds[dont_care], det.bounds)
+        a, b = gt.bounds[dont_care], det.bounds
+        hit = (a[:, None, 0] < b[None, :, 2]) & (b[None, :, 0] < a[:, None, 2])
+        g, d = np.nonzero(hit & (a[:, None, 1] < b[None, :, 3]) & (b[None, :, 1] < a[:, None, 3]))
         needed[np.flatnonzero(dont_care)[g], d] = True
     ap = _area_precision(gt, truth.geoms, dont_care, det, *np.nonzero(needed))
     return Detections(det, held, ap, pcc_idx, pcc_det, len(det_polygons))
@@ -553,11 +498,7 @@ def score_detections(truth: GroundTruth, det_polygons: Polygons) -> ImageScore:
 
 
 def score_image(
-    gt_polygons: Polygons,
-    gt_texts: Texts,
-    det_polygons: Polygons,
-    *,
-    gt_ignore: Sequence[bool] | None = None,
+    gt_polygons: Polygons, gt_texts: Texts, det_polygons: Polygons, *, gt_ignore: Sequence[bool] | None = None
 ) -> ImageScore:
     """CLEval detection scores of one image; `gt_texts[i]` gives word i's character count (None or "": from
     its shape), `gt_ignore[i]` marks word i as don't-care."""

@@ -12,6 +12,17 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from ocr.metrics.cleval import ImageScore, Sample, mean_scores, score_image
 
 
+def process_context(*preload: str) -> multiprocessing.context.BaseContext:
+    """forkserver (safe in a process that holds threads or a CUDA context; its workers fork from a server that has
+    imported the modules `preload`), else spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    if preload:
+        context.set_forkserver_preload(list(preload))
+    return context
+
+
 def score_samples(samples: Sequence[Sample]) -> list[ImageScore]:
     """Scores of `(gt_polygons, gt_texts, det_polygons[, gt_ignore])` samples, in order."""
     return [score_image(s[0], s[1], s[2], gt_ignore=s[3] if len(s) > 3 else None) for s in samples]
@@ -34,9 +45,7 @@ class CLEvalScorer:
     def start(self) -> None:
         """Start the worker processes now (otherwise they start at the first `add`)."""
         if self.workers > 1 and self._pool is None:
-            # forkserver: safe in a process that holds threads or a CUDA context (spawn where it is missing)
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=process_context())
             for future in [self._pool.submit(score_samples, []) for _ in range(self.workers)]:
                 future.result()  # the workers have imported the metric
 

@@ -25,18 +25,6 @@ def balanced_bce(logits: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, neg
     return (pos_loss + neg_loss) / (pos_count + neg_count + eps)
 
 
-def masked_l1(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, eps: float) -> torch.Tensor:
-    """Mean absolute error inside `mask` (0 when the mask is empty)."""
-    return ((pred - gt).abs() * mask).sum() / (mask.sum() + eps)
-
-
-def dice(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, eps: float) -> torch.Tensor:
-    """1 - Dice coefficient of `pred` and `gt` inside `mask`."""
-    inter = (pred * gt * mask).sum()
-    union = (pred * mask).sum() + (gt * mask).sum() + eps
-    return 1 - 2 * inter / union
-
-
 def check_loss_params(negative_ratio: float, prob_w: float, thresh_w: float, binary_w: float) -> None:
     """Raise ``UserError`` for loss settings that would train nothing or the wrong way round."""
     names = ("negative_ratio", "prob_map_loss_weight", "thresh_map_loss_weight", "binary_map_loss_weight")
@@ -64,8 +52,12 @@ class DBLoss(nn.Module):
             p = {k: v.float() for k, v in pred.items()}
             gt, mask = batch["prob_map"].float(), batch["prob_mask"].float()
             loss_prob = balanced_bce(p["prob_logits"], gt, mask, self.negative_ratio, self.eps, self.fallback_negatives)
-            loss_thresh = masked_l1(p["thresh"], batch["thresh_map"].float(), batch["thresh_mask"].float(), self.eps)
-            loss_binary = dice(torch.sigmoid(p["binary_logits"]), gt, mask, self.eps)
+            thresh_gt, thresh_mask = batch["thresh_map"].float(), batch["thresh_mask"].float()
+            # mean absolute error inside the threshold mask (0 when it is empty); 1 - Dice coefficient inside the mask
+            loss_thresh = ((p["thresh"] - thresh_gt).abs() * thresh_mask).sum() / (thresh_mask.sum() + self.eps)
+            binary = torch.sigmoid(p["binary_logits"])
+            union = (binary * mask).sum() + (gt * mask).sum() + self.eps
+            loss_binary = 1 - 2 * (binary * gt * mask).sum() / union
             w_prob, w_thresh, w_binary = self.weights
             total = w_prob * loss_prob + w_thresh * loss_thresh + w_binary * loss_binary
         return dict(zip(LOSS_KEYS, (total, loss_prob, loss_thresh, loss_binary)))

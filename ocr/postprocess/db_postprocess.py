@@ -20,13 +20,34 @@ Output polygons are float32 (K, 2) in original-image coordinates (divided by ``s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from ocr.postprocess.geometry import check_scale
-from ocr.postprocess.params import PostprocessParams
+from ocr.postprocess.geometry import check_param, check_scale
 from ocr.postprocess.stages import Result, candidates, expand
 
-__all__ = ["DBPostProcessor", "PostprocessParams"]
+
+@dataclass(frozen=True)
+class PostprocessParams:
+    """Post-processing settings (Hydra: ``models.head.postprocess.*``)."""
+
+    thresh: float = 0.3
+    box_thresh: float = 0.7
+    max_candidates: int = 1000
+    use_polygon: bool = True
+    box_unclip_ratio: float = 1.5
+    polygon_unclip_ratio: float = 2.0
+    min_size: float = 3
+
+    def __post_init__(self) -> None:
+        for name in ("thresh", "box_thresh", "max_candidates", "box_unclip_ratio", "polygon_unclip_ratio", "min_size"):
+            check_param(name, getattr(self, name))
+
+    @property
+    def unclip_ratio(self) -> float:
+        """The unclip ratio of the active mode."""
+        return self.polygon_unclip_ratio if self.use_polygon else self.box_unclip_ratio
 
 
 class DBPostProcessor:

@@ -1,15 +1,10 @@
-"""DB post-processing in two stages, so that a parameter search can share work.
-
-1. ``candidates(prob, thresh, max_candidates, use_polygon, min_size) -> Candidates``: everything that
-   depends only on the map and these keys (contours, area order, approximated polygons or ordered quads,
-   scores); box mode drops quads with a shorter side < ``min_size`` here, polygon mode ignores it.
-2. ``expand(candidates, box_thresh, unclip_ratio, min_size, scale, orig_hw) -> (polygons, scores)``:
-   the ``box_thresh`` filter, unclip by the active mode's ratio, the final ``min_size`` check and the
-   mapping to original-image pixels; it leaves its ``Candidates`` unchanged.
-
-Together they give the result that ``ocr.postprocess.db_postprocess``'s module docstring defines (in box
-mode ``expand`` takes the ``min_size`` its candidates were made with), and ``candidates(..., m, ...)``
-equals ``candidates(..., M, ...).first(m)`` for m <= M.
+"""DB post-processing in two stages, so that a parameter search can share work: ``candidates`` does all that depends
+on the map, ``thresh``, ``max_candidates`` and ``use_polygon`` (contours, area order, approximated polygons or ordered
+quads, scores; box mode drops quads with a shorter side < ``min_size`` here), ``expand`` the ``box_thresh`` filter,
+the unclip by the active mode's ratio, the final ``min_size`` check and the mapping to original-image pixels (its
+``Candidates`` stay unchanged). Together they give the result ``ocr.postprocess.db_postprocess`` defines (in box mode
+``expand`` takes the ``min_size`` the candidates were made with); ``candidates(..., m, ...)`` equals
+``candidates(..., M, ...).first(m)`` for m <= M.
 """
 
 from __future__ import annotations
@@ -22,12 +17,12 @@ import numpy as np
 import pyclipper
 
 from ocr.postprocess.geometry import (
-    APPROX_EPSILON, ARC_TOLERANCE_PX, BOX_SHIFT, FIXED_ONE, POLYGON_SHIFT, as_map, check_scale, default_orig_hw,
-    grow, new_clipper, outer_contours, quad_to_fixed, short_side, to_original,
+    APPROX_EPSILON, ARC_TOLERANCE_PX, BOX_SHIFT, FIXED_ONE, POLYGON_SHIFT, as_map, check_param, check_scale,
+    default_orig_hw, grow, new_clipper, outer_contours, quad_to_fixed, to_original,
 )
-from ocr.postprocess.packed import box_points, ordered_quads, outline_measures, pixel_boxes, rect_array, region_scores
-from ocr.postprocess.params import check_box_thresh, check_max_candidates, check_non_negative, check_thresh
-from ocr.postprocess.round_offset import offset_convex_quads
+from ocr.postprocess.packed import (
+    box_points, offset_convex_quads, ordered_quads, outline_measures, pixel_boxes, rect_array, region_scores,
+)
 from ocr.utils.collector import paused_gc
 
 # How far (px) a pyclipper JT_ROUND outline can lie inside the exact offset (round-join chords, grid rounding).
@@ -55,7 +50,7 @@ class Candidates:
 
     def first(self, max_candidates: int) -> Candidates:
         """The candidates that ``max_candidates`` (<= the one these were made with) would have kept."""
-        check_max_candidates(max_candidates)
+        check_param("max_candidates", max_candidates)
         count = int(np.searchsorted(self.ranks, max_candidates))
         end = int(self.starts[count])
         return Candidates(
@@ -66,9 +61,8 @@ class Candidates:
 
 def candidates(prob: np.ndarray, thresh: float, max_candidates: int, use_polygon: bool, min_size: float) -> Candidates:
     """Stage 1: the candidates of a float32 (h, w) map (see the module docstring)."""
-    check_thresh(thresh)
-    check_max_candidates(max_candidates)
-    check_non_negative("min_size", min_size)
+    for name, value in (("thresh", thresh), ("max_candidates", max_candidates), ("min_size", min_size)):
+        check_param(name, value)
     prob = as_map(prob)
     contours = outer_contours(prob, thresh)
     areas = np.fromiter(map(cv2.contourArea, contours), dtype=np.float64, count=len(contours))
@@ -122,9 +116,9 @@ def expand(
     orig_hw: tuple[int, int] | None = None,
 ) -> Result:
     """Stage 2: polygons (float32 (K, 2), original-image pixels) and scores of the surviving candidates."""
-    check_box_thresh(box_thresh)
-    check_non_negative("polygon_unclip_ratio" if found.use_polygon else "box_unclip_ratio", unclip_ratio)
-    check_non_negative("min_size", min_size)
+    unclip = "polygon_unclip_ratio" if found.use_polygon else "box_unclip_ratio"
+    for name, value in (("box_thresh", box_thresh), (unclip, unclip_ratio), ("min_size", min_size)):
+        check_param(name, value)
     check_scale(scale)
     orig_hw = default_orig_hw(found.map_hw, scale, orig_hw)
     keep = np.flatnonzero((found.scores >= box_thresh) & (found.perimeters > 0))
@@ -156,7 +150,7 @@ def _grown_polygons(
         grown = clipper.Execute(offset)
         if len(grown) != 1:
             continue
-        if offset < sure_offset and short_side(cv2.minAreaRect(np.array(grown[0], np.int32))) < min_side:
+        if offset < sure_offset and min(cv2.minAreaRect(np.array(grown[0], np.int32))[1]) < min_side:
             continue
         kept.append(i)
         outlines.append(grown[0])

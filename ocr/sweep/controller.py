@@ -19,8 +19,10 @@ from ocr.sweep.store import LocalSweep, Trial
 from ocr.utils.compat import generate_id
 
 HEARTBEAT_TIMEOUT_S = 120.0  # an agent on another host that has not written for this long is taken as dead
+MAX_RESUMES = 2  # an interrupted trial is started again at most this often, then left interrupted
 METRICS_FILE = "metrics.jsonl"
 STOP_FILE = "STOP"
+RESUME_ENV = "OCR_RESUME"  # set to 1 for a resumed trial: `python -m ocr.train` continues from its last checkpoint
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -57,7 +59,9 @@ def is_alive(ident: dict[str, Any]) -> bool | None:
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Epoch records and the final record (`{"final": true, ...}`) of a metrics file; whole lines only."""
+    """Epoch records and the final record (`{"final": true, ...}`) of a metrics file; whole lines only. A
+    `{"restart": true, "from_epoch": n}` line drops the epochs from n on (n absent: all of them, an out-of-memory
+    retry; n > 0: a run resumed from the checkpoint of epoch n - 1)."""
     history: list[dict[str, Any]] = []
     final: dict[str, Any] = {}
     try:
@@ -71,7 +75,9 @@ def read_metrics(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             continue
         if not isinstance(record, dict):
             continue
-        if record.pop("final", False):
+        if record.get("restart"):
+            history = [h for h in history if h.get("epoch", 0) < record.get("from_epoch", 0)]
+        elif record.pop("final", False):
             final = record
         else:
             history.append(record)
@@ -110,16 +116,27 @@ def why_no_more(sweep: LocalSweep, trials: list[Trial]) -> str | None:
     return None
 
 
-def reserve(sweep: LocalSweep, agent: dict[str, Any]) -> tuple[Trial | None, list[Trial], str]:
-    """Atomically: reap dead trials, then reserve the next suggestion for `agent`.
+def resumable(trials: list[Trial]) -> Trial | None:
+    """The first interrupted trial that hyperband did not stop and that has been resumed under `MAX_RESUMES` times."""
+    return next((t for t in trials if t.interrupted and not t.stopped and t.resumes < MAX_RESUMES), None)
 
-    Returns (the new pending trial or None, the trials reaped, why there is none)."""
+
+def reserve(sweep: LocalSweep, agent: dict[str, Any]) -> tuple[Trial | None, list[Trial], str]:
+    """Atomically: reap dead trials, then reserve for `agent` an interrupted trial to resume (same run id and run
+    directory: training continues from its last checkpoint) or else the next suggestion.
+
+    Returns (the pending trial or None, the trials reaped, why there is none)."""
     with sweep.transaction() as trials:
         now = time.time()
         reaped = reap(sweep, trials, now)
         reason = why_no_more(sweep, trials)
         if reason:
             return None, reaped, reason
+        trial = resumable(trials)
+        if trial is not None:
+            trial.state, trial.agent, trial.heartbeat, trial.resumes = "pending", agent, now, trial.resumes + 1
+            trial.exitcode, trial.ended, trial.note = None, None, f"resumed after: {trial.note or 'interrupted'}"
+            return trial, reaped, ""
         suggestion = suggest(sweep.config, trials)
         if suggestion is None:
             return None, reaped, "the grid is exhausted"

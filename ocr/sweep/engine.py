@@ -72,10 +72,10 @@ def best_value(config: dict[str, Any], trial: Trial) -> float | None:
     return max(values) if maximize(config) else min(values)
 
 
-def trial_command(sweep_config: dict[str, Any], params: Params) -> list[str]:
+def trial_command(sweep_config: dict[str, Any], params: Params, interpreter: str = "python") -> list[str]:
     """The argv `wandb agent` would run for `params`: the sweep's `command` with W&B's macros expanded
-    (`${interpreter}`, `${program}` and `${env}` as wandb's agent sets them)."""
-    macros = {**sweep_macros(params), "interpreter": ["python"], "program": [sweep_config.get("program")]}
+    (`${program}` and `${env}` as wandb's agent sets them; `${interpreter}` is `interpreter`, wandb's `python`)."""
+    macros = {**sweep_macros(params), "interpreter": [interpreter], "program": [sweep_config.get("program")]}
     if platform.system() != "Windows":
         macros["env"] = ["/usr/bin/env"]
     argv: list[str] = []

@@ -1,7 +1,8 @@
 """An agent of the embedded controller: reserve a suggestion, run it as `wandb agent` would, watch, record.
 
 Each trial is its own process (own process group, stdin closed, as wandb's agent starts it), so a crash or
-out-of-memory error never ends the agent nor leaves GPU memory to the next trial.
+out-of-memory error never ends the agent nor leaves GPU memory to the next trial. Trials run on the agent's own
+interpreter (`sys.executable`), whatever `python` is first on PATH.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ocr.sweep.controller import METRICS_FILE, STOP_FILE, identity, read_metrics, reserve
+from ocr.sweep.controller import METRICS_FILE, RESUME_ENV, STOP_FILE, identity, read_metrics, reserve
 from ocr.sweep.engine import runs_to_stop, trial_command
 from ocr.sweep.report import epoch_line, progress_line, stop_line, trial_tag
 from ocr.sweep.store import LocalSweep, Trial
@@ -38,6 +39,7 @@ class AgentOptions:
     count: int | None = None
     wandb_mode: str = "offline"
     poll_s: float = 1.0
+    devices: int = 1  # devices per trial: > 1 adds `trainer.devices=N` unless the sweep's command sets it
 
 
 def trial_env(sweep: LocalSweep, trial: Trial, mode: str, param_file: Path) -> dict[str, str]:
@@ -49,16 +51,26 @@ def trial_env(sweep: LocalSweep, trial: Trial, mode: str, param_file: Path) -> d
                OCR_STOP_FILE=str((tdir / STOP_FILE).resolve()), OCR_RUN_DIR=str((tdir / "run").resolve()))
     if sweep.entity:
         env["WANDB_ENTITY"] = sweep.entity
+    if trial.resumes:
+        env[RESUME_ENV] = "1"
     return env
 
 
-def start_trial(sweep: LocalSweep, trial: Trial, mode: str) -> subprocess.Popen:
+def trial_argv(sweep: LocalSweep, trial: Trial, devices: int = 1) -> list[str]:
+    """The trial's command on this interpreter, with `trainer.devices=N` for N > 1 devices unless it has one."""
+    argv = trial_command(sweep.config, trial.params, interpreter=sys.executable)
+    if devices > 1 and not any(arg.lstrip("-+").startswith("trainer.devices=") for arg in argv):
+        argv.append(f"trainer.devices={devices}")
+    return argv
+
+
+def start_trial(sweep: LocalSweep, trial: Trial, mode: str, devices: int = 1) -> subprocess.Popen:
     """Start the trial's process with its output going to `output.log` in the trial folder."""
     tdir = sweep.trial_dir(trial.run_id)
     tdir.mkdir(parents=True, exist_ok=True)
     param_file = tdir / f"config-{trial.run_id}.yaml"
     write_param_file(param_file, trial.params)
-    argv = trial_command(sweep.config, trial.params)
+    argv = trial_argv(sweep, trial, devices)
     (tdir / "command.txt").write_text(shlex.join(argv) + "\n", encoding="utf-8")
     with (tdir / "output.log").open("ab") as log:
         proc = subprocess.Popen(argv, env=trial_env(sweep, trial, mode, param_file), stdin=subprocess.PIPE,
@@ -87,14 +99,15 @@ def _stop_process(proc: subprocess.Popen) -> None:
 
 
 def watch_trial(sweep: LocalSweep, trial: Trial, proc: subprocess.Popen, opts: AgentOptions, say: Callable) -> Trial:
-    """Poll the trial until it exits: record epochs, heartbeat, and ask hyperband whether to stop it."""
+    """Poll the trial until it exits: record epochs, heartbeat, and ask hyperband whether to stop it as soon as a
+    new epoch is read (the trial sees the stop file before its next training step)."""
     tdir = sweep.trial_dir(trial.run_id)
     seen, last_beat = 0, 0.0
     while True:
         exitcode = proc.poll()
         history, final = read_metrics(tdir / METRICS_FILE)
         now = time.time()
-        if len(history) > seen or now - last_beat >= HEARTBEAT_EVERY_S or exitcode is not None:
+        if len(history) != seen or now - last_beat >= HEARTBEAT_EVERY_S or exitcode is not None:  # fewer: a retry
             with _changing(sweep, trial.run_id) as (trial, trials):
                 trial.history, trial.summary, trial.heartbeat = history, final, now
                 stop = exitcode is None and not trial.stopped and trial.run_id in runs_to_stop(sweep.config, trials)
@@ -108,12 +121,13 @@ def watch_trial(sweep: LocalSweep, trial: Trial, proc: subprocess.Popen, opts: A
             seen, last_beat = len(history), now
         if exitcode is not None:
             return trial
-        time.sleep(opts.poll_s)
+        with suppress(subprocess.TimeoutExpired):  # an exit ends the wait at once
+            proc.wait(timeout=opts.poll_s)
 
 
 def run_one(sweep: LocalSweep, trial: Trial, opts: AgentOptions, say: Callable) -> Trial:
     """Run a reserved trial to its end (or until the agent is interrupted) and record the outcome."""
-    proc = start_trial(sweep, trial, opts.wandb_mode)
+    proc = start_trial(sweep, trial, opts.wandb_mode, opts.devices)
     try:
         with _changing(sweep, trial.run_id) as (trial, _):
             trial.state, trial.process, trial.started = "running", identity(proc.pid), time.time()
@@ -166,7 +180,8 @@ def run_agent(
                 say(f"sweep {sweep.id}: {reason}; no more trials")
                 break
             where = shown_path(sweep.trial_dir(trial.run_id))
-            say(f"trial {trial_tag(sweep.config, trial, sweep.trials())} {trial.run_id} starting (output: {where})")
+            verb = "resuming from its last checkpoint" if trial.resumes else "starting"
+            say(f"trial {trial_tag(sweep.config, trial, sweep.trials())} {trial.run_id} {verb} (output: {where})")
             done.append(run_one(sweep, trial, opts, say))
             if failing(done):
                 say(f"{len(done)} trials, most of them failed: this agent stops (see the output.log files above)")

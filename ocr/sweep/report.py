@@ -92,7 +92,7 @@ def epoch_line(config: dict[str, Any], trial: Trial, record: dict[str, Any]) -> 
 def stop_line(config: dict[str, Any], trial: Trial) -> str:
     return (
         f"  {trial.run_id} hyperband: below the band threshold after {len(trial.history)} epochs "
-        f"(best {short_metric(config)} {fmt_metric(best_value(config, trial))}); asked to stop at its next epoch end"
+        f"(best {short_metric(config)} {fmt_metric(best_value(config, trial))}); asked to stop at its next training step"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ HYDRA_ARG_MACROS = ("${args_no_hyphens}", "${args_append_hydra}", "${args_overri
 METHODS = ("bayes", "random", "grid")
 ENGINE_UNKNOWN_KEYS = ("run_cap",)  # keys W&B's server accepts that sweeps 0.2.0's schema predates
 PROBE_QUANTILES = (0.001, 0.01, 0.5, 0.99, 0.999)  # where a range is probed for values training refuses
+MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+EXAMPLE_COMMAND = "command: [${env}, ${interpreter}, -m, ${program}, ${args_no_hyphens}] with program: ocr.train"
 
 
 def read_yaml_mapping(path: str | Path, what: str = "sweep config") -> dict[str, Any]:
@@ -80,6 +83,27 @@ def check_parameter(name: str, spec: Any, where: str) -> None:
                         "(see https://docs.wandb.ai/guides/sweeps/sweep-config-keys#parameters)")
 
 
+def check_command(config: dict[str, Any], where: str) -> None:
+    """The command runs a module with `python -m` (`${program}` or the name itself) and hands the parameters to
+    Hydra as overrides: what a trial runs is `python -m ocr.train key=value ...`."""
+    command = config.get("command")
+    if not isinstance(command, list) or not any(str(c) in HYDRA_ARG_MACROS for c in command):
+        raise UserError(f"{where}: 'command' must hand parameters to Hydra as overrides, e.g. {EXAMPLE_COMMAND}")
+    items = [str(c) for c in command]
+    module = items[items.index("-m") + 1] if "-m" in items[:-1] else "${args}"
+    if module.startswith("${") and module != "${program}":
+        raise UserError(f"{where}: 'command' must run the training module with -m (it runs: {' '.join(items)}), "
+                        f"e.g. {EXAMPLE_COMMAND}")
+    what = f"command module {module!r}"
+    if module == "${program}":
+        if not config.get("program"):
+            raise UserError(f"{where}: the command runs -m ${{program}} but 'program' is not set: add program: ocr.train")
+        module, what = str(config["program"]), f"program {config['program']!r}"
+    if not MODULE_NAME.fullmatch(module) or module.endswith(".py"):
+        raise UserError(f"{where}: {what} is not a module name, and a trial runs it as `python -m {module}`: "
+                        "name the module, e.g. program: ocr.train")
+
+
 def check_sweep_config(config: dict[str, Any], where: str) -> None:
     """Schema, metric, command and a dry-run suggestion; raise `UserError` with the first problem found."""
     sweeps = import_sweeps()
@@ -97,10 +121,7 @@ def check_sweep_config(config: dict[str, Any], where: str) -> None:
     run_cap = config.get("run_cap")
     if run_cap is not None and (not isinstance(run_cap, int) or isinstance(run_cap, bool) or run_cap < 1):
         raise UserError(f"{where}: run_cap must be a positive integer, got {run_cap!r}")
-    command = config.get("command")
-    if not isinstance(command, list) or not any(str(c) in HYDRA_ARG_MACROS for c in command):
-        raise UserError(f"{where}: 'command' must hand parameters to Hydra as overrides, e.g. "
-                        "command: [${env}, ${interpreter}, -m, ${program}, ${args_no_hyphens}]")
+    check_command(config, where)
     violations = sweeps.schema_violations_from_proposed_config(engine_view(config))
     if violations:
         raise UserError(f"{where}: {violations[0]}")

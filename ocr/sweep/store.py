@@ -53,6 +53,7 @@ class Trial:
     heartbeat: float = 0.0
     exitcode: int | None = None
     note: str = ""
+    resumes: int = 0  # times an interrupted run was started again (from its last checkpoint)
 
     @property
     def active(self) -> bool:

@@ -14,15 +14,13 @@ import numba
 import numpy as np
 import pyclipper
 
-FIXED_SHIFT = 8
-FIXED_ONE = 1 << FIXED_SHIFT
+from ocr.postprocess.geometry import FIXED_ONE, FIXED_SHIFT, new_clipper
+
 FIXED_HALF = FIXED_ONE >> 1
 # |coordinate| limit (px) that keeps fixed-point outlines inside int32 for cv2.fillPoly.
 MAX_COORD = float(1 << 22)
 # Offsets below this (px) mean a sliver with no usable interior: the polygon counts as degenerate.
 MIN_OFFSET = 0.01
-# pyclipper's arc tolerance for JT_ROUND, in pixels (its default 0.25 units, at pixel scale).
-ARC_TOLERANCE_PX = 0.25
 
 
 @dataclass(frozen=True)
@@ -105,11 +103,6 @@ def _rectangles(outlines: np.ndarray) -> np.ndarray:
     return np.all(horizontal | vertical, axis=1) & alternating
 
 
-def _clipper_round(values: np.ndarray) -> np.ndarray:
-    """ClipperLib's Round (``(cInt)(x + 0.5)``, or ``(cInt)(x - 0.5)`` below 0): half away from zero."""
-    return np.where(values >= 0, np.trunc(values + 0.5), np.trunc(values - 0.5)).astype(np.int64)
-
-
 def inset_rectangles(bounds: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rectangles (K, 4: x0, y0, x1, y1 fixed point) shrunk by ``offsets`` px, exactly as pyclipper does:
     the (K, 4) int64 shrunk bounds and a (K,) bool array, something is left."""
@@ -117,7 +110,9 @@ def inset_rectangles(bounds: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarra
     size = corners[:, 2:] - corners[:, :2]
     move = size * (1.0 / np.sqrt(size * size)) * (offsets * FIXED_ONE)[:, None]  # along x, along y sides
     normal = move[:, ::-1]  # x0 and x1 move with the sides along y, y0 and y1 with those along x
-    sides = _clipper_round(np.concatenate([corners[:, :2] + normal, corners[:, 2:] - normal], axis=1))
+    sides = np.concatenate([corners[:, :2] + normal, corners[:, 2:] - normal], axis=1)
+    # ClipperLib's Round (``(cInt)(x + 0.5)``, or ``(cInt)(x - 0.5)`` below 0): half away from zero
+    sides = np.where(sides >= 0, np.trunc(sides + 0.5), np.trunc(sides - 0.5)).astype(np.int64)
     return sides, (sides[:, 0] < sides[:, 2]) & (sides[:, 1] < sides[:, 3])
 
 
@@ -152,7 +147,7 @@ def _kernels(
     kernels: list[tuple[np.ndarray, ...]] = [()] * len(outlines)
     others = np.flatnonzero(candidate & ~is_rect).tolist()
     if others:
-        clipper = pyclipper.PyclipperOffset(arc_tolerance=ARC_TOLERANCE_PX * FIXED_ONE)
+        clipper = new_clipper(FIXED_SHIFT)
         for i in others:
             clipper.Clear()
             clipper.AddPath(outlines[i].tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)

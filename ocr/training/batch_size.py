@@ -1,26 +1,32 @@
-"""Batch size that fits the GPU: caps by image size scaled to the card's memory, and OOM back-off."""
+"""Batch size that fits the GPU: caps from the memory model (per model, image size, precision), and OOM back-off."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from ocr.config.checks import BATCH_SIZE_KEY, IMAGE_SIZE_KEY, discrete_values
+from omegaconf import DictConfig, OmegaConf
 
-# Reference point: batch 2 fits 1024 px (hrnet_w44) on a 24 GB card (RTX 3090, the origin project's measurement);
-# every other cap is derived from it by pixel count and card memory.
-REFERENCE_MEMORY_GIB = 24.0
-REFERENCE_IMAGE_SIZE = 1024
-REFERENCE_BATCH = 2
+from ocr.config.checks import BATCH_SIZE_KEY, DEFAULT_CONFIGS_DIR, IMAGE_SIZE_KEY, MODEL_KEY, discrete_values
+from ocr.training.memory import Footprint, footprint
+
+# Share of free GPU memory left out of the plan: allocator fragmentation, cuDNN workspaces, the gradients of
+# activations alive during backward. To be calibrated with bench/gpu_check.py on a real card.
+MARGIN = 0.15
+REFERENCE_CARDS_GIB = (24, 80)  # the caps the preview shows when no GPU is visible
+PRECISION_KEY = "trainer.precision"
 log = logging.getLogger(__name__)
 
 
-def batch_cap(image_size: int, memory_gib: float) -> int:
-    """Largest power-of-two batch expected to fit `image_size` training on a card with `memory_gib`."""
-    budget = REFERENCE_BATCH * (memory_gib / REFERENCE_MEMORY_GIB) * (REFERENCE_IMAGE_SIZE / image_size) ** 2
+def batch_cap(model: Footprint, image_size: int, free_bytes: float, margin: float = MARGIN) -> int:
+    """Largest power-of-two batch whose predicted training memory fits `free_bytes` less `margin` (at least 1)."""
     cap = 1
-    while cap * 2 <= budget:
+    while cap < 2**14 and model.training(image_size, cap * 2) <= free_bytes * (1 - margin):
         cap *= 2
     return cap
 
@@ -50,39 +56,81 @@ def halve(plan: BatchPlan) -> BatchPlan | None:
     return BatchPlan(plan.requested, used, plan.accumulate * 2)
 
 
-def initial_plan(batch_size: int, image_size: int, accelerator: str) -> BatchPlan:
-    """The requested batch capped to what the visible GPU holds (no cap on the CPU)."""
-    memory = visible_gpu()[0] if accelerator in ("auto", "gpu", "cuda") else None
-    plan = plan_batch(batch_size, batch_cap(image_size, memory) if memory else None)
+def initial_plan(cfg: DictConfig) -> BatchPlan:
+    """The requested batch capped to what the visible GPU's free memory holds (no cap on the CPU)."""
+    free = visible_gpu()[0] if cfg.trainer.accelerator in ("auto", "gpu", "cuda") else None
+    if free is None:
+        return plan_batch(cfg.batch_size, None)
+    model = footprint(OmegaConf.to_container(cfg.models, resolve=True), cfg.trainer.precision, log.info)
+    plan = plan_batch(cfg.batch_size, batch_cap(model, cfg.image_size, free * 2**30))
     if plan.used < plan.requested:
-        log.info("batch_size=%d capped to %d x %d accumulation steps for %.0f GiB of GPU memory",
-                 plan.requested, plan.used, plan.accumulate, memory)
+        log.info("batch_size=%d capped to %d x %d accumulation steps for %.1f GiB of free GPU memory",
+                 plan.requested, plan.used, plan.accumulate, free)
     return plan
 
 
-def cap_table(params: dict[str, Any], memory_gib: float | None, device: str | None) -> str:
-    """Batch-size caps for a sweep's image sizes (`params`: sweep parameters) on the visible GPU, and how each
-    swept batch is run."""
-    sizes = [int(v) for v in discrete_values(params.get(IMAGE_SIZE_KEY, {}))]
-    batches = [int(v) for v in discrete_values(params.get(BATCH_SIZE_KEY, {}))]
-    memory = REFERENCE_MEMORY_GIB if memory_gib is None else memory_gib
-    head = (f"batch-size caps for {device} ({memory_gib:.1f} GiB); a larger batch runs as cap x accumulation:"
-            if memory_gib is not None else "no CUDA GPU visible: trials on the CPU use the requested batch size; "
-            f"caps a GPU like the origin's ({REFERENCE_MEMORY_GIB:g} GiB) would impose:")
-    if not sizes:
-        return head + "\n  (the sweep does not set image_size)"
-    lines = [head, f"  {'image_size':>10} {'cap':>4}  " + "  ".join(f"bs {b:>2} ->" for b in batches)]
-    for size in sizes:
-        cap = batch_cap(size, memory)
-        cells = "  ".join(f"{p.used:>2}x{p.accumulate:<4}" for p in (plan_batch(b, cap) for b in batches))
-        lines.append(f"  {size:>10} {cap:>4}  {cells}")
-    return "\n".join(lines)
+def cap_table(params: dict[str, Any], free_gib: float | None, device: str | None,
+              configs_dir: Path = DEFAULT_CONFIGS_DIR) -> str:
+    """Batch caps for every model x image size (x precision, when swept) of a sweep (`params`: its parameters and
+    fixed overrides) on the visible GPU, or on reference cards when none is visible."""
+    cfg = sweep_base_config(params, configs_dir)
+    values = lambda key, default: discrete_values(params.get(key, {})) or [default]  # noqa: E731
+    precisions = values(PRECISION_KEY, cfg.trainer.precision)
+    swept = ["precision"] if len(precisions) > 1 else []
+    batches = [int(b) for b in values(BATCH_SIZE_KEY, cfg.batch_size)]
+    cards = [free_gib] if free_gib is not None else list(REFERENCE_CARDS_GIB)
+    if free_gib is not None:
+        head = (f"batch caps for {device} ({free_gib:.1f} GiB free) from the memory model, margin {MARGIN:.0%}; "
+                "a larger batch runs as cap x accumulation:")
+        rows = [["model", "image_size", *swept, "fixed GiB", "GiB/image", "cap", *(f"bs {b} ->" for b in batches)]]
+    else:
+        head = ("no CUDA GPU visible: trials on the CPU use the requested batch size; the caps the memory model "
+                f"gives on cards of {' and '.join(f'{c:g}' for c in cards)} GiB (margin {MARGIN:.0%}):")
+        rows = [["model", "image_size", *swept, "fixed GiB", "GiB/image", *(f"{c:g} GiB" for c in cards)]]
+    base = OmegaConf.to_container(cfg.models, resolve=True)
+    for name in values(MODEL_KEY, cfg.models.encoder.model_name):
+        for precision in precisions:
+            model = footprint({**base, "encoder": {**base["encoder"], "model_name": name}}, precision, say_stderr)
+            for size in map(int, values(IMAGE_SIZE_KEY, cfg.image_size)):
+                caps = [batch_cap(model, size, gib * 2**30) for gib in cards]
+                plans = [plan_batch(b, caps[0]) for b in batches] if free_gib is not None else []
+                gib = [f"{model.training(size, 0) / 2**30:.2f}", f"{model.per_pixel * size**2 / 2**30:.2f}"]
+                rows.append([name, size, *([precision] if swept else []), *gib, *caps,
+                             *(f"{p.used}x{p.accumulate}" for p in plans)])
+    return "\n".join([head, *aligned(rows)])
+
+
+def aligned(rows: list[list[Any]]) -> list[str]:
+    """Table lines: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                             for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
+
+
+def say_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def sweep_base_config(params: dict[str, Any], configs_dir: Path) -> DictConfig:
+    """The training config with the sweep's fixed `models.*` values (those may change the model's memory)."""
+    from hydra import compose, initialize_config_dir
+
+    fixed = {k: v[0] for k, spec in params.items()
+             if k.startswith("models.") and k != MODEL_KEY and len(v := discrete_values(spec)) == 1}
+    overrides = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in fixed.items()]
+    with initialize_config_dir(config_dir=str(Path(configs_dir).resolve()), version_base="1.3"):
+        try:
+            return compose("train", overrides=overrides)
+        except Exception:  # noqa: BLE001 - a group option or odd value: the caps then use the config's defaults
+            return compose("train")
 
 
 def visible_gpu() -> tuple[float | None, str | None]:
-    """Memory (GiB) and name of CUDA device 0, or (None, None) when none is visible."""
+    """Free memory (GiB) and name of this process's CUDA device (`LOCAL_RANK` under DDP, else 0), or (None, None)
+    when none is visible."""
     import torch  # deferred: the sweep preview imports this module and starts without torch
 
     if not torch.cuda.is_available():
         return None, None
-    return torch.cuda.get_device_properties(0).total_memory / 2**30, torch.cuda.get_device_name(0)
+    index = int(os.environ.get("LOCAL_RANK", 0))
+    return torch.cuda.mem_get_info(index)[0] / 2**30, torch.cuda.get_device_name(index)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -34,8 +35,10 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
 
 
 def build_model(models: DictConfig) -> DBNet:
-    """DBNet from the `models` config group (decoder and head are partials completed with channel counts)."""
-    return build_dbnet(build(models.encoder), build(models.decoder), build(models.head))
+    """DBNet from the `models` config group (decoder and head are partials completed with channel counts), its
+    weights in channels-last layout when `models.channels_last` is set."""
+    model = build_dbnet(build(models.encoder), build(models.decoder), build(models.head))
+    return model.to(memory_format=torch.channels_last) if models.get("channels_last") else model
 
 
 def build_module(cfg: DictConfig, model: DBNet | None = None) -> DBNetModule:
@@ -83,7 +86,10 @@ def build_trainer(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, 
     if not logger:  # the learning-rate monitor refuses to run without a logger
         callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
     next(cb for cb in callbacks if isinstance(cb, ModelCheckpoint)).dirpath = str(run_dir / BEST_CHECKPOINT.parent)
-    return build(
+    trainer = build(
         cfg.trainer, logger=logger, callbacks=callbacks, accumulate_grad_batches=plan.accumulate,
-        default_root_dir=str(run_dir), log_every_n_steps=log_interval(cfg.trainer, -(-train_images // plan.used)),
+        default_root_dir=str(run_dir),
     )
+    per_rank = -(-train_images // (plan.used * trainer.world_size))  # each rank sees its share of the batches
+    trainer.log_every_n_steps = log_interval(cfg.trainer, per_rank)
+    return trainer

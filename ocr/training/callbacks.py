@@ -1,10 +1,12 @@
-"""Callbacks that let a sweep controller watch and stop a run through files (see docs/ARCHITECTURE.md)."""
+"""Callbacks that let a sweep controller watch and stop a run through files (see docs/ARCHITECTURE.md); under DDP
+rank zero writes, and the ranks stop together."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,27 +31,38 @@ def append_json_line(path: Path, record: dict) -> None:
 
 
 class MetricsFile(L.Callback):
-    """Appends `{"epoch": n, <metrics>}` after every validation of `fit` (no-op when `path` is None)."""
+    """Appends `{"epoch": n, <metrics>}` after every validation of `fit` (no-op when `path` is None), on rank zero.
+    A fit resumed from a checkpoint first appends `{"restart": true, "from_epoch": n}`: readers drop the epochs
+    from its first epoch n on, logged before the interruption after the checkpoint was written."""
 
     def __init__(self, path: str | None = None) -> None:
         self.path = Path(path) if path else None
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.path is not None and trainer.ckpt_path and trainer.is_global_zero:
+            append_json_line(self.path, {"restart": True, "from_epoch": trainer.current_epoch})
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.path is None or trainer.sanity_checking or trainer.state.fn != "fit":
+        if self.path is None or trainer.sanity_checking or trainer.state.fn != "fit" or not trainer.is_global_zero:
             return
         append_json_line(self.path, {"epoch": trainer.current_epoch, **scalar_metrics(trainer.callback_metrics)})
 
 
 class StopFile(L.Callback):
-    """Stops training gracefully once `path` exists: checked before each step and after each validation."""
+    """Stops training once `path` exists, checked before every training step and after each validation, so a run
+    stops within one step of a sweep controller's decision; the stopped epoch's few steps are not validated (its
+    best checkpoint is). Under DDP every rank stops at the same step once one of them sees the file."""
 
     def __init__(self, path: str | None = None) -> None:
         self.path = Path(path) if path else None
         self.stopped_early = False
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        if self.path is not None and not trainer.sanity_checking and self.path.exists():
+        if self.path is None or trainer.sanity_checking or self.stopped_early:
+            return
+        if trainer.strategy.reduce_boolean_decision(self.path.exists(), all=False):  # one rank sees it: all stop
             trainer.should_stop = self.stopped_early = True
+            trainer.check_val_every_n_epoch = sys.maxsize  # Lightning would validate the partial epoch
 
     on_validation_end = on_train_batch_start
 

@@ -1,4 +1,7 @@
-"""Lightning module: DB loss in training, post-processing + CLEval (mean of per-image scores) in validation."""
+"""Lightning module: DB loss in training, post-processing + CLEval (mean of per-image scores) in validation.
+
+Under DDP each rank post-processes and scores its share of the validation images; the per-image scores of every
+rank are gathered, so each rank logs the same CLEval figures, those of one device."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import torch
 
 from ocr.config.checks import CLEVAL_KEYS, cleval_name
 from ocr.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ocr.metrics.cleval import mean_scores
 from ocr.metrics.scorer import CLEvalScorer
 from ocr.models.dbnet import DBNet
 from ocr.models.loss import DBLoss
@@ -76,8 +80,10 @@ class DBNetModule(L.LightningModule):
             on_epoch=True,
             prog_bar=False,
             batch_size=batch_size,
+            sync_dist=True,  # the mean over every rank's batches (nothing to sync on one device)
         )
-        self.log(f"{stage}_loss", losses["loss"].detach(), prog_bar=True, logger=False, batch_size=batch_size)
+        self.log(f"{stage}_loss", losses["loss"].detach(), prog_bar=True, logger=False, batch_size=batch_size,
+                 sync_dist=True)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         losses = self.loss(self.model(batch["images"]), batch)
@@ -106,9 +112,21 @@ class DBNetModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self.val_maps:
             return
-        scores = self.scorer.result()
-        self.log_dict({cleval_name(k): float(scores[k]) for k in CLEVAL_KEYS}, prog_bar=True)
+        scored = zip((meta["image_name"] for meta, _ in self.val_maps), self.scorer.scores())
+        named = dict(self.gathered(list(scored)))  # each image once: the distributed sampler repeats a few
+        scores = mean_scores(named[name] for name in sorted(named))  # the dataset's order (by name), on any ranks
+        # the same figures on every rank; "max" keeps them exact where a mean of equal floats may not
+        self.log_dict({cleval_name(k): float(scores[k]) for k in CLEVAL_KEYS}, prog_bar=True, sync_dist=True,
+                      reduce_fx="max")
         self._log_overlays()
+
+    def gathered(self, items: list) -> list:
+        """`items` of every rank, rank by rank (this rank's alone when there is one)."""
+        if self.trainer.world_size == 1:
+            return items
+        parts: list[list] = [[] for _ in range(self.trainer.world_size)]
+        torch.distributed.all_gather_object(parts, items)
+        return [item for part in parts for item in part]
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Remember the epoch of the checkpoint last saved (with `save_top_k: 1`, the best) or loaded."""
@@ -118,7 +136,7 @@ class DBNetModule(L.LightningModule):
 
     def _log_overlays(self) -> None:
         log_image = getattr(self.logger, "log_image", None)
-        if log_image is None or not self.val_images or self.trainer.sanity_checking:
+        if not (log_image and self.val_images and self.trainer.is_global_zero) or self.trainer.sanity_checking:
             return
         for chw, meta, polygons in self.val_images:  # one key per image: receipts differ in size
             overlay = draw_polygons(denormalize(chw), meta["gt_polygons"], polygons, scale=meta["scale"])

@@ -1,9 +1,14 @@
-"""One training run from a composed config: instantiate, fit, validate the best checkpoint, write the outputs."""
+"""One training run from a composed config: instantiate, fit, validate the best checkpoint, write the outputs.
+
+Under DDP (`trainer.devices` > 1) every rank runs `train`; the run's files, the W&B summary and `after_fit` are
+rank zero's."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +16,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.memory import garbage_collection_cuda, is_oom_error
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from ocr.config.checks import check_config
@@ -18,13 +24,15 @@ from ocr.data.datamodule import ReceiptDataModule
 from ocr.training.batch_size import BatchPlan, halve, initial_plan
 from ocr.training.build import build_datamodule, build_logger, build_module, build_trainer
 from ocr.training.callbacks import StopFile, append_json_line
-from ocr.training.layout import CONFIG_FILE, METRICS_FILE
+from ocr.training.layout import BEST_CHECKPOINT, CONFIG_FILE, METRICS_FILE
 from ocr.training.quiet import quiet_lightning
-from ocr.training.val_cache import write_val_cache
+from ocr.training.val_cache import write_rank_caches
 from ocr.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 AfterFit = Callable[[Path, Any], dict[str, Any]]
+RESUME_ENV = "OCR_RESUME"  # 1: a sweep agent starts an interrupted trial again in its run directory
+LAST_CHECKPOINT = BEST_CHECKPOINT.parent / "last.ckpt"  # ModelCheckpoint(save_last=True): the latest validated epoch
 
 
 def train(cfg: DictConfig, run_dir: Path, after_fit: AfterFit | None = None) -> dict[str, Any]:
@@ -35,7 +43,8 @@ def train(cfg: DictConfig, run_dir: Path, after_fit: AfterFit | None = None) -> 
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")  # the dataset checks (folders, JSON files, empty splits) without decoding an image
     run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(with_absolute_data_paths(cfg), run_dir / CONFIG_FILE)
+    if rank_zero_only.rank == 0:
+        OmegaConf.save(with_absolute_data_paths(cfg), run_dir / CONFIG_FILE)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     logger = build_logger(cfg, run_dir)
     exit_code = 1
@@ -43,14 +52,7 @@ def train(cfg: DictConfig, run_dir: Path, after_fit: AfterFit | None = None) -> 
         if logger:  # under "cfg", so a sweep's own keys (e.g. `optimizer: adamw`) keep their values in the run config
             logger.log_hyperparams({"cfg": OmegaConf.to_container(cfg, resolve=True)})
         metrics = fit_with_oom_retry(cfg, run_dir, logger, datamodule)
-        if after_fit is not None:
-            metrics.update(after_fit(run_dir, logger))
-        metrics["wandb_run_id"] = logger.version if logger else None  # post-training commands log to this run
-        (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-        if cfg.callbacks.get("metrics_file") and cfg.callbacks.metrics_file.path:
-            append_json_line(Path(cfg.callbacks.metrics_file.path), {"final": True, **metrics})
-        if logger:
-            logger.experiment.summary.update({k: v for k, v in metrics.items() if v is not None})
+        write_outputs(cfg, run_dir, metrics, logger, after_fit)
         exit_code = 0
         return metrics
     finally:
@@ -58,14 +60,29 @@ def train(cfg: DictConfig, run_dir: Path, after_fit: AfterFit | None = None) -> 
             logger.experiment.finish(exit_code=exit_code)
 
 
+@rank_zero_only
+def write_outputs(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], logger: Any, after_fit: AfterFit | None
+                  ) -> None:
+    """`after_fit`'s metrics added to `metrics`, then metrics.json, the metrics file's final line, the W&B summary."""
+    if after_fit is not None:
+        metrics.update(after_fit(run_dir, logger))
+    metrics["wandb_run_id"] = logger.version if logger else None  # post-training commands log to this run
+    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    if cfg.callbacks.get("metrics_file") and cfg.callbacks.metrics_file.path:
+        append_json_line(Path(cfg.callbacks.metrics_file.path), {"final": True, **metrics})
+    if logger:
+        logger.experiment.summary.update({k: v for k, v in metrics.items() if v is not None})
+
+
 def fit_with_oom_retry(cfg: DictConfig, run_dir: Path, logger: Any, datamodule: ReceiptDataModule) -> dict[str, Any]:
-    """`fit`, retried with half the batch (and twice the accumulation) after each out-of-memory error."""
-    plan = initial_plan(cfg.batch_size, cfg.image_size, cfg.trainer.accelerator)
+    """`fit` (from the last checkpoint when resuming), retried from scratch with half the batch (and twice the
+    accumulation) after each out-of-memory error."""
+    plan, ckpt_path = initial_plan(cfg), resume_checkpoint(run_dir)
     while True:
         try:
-            return fit(cfg, run_dir, plan, logger, datamodule)
+            return fit(cfg, run_dir, plan, logger, datamodule, ckpt_path)
         except Exception as err:  # noqa: BLE001 - only out-of-memory is retried; everything else re-raised
-            if not is_oom_error(err):
+            if not caused_by_oom(err):
                 raise
             smaller = halve(plan)
             if smaller is None:
@@ -75,13 +92,39 @@ def fit_with_oom_retry(cfg: DictConfig, run_dir: Path, logger: Any, datamodule: 
                 ) from None
             log.warning("CUDA out of memory at batch %d: retrying with batch %d x %d accumulation steps",
                         plan.used, smaller.used, smaller.accumulate)
-            plan = smaller
+            plan, ckpt_path = smaller, None
+            restart_metrics_file(cfg, plan)
             garbage_collection_cuda()
             L.seed_everything(cfg.seed, workers=True, verbose=False)
 
 
-def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule: ReceiptDataModule) -> dict[str, Any]:
-    """Train with `plan`, then validate the best checkpoint (caching its maps when asked); its metrics."""
+def resume_checkpoint(run_dir: Path) -> str | None:
+    """The run directory's last checkpoint when `OCR_RESUME=1` and there is one; else None (train from scratch)."""
+    last = run_dir / LAST_CHECKPOINT
+    return str(last) if os.environ.get(RESUME_ENV) == "1" and last.is_file() else None
+
+
+def caused_by_oom(err: BaseException | None) -> bool:
+    """Lightning's `is_oom_error` (CUDA, cuDNN, CPU allocator) on `err` or an exception it wraps."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if is_oom_error(err):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
+@rank_zero_only
+def restart_metrics_file(cfg: DictConfig, plan: BatchPlan) -> None:
+    """Mark the metrics file so that its readers drop the failed attempt's epochs: the retry logs from epoch 0."""
+    if cfg.callbacks.get("metrics_file") and cfg.callbacks.metrics_file.path:
+        append_json_line(Path(cfg.callbacks.metrics_file.path), {"restart": True, "batch/used": plan.used})
+
+
+def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule: ReceiptDataModule,
+        ckpt_path: str | None = None) -> dict[str, Any]:
+    """Train with `plan` (continuing from `ckpt_path` if given), then validate the best checkpoint (caching its maps when asked); its metrics."""
     datamodule.batch_size = plan.used
     module = build_module(cfg)
     trainer = build_trainer(cfg, run_dir, plan, logger, len(datamodule.datasets["train"]))
@@ -91,7 +134,7 @@ def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule
     terminated = False
     with module.scorer:  # its worker processes serve every validation of the fit and the best checkpoint's
         try:
-            trainer.fit(module, datamodule=datamodule)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         except SIGTERMException:  # a W&B agent stopping the trial (hyperband): it sends SIGKILL 30 s later
             terminated = True
             log.warning("SIGTERM: training stopped; the metrics are the best epoch's, without re-validation")
@@ -102,9 +145,11 @@ def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule
         else:
             trainer.logger = None  # the W&B run already has every epoch's validation; this one goes to its summary
             module.keep_maps = bool(cfg.cache_val_maps)
-            final = trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
+            with warnings.catch_warnings():  # each image is scored once under DDP (DBNetModule), repeats or not
+                warnings.filterwarnings("ignore", message="Using `DistributedSampler` with the dataloaders")
+                final = trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
     if module.keep_maps:
-        write_val_cache(run_dir, module.val_maps)
+        write_rank_caches(run_dir, module.val_maps, trainer.strategy)
     stop = next((cb for cb in trainer.callbacks if isinstance(cb, StopFile)), None)
     return {
         **{k: float(v) for k, v in final.items() if k.startswith("val/")},

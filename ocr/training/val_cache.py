@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,29 @@ def write_val_cache(run_dir: Path, items: Iterable[tuple[dict, np.ndarray]]) -> 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def sample_meta(image: CachedImage) -> dict:
+    """The sample metadata `write_val_cache` reads, of a cached image."""
+    return {"image_name": image.name, "scale": image.scale, "orig_hw": image.orig_hw,
+            "gt_polygons": image.gt_polygons, "gt_texts": image.gt_texts}
+
+
+def write_rank_caches(run_dir: Path, items: Iterable[tuple[dict, np.ndarray]], strategy: Any) -> None:
+    """`write_val_cache` under a Lightning `strategy` of one or more ranks on one machine: each rank writes its images
+    to RUN_DIR/.rank<r>/; after a barrier rank zero merges them into the cache (each image once, sorted by name, as
+    one device writes it) and removes the parts."""
+    if strategy.world_size == 1:
+        write_val_cache(run_dir, items)
+        return
+    parts = [Path(run_dir) / f".rank{rank}" for rank in range(strategy.world_size)]
+    write_val_cache(parts[strategy.global_rank], items)
+    strategy.barrier()
+    if strategy.is_global_zero:
+        images = {image.name: image for part in parts for image in load_val_cache(part)}
+        write_val_cache(run_dir, ((sample_meta(image), image.prob) for _, image in sorted(images.items())))
+        for part in parts:
+            shutil.rmtree(part)
 
 
 def load_val_cache(run_dir: Path) -> list[CachedImage]:

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +29,18 @@ import numpy as np
 
 from ocr.config.checks import CONFIG_NAME, DEFAULT_CONFIGS_DIR, check_value, discrete_values
 from ocr.data.annotations import PREDICTION_SPLIT, Word, load_split, split_paths
-from ocr.data.transforms import ImageDecodeError, LoadedImage, fit_scale, load_resized, orient_points, scaled_hw
+from ocr.data.transforms import ImageDecodeError, fit_scale, load_resized, orient_points, scaled_hw
 from ocr.inference.tuned import PREFIX
-from ocr.metrics.cleval import GroundTruth, ImageScore, mean_scores, prepare_ground_truth
-from ocr.postprocess.params import PostprocessParams
+from ocr.metrics.cleval import ImageScore, mean_scores, prepare_ground_truth
+from ocr.metrics.scorer import process_context
+from ocr.postprocess.db_postprocess import PostprocessParams
 from ocr.sweep.engine import plain
 from ocr.targets.db_targets import allocate_targets, rasterise
 from ocr.targets.polygons import prepare_polygons
 from ocr.training.val_cache import CachedImage
 from ocr.tuning.evaluate import ImageState, score_shard
 from ocr.tuning.space import default_config_path, read_yaml, search_config, spread_values
+from ocr.utils.display import shown_path
 from ocr.utils.errors import UserError
 
 DEFAULT_SIZES = (640, 800, 1024, 1280)
@@ -48,9 +50,7 @@ TARGET_KEYS = ("shrink_ratio", "min_text_size")  # the DB target parameters the 
 PERCENTILES = (5, 25, 50, 75, 95)
 IMAGES_PER_WORKER = 64  # a worker process costs about as much to start as scoring this many images at 4 sizes
 Progress = Callable[[], None]
-
-
-# --------------------------------------------------------------------------------------------- settings
+Task = tuple[str, str, list[Word] | None]  # split, image path, its words (None: only check that it decodes)
 
 
 @dataclass(frozen=True)
@@ -114,10 +114,8 @@ def range_values(name: str, spec: dict[str, Any], where: str) -> list[Any]:
 
 
 def load_settings(config_path: Path | None = None, configs_dir: Path = DEFAULT_CONFIGS_DIR) -> Settings:
-    """The settings of the sweep YAML at `config_path` (default: `sweep_config.yaml`) over the training config.
-
-    Target parameters fixed by the sweep (one listed value) are used; swept ones keep the training value.
-    """
+    """The settings of the sweep YAML at `config_path` (default: `sweep_config.yaml`) over the training config; target
+    parameters the sweep fixes (one listed value) replace the training values, swept ones do not."""
     config_path = Path(config_path) if config_path else default_config_path()
     raw = read_yaml(config_path)
     where = str(config_path)
@@ -135,15 +133,13 @@ def load_settings(config_path: Path | None = None, configs_dir: Path = DEFAULT_C
                 PostprocessParams(**{**base, key: value})
             except (UserError, TypeError) as err:
                 raise UserError(f"{where}: parameter {PREFIX + key!r}: {err}") from None
-    targets = {key: cfg["collate_fn"][key] for key in TARGET_KEYS}
+    targets = {}
     for key in TARGET_KEYS:
         fixed = discrete_values(parameters.get(f"collate_fn.{key}") or {})
-        if len(fixed) == 1:
-            targets[key] = fixed[0]
-    synthetic = cfg["data"].get("synthetic") or {}
+        targets[key] = float(fixed[0] if len(fixed) == 1 else cfg["collate_fn"][key])
     project = raw.get("project") if isinstance(raw.get("project"), str) else None
-    return Settings(config_path, base, swept, modes, float(targets["shrink_ratio"]), float(targets["min_text_size"]),
-                    dict(synthetic), project)
+    return Settings(config_path, base, swept, modes, **targets, synthetic=dict(cfg["data"].get("synthetic") or {}),
+                    project=project)
 
 
 def check_image_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
@@ -155,27 +151,15 @@ def check_image_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(set(int(s) for s in sizes)))
 
 
-# ------------------------------------------------------------------------------------------ scanning
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 @contextmanager
 def loader_messages(name: str = "ocr.data") -> Iterator[list[str]]:
     """The warnings the data loader logs inside the block, collected (and not printed)."""
-    logger, handler = logging.getLogger(name), _Collect()
-    propagate = logger.propagate
+    logger, handler, messages = logging.getLogger(name), logging.Handler(logging.WARNING), []
+    handler.emit = lambda record: messages.append(record.getMessage())
+    propagate, logger.propagate = logger.propagate, False
     logger.addHandler(handler)
-    logger.propagate = False
     try:
-        yield handler.messages
+        yield messages
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
@@ -194,125 +178,76 @@ class Job:
 @dataclass
 class ImageResult:
     """One image: its decode error (None if it decodes) and decoder warnings; for a labelled image of the
-    inspected split, per size: each word's shorter and longer minAreaRect side in input pixels, which words the
-    targets leave out, and the (recall, precision, hmean) of every setting of the job."""
+    inspected split, per size: its words in input pixels, each one's shorter and longer minAreaRect side, which
+    words the targets leave out, and the (recall, precision, hmean) of every setting of the job."""
 
     split: str
     name: str
     error: str | None = None
     notes: list[str] = field(default_factory=list)
-    words: int = 0
+    polygons: list[list[np.ndarray]] = field(default_factory=list)
     heights: list[np.ndarray] = field(default_factory=list)
     lengths: list[np.ndarray] = field(default_factory=list)
     lost: list[np.ndarray] = field(default_factory=list)
     scores: np.ndarray | None = None  # (sizes, settings, 3)
 
 
-def _blank_state(name: str, size: int) -> ImageState:
-    """What validation scores for an undecodable image: a blank map, no words (as ReceiptDataset gives it)."""
-    return ImageState(CachedImage(name, np.zeros((size, size), np.float32), 1.0, (size, size), [], []))
-
-
-def _state(name: str, prob: np.ndarray, scale: float, orig_hw: tuple[int, int], gt: list[np.ndarray],
-           texts: list[str | None], truth: GroundTruth) -> ImageState:
-    state = ImageState(CachedImage(name, prob, scale, orig_hw, gt, texts))
-    vars(state)["truth"] = truth  # the cached property: one prepared ground truth serves every size
-    return state
-
-
-def oriented_words(words: Sequence[Word], loaded: LoadedImage) -> list[np.ndarray]:
-    """The words' polygons in original pixels of the upright (EXIF-oriented) image, as the dataset gives them."""
-    header = loaded.header
-    return [orient_points(w.points, header.orientation, header.size) for w in words]
-
-
-def input_polygons(gt: Sequence[np.ndarray], orig_hw: tuple[int, int], size: int) -> tuple[float, list[np.ndarray]]:
-    """(scale, polygons in input pixels) at image size `size`, as the dataset computes them."""
-    scale = fit_scale(orig_hw, size)
-    return scale, [(p * np.float32(scale)).astype(np.float32) for p in gt]
-
-
-def measure_image(split: str, path: Path, words: list[Word] | None, job: Job) -> ImageResult:
-    """Decode the image at the smallest size (the decode check); with `words`, measure and score it at each size."""
+def measure_image(job: Job, task: Task) -> ImageResult:
+    """Decode the image of the (split, path, words) `task` at the smallest size (the decode check); with words, measure
+    and score it at each size (an undecodable image as validation scores it: a blank map without words)."""
+    split, path, words = task
+    path = Path(path)
     result = ImageResult(split, path.name)
-    with loader_messages() as notes:
+    with loader_messages() as result.notes:
         try:
             loaded = load_resized(path, job.sizes[0])
         except ImageDecodeError as err:
-            result.error = str(err)
-            loaded = None
-    result.notes = notes
+            result.error, loaded = str(err), None
     if words is None:
         return result
-    scores = np.empty((len(job.sizes), len(job.settings), 3), np.float64)
-    if loaded is None:
-        for k, size in enumerate(job.sizes):
-            scores[k] = score_shard([_blank_state(path.name, size)], job.settings)[:, 0]
-            result.heights.append(np.zeros(0, np.float32))
-            result.lengths.append(np.zeros(0, np.float32))
-            result.lost.append(np.zeros(0, bool))
-        result.scores = scores
-        return result
-    orig_hw, texts = loaded.orig_hw, [w.text for w in words]
-    gt = oriented_words(words, loaded)
-    truth = prepare_ground_truth(gt, texts)
-    result.words = len(gt)
-    for k, size in enumerate(job.sizes):
-        scale, polygons = input_polygons(gt, orig_hw, size)
-        batch = prepare_polygons(polygons, None, job.shrink_ratio, job.min_text_size)
-        maps = allocate_targets(*scaled_hw(orig_hw, scale))
-        rasterise(batch, maps)
-        if not np.all((maps.prob_map == 0) | (maps.prob_map == 1)):
-            raise AssertionError("a ground-truth probability map must hold only 0 and 1")
+    # the words in original pixels of the upright (EXIF-oriented) image, then in input pixels, as the dataset has them
+    gt = [orient_points(w.points, loaded.header.orientation, loaded.header.size) for w in words] if loaded else []
+    texts = [w.text for w in words] if loaded else []
+    truth = prepare_ground_truth(gt, texts)  # one prepared ground truth serves every size
+    scores = []
+    for size in job.sizes:
+        if loaded is None:
+            prob, scale, orig_hw, polygons, lost = np.zeros((size, size), np.float32), 1.0, (size, size), [], []
+        else:
+            scale = fit_scale(loaded.orig_hw, size)
+            polygons = [(p * np.float32(scale)).astype(np.float32) for p in gt]
+            batch = prepare_polygons(polygons, None, job.shrink_ratio, job.min_text_size)
+            maps = allocate_targets(*scaled_hw(loaded.orig_hw, scale))
+            rasterise(batch, maps)
+            prob, orig_hw, lost = maps.prob_map, loaded.orig_hw, batch.ignored
+            if not np.all((prob == 0) | (prob == 1)):
+                raise AssertionError("a ground-truth probability map must hold only 0 and 1")
         sides = np.array([sorted(cv2.minAreaRect(p)[1]) for p in polygons], np.float32).reshape(-1, 2)
+        result.polygons.append(polygons)
         result.heights.append(sides[:, 0])
         result.lengths.append(sides[:, 1])
-        result.lost.append(np.asarray(batch.ignored, bool))
-        state = _state(path.name, maps.prob_map, scale, orig_hw, gt, texts, truth)
-        scores[k] = score_shard([state], job.settings)[:, 0]
-    result.scores = scores
+        result.lost.append(np.asarray(lost, bool))
+        state = ImageState(CachedImage(path.name, prob, scale, orig_hw, gt, texts))
+        vars(state)["truth"] = truth  # the cached property
+        scores.append(score_shard([state], job.settings)[:, 0])
+    result.scores = np.stack(scores)
     return result
 
 
-_JOB: Job | None = None
-
-
-def _init_worker(job: Job) -> None:
-    global _JOB
-    _JOB = job
-
-
-def _measure_task(task: tuple[str, str, list[Word] | None]) -> ImageResult:
-    split, path, words = task
-    return measure_image(split, Path(path), words, _JOB)
-
-
-def measure_all(tasks: list[tuple[str, str, list[Word] | None]], job: Job, workers: int,
+def measure_all(tasks: list[Task], job: Job, workers: int,
                 progress: Progress | None = None) -> list[ImageResult]:
     """`measure_image` of every (split, path, words) task, in order, over `workers` processes (1: here)."""
     workers = max(1, min(workers, len(tasks)))
-    if workers == 1:
-        results = []
-        for split, path, words in tasks:
-            results.append(measure_image(split, Path(path), words, job))
-            if progress:
-                progress()
-        return results
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])  # workers fork with the imports (and compiled kernels) done
-    else:
-        context = multiprocessing.get_context("spawn")
     results = []
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(job,)) as pool:
-        for result in pool.map(_measure_task, tasks):  # a worker that dies raises BrokenProcessPool here
+    with ExitStack() as stack:
+        if workers > 1:  # workers fork from a server with the imports (and compiled kernels) done
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=process_context(__name__)))
+        # in order; a worker that dies raises BrokenProcessPool here
+        for result in (pool.map if workers > 1 else map)(partial(measure_image, job), tasks):
             results.append(result)
             if progress:
                 progress()
     return results
-
-
-# ------------------------------------------------------------------------------------------ figures
 
 
 @dataclass
@@ -324,7 +259,7 @@ class SplitCounts:
     words: int
     labelled: bool
     problems: list[str]
-    undecodable: list[str]  # the decoder's message for each
+    undecodable: list[str] = field(default_factory=list)  # the decoder's message for each
 
 
 @dataclass
@@ -357,17 +292,14 @@ class SizeFigures:
 
 @dataclass(frozen=True)
 class Recommendation:
-    """The sizes whose ceiling is within `margin` of the best one."""
+    """The sizes whose ceiling is within `margin` of the best one, and the sweep option that keeps them."""
 
     sizes: tuple[int, ...]
     best_size: int
     best_hmean: float
     margin: float
     all_sizes: tuple[int, ...]
-
-    @property
-    def option(self) -> str:
-        return "--image-sizes " + ",".join(map(str, self.sizes))
+    option: str
 
     def text(self) -> str:
         head = (f"best ceiling hmean {self.best_hmean:.3f} at {self.best_size} px; "
@@ -382,10 +314,11 @@ def recommend(ceilings: dict[int, float], margin: float = DEFAULT_MARGIN) -> Rec
     size wins a tie)."""
     if not ceilings:
         raise ValueError("recommend needs at least one image size")
-    best_size = max(sorted(ceilings), key=lambda s: ceilings[s])
-    best = ceilings[best_size]
-    sizes = tuple(s for s in sorted(ceilings) if ceilings[s] >= best - margin - 1e-12)
-    return Recommendation(sizes, best_size, best, margin, tuple(sorted(ceilings)))
+    ordered = sorted(ceilings)
+    best_size = max(ordered, key=lambda s: ceilings[s])
+    sizes = tuple(s for s in ordered if ceilings[s] >= ceilings[best_size] - margin - 1e-12)
+    option = "--image-sizes " + ",".join(map(str, sizes))
+    return Recommendation(sizes, best_size, ceilings[best_size], margin, tuple(ordered), option)
 
 
 @dataclass
@@ -399,7 +332,6 @@ class Inspection:
     sizes: list[SizeFigures]
     recommendation: Recommendation
     images: list[ImageResult]  # the inspected split's images, by name
-    words: dict[str, list[Word]] = field(repr=False, default_factory=dict)  # the inspected split's, by image
 
     def as_json(self) -> dict[str, Any]:
         """The figures as plain JSON values."""
@@ -407,28 +339,35 @@ class Inspection:
         return plain({
             "dataset": str(self.root),
             "split": self.split,
-            "counts": [vars(c) for c in self.counts],
+            "counts": [asdict(c) for c in self.counts],
             "targets": {"shrink_ratio": s.shrink_ratio, "min_text_size": s.min_text_size},
             "postprocess": {"config": str(s.config_path), "base": s.base, "swept": s.swept,
                             "modes": [MODES[m] for m in s.modes]},
-            "sizes": [{k: (v if k != "ceiling" else {m: vars(c) for m, c in v.items()})
-                       for k, v in vars(f).items() if k != "heights"} for f in self.sizes],
-            "recommendation": {**vars(self.recommendation), "option": self.recommendation.option},
+            "sizes": [{k: v for k, v in asdict(f).items() if k != "heights"} for f in self.sizes],
+            "recommendation": asdict(self.recommendation),
         })
+
+    def rows(self) -> tuple[list[str], list[list[Any]]]:
+        """(columns, rows) of the per-size figures, as printed and as logged."""
+        keys = ("hmean", "worst_hmean", "recall", "precision")
+        columns = ["image_size", "words", "height_p5", "height_p50", "height_p95", "length_p50",
+                   "below_min_text_size", "lost", *(f"{mode}_{k}" for mode in ("polygon", "box") for k in keys)]
+        rows = [[f.image_size, f.words, f.height["p5"], f.height["p50"], f.height["p95"], f.length["p50"], f.below_min,
+                 f.lost, *(c.worst_hmean if k == "worst_hmean" else c.scores[k]
+                           for c in (f.ceiling["polygon"], f.ceiling["box"]) for k in keys)]
+                for f in self.sizes]
+        return columns, rows
 
 
 def _percentiles(values: np.ndarray) -> dict[str, float]:
-    if not len(values):
-        return {f"p{q}": float("nan") for q in PERCENTILES}
-    return {f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(values, PERCENTILES))}
+    quantiles = np.percentile(values, PERCENTILES) if len(values) else [float("nan")] * len(PERCENTILES)
+    return {f"p{q}": float(v) for q, v in zip(PERCENTILES, quantiles)}
 
 
 def _mode_ceiling(table: np.ndarray, combos: list[dict[str, Any]], swept: list[str]) -> ModeCeiling:
     """`table` (settings, images, 3): the mean scores of each setting and the best one."""
-    rows = []
-    for combo, per_image in zip(combos, table):
-        scores = mean_scores(ImageScore(*map(float, row)) for row in per_image)
-        rows.append({**{k: combo[k] for k in swept}, **scores})
+    rows = [{**{k: combo[k] for k in swept}, **mean_scores(ImageScore(*map(float, row)) for row in per_image)}
+            for combo, per_image in zip(combos, table)]
     best = max(rows, key=lambda r: r["hmean"])  # the first of equals: settings are in grid order
     return ModeCeiling({k: best[k] for k in swept}, {k: best[k] for k in ("recall", "precision", "hmean")},
                        min(r["hmean"] for r in rows), rows)
@@ -444,27 +383,22 @@ def split_names(root: Path) -> list[str]:
 
 def _read_split(root: Path, split: str, inspected: bool) -> tuple[dict[str, list[Word]], SplitCounts]:
     """The split's images and words as the loader reads them, and its counts (decoding not yet checked)."""
-    image_dir, json_path = split_paths(root, split)
-    labelled = inspected or json_path.is_file() or split != PREDICTION_SPLIT
+    labelled = inspected or split != PREDICTION_SPLIT or split_paths(root, split)[1].is_file()
+    words: dict[str, list[Word]] = {}
     with loader_messages() as problems:
-        if inspected:
-            words = load_split(root, split, labels=True)
-        else:
-            try:
-                words = load_split(root, split, labels=labelled)
-            except UserError as err:
-                problems.append(str(err))
-                words = {}
-    counts = SplitCounts(split, len(words), sum(map(len, words.values())), labelled, problems, [])
-    return words, counts
+        try:
+            words = load_split(root, split, labels=labelled)
+        except UserError as err:
+            if inspected:
+                raise
+            problems.append(str(err))
+    return words, SplitCounts(split, len(words), sum(map(len, words.values())), labelled, problems)
 
 
 def inspect_dataset(root: Path, split: str, sizes: Sequence[int], settings: Settings, workers: int = 1,
                     margin: float = DEFAULT_MARGIN, progress: Callable[[int], Progress] | None = None) -> Inspection:
-    """Counts and problems of every split of `root`; text size and ceiling of `split` at each of `sizes`.
-
-    `progress(total)` returns a callback called once per image scanned.
-    """
+    """Counts and problems of every split of `root`; text size and ceiling of `split` at each of `sizes`;
+    `progress(total)` returns a callback called once per image scanned."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"dataset folder {root} does not exist: pass --data DIR (a folder holding images/ and jsons/)")
@@ -473,7 +407,8 @@ def inspect_dataset(root: Path, split: str, sizes: Sequence[int], settings: Sett
     if split not in names:
         names.append(split)  # the loader says what is missing
     splits = {name: _read_split(root, name, name == split) for name in names}
-    if not splits[split][1].words:
+    words, counts = splits[split]
+    if not counts.words:
         image_dir, json_path = split_paths(root, split)
         raise UserError(f"the {split} split has no labelled words ({json_path} with words for the images in "
                         f"{image_dir}): choose a split with labels, e.g. --split val")
@@ -484,26 +419,21 @@ def inspect_dataset(root: Path, split: str, sizes: Sequence[int], settings: Sett
     index = {mode: [unique.setdefault(tuple(sorted({**c, "thresh": thresh}.items())), len(unique)) for c in grid]
              for mode, grid in grids.items()}
     job = Job(sizes, settings.shrink_ratio, settings.min_text_size, tuple(dict(key) for key in unique))
-
-    tasks = [(name, str(split_paths(root, name)[0] / image), words if name == split else None)
-             for name, (images, _) in splits.items() for image, words in images.items()]
-    tick = progress(len(tasks)) if progress else None
-    results = measure_all(tasks, job, min(workers, max(1, len(splits[split][0]) // IMAGES_PER_WORKER)), tick)
-
-    counts = {name: c for name, (_, c) in splits.items()}
-    notes: dict[str, list[str]] = {}
+    tasks = [(name, str(split_paths(root, name)[0] / image), found if name == split else None)
+             for name, (images, _) in splits.items() for image, found in images.items()]
+    results = measure_all(tasks, job, min(workers, max(1, len(words) // IMAGES_PER_WORKER)),
+                          progress(len(tasks)) if progress else None)
     for r in results:
+        c = splits[r.split][1]
         if r.error:
-            counts[r.split].undecodable.append(r.error)
-        notes.setdefault(r.split, []).extend(m for m in r.notes if m not in notes.get(r.split, []))
-    for name, extra in notes.items():
-        counts[name].problems.extend(extra)
+            c.undecodable.append(r.error)
+        c.problems.extend(m for m in r.notes if m not in c.problems)
+
     images = [r for r in results if r.split == split]
     figures = []
     for k, size in enumerate(sizes):
-        heights = np.concatenate([r.heights[k] for r in images])
-        lengths = np.concatenate([r.lengths[k] for r in images])
-        lost = np.concatenate([r.lost[k] for r in images])
+        heights, lengths, lost = (np.concatenate([getattr(r, name)[k] for r in images])
+                                  for name in ("heights", "lengths", "lost"))
         table = np.stack([r.scores[k] for r in images], axis=1)  # (settings, images, 3)
         ceiling = {MODES[mode]: _mode_ceiling(table[index[mode]], grids[mode], settings.keys(mode)) for mode in MODES}
         n = len(heights)
@@ -512,16 +442,8 @@ def inspect_dataset(root: Path, split: str, sizes: Sequence[int], settings: Sett
             float(np.mean(heights < settings.min_text_size)) if n else 0.0,
             float(np.mean(lost)) if n else 0.0, ceiling, heights,
         ))
-    best = {f.image_size: f.best_hmean(settings.modes) for f in figures}
-    return Inspection(root, split, settings, list(counts.values()), figures, recommend(best, margin), images,
-                      splits[split][0])
-
-
-# ------------------------------------------------------------------------------------------ report
-
-
-def _values(values: Sequence[Any]) -> str:
-    return "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+    recommendation = recommend({f.image_size: f.best_hmean(settings.modes) for f in figures}, margin)
+    return Inspection(root, split, settings, [c for _, c in splits.values()], figures, recommendation, images)
 
 
 def describe_settings(settings: Settings) -> str:
@@ -531,9 +453,11 @@ def describe_settings(settings: Settings) -> str:
         grid = len(settings.grid(mode))
         unclip = "polygon_unclip_ratio" if mode else "box_unclip_ratio"
         keys = settings.keys(mode) + ([] if unclip in settings.swept else [unclip])
-        shown = ", ".join(f"{k} {_values(settings.swept.get(k, [settings.base[k]]))}" for k in keys)
+        values = {k: settings.swept.get(k, [settings.base[k]]) for k in keys}
+        shown = ", ".join(f"{k} " + "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vs)
+                          for k, vs in values.items())
         parts.append(f"{MODES[mode]} mode {grid} setting{'s' * (grid != 1)} ({shown})")
-    return f"post-processing of {settings.config_path}: " + "; ".join(parts)
+    return f"post-processing of {shown_path(settings.config_path)}: " + "; ".join(parts)
 
 
 def report(ins: Inspection) -> str:
@@ -559,14 +483,10 @@ def report(ins: Inspection) -> str:
         f"{'size':>6}{'words':>7}{'height p5/p50/p95':>20}{'length p50':>12}{'< ' + minimum + ' px':>9}{'lost':>8}"
         f"{'polygon hmean':>22}{'R':>7}{'P':>7}{'box hmean':>20}{'R':>7}{'P':>7}",
     ]
-    for f in ins.sizes:
-        height = "/".join(f"{f.height[k]:.1f}" for k in ("p5", "p50", "p95"))
-        cells = []
-        for mode in ("polygon", "box"):
-            c = f.ceiling[mode]
-            cells.append(f"{c.scores['hmean']:.3f} ({c.worst_hmean:.3f}){c.scores['recall']:>7.3f}{c.scores['precision']:>7.3f}")
-        lines.append(f"{f.image_size:>6}{f.words:>7}{height:>20}{f.length['p50']:>12.1f}{f.below_min:>9.1%}{f.lost:>8.1%}"
-                     f"{cells[0]:>36}{cells[1]:>34}")
+    for size, words, h5, h50, h95, l50, below, lost, *scores in ins.rows()[1]:
+        height = f"{h5:.1f}/{h50:.1f}/{h95:.1f}"
+        cells = [f"{h:.3f} ({w:.3f}){r:>7.3f}{p:>7.3f}" for h, w, r, p in (scores[:4], scores[4:])]
+        lines.append(f"{size:>6}{words:>7}{height:>20}{l50:>12.1f}{below:>9.1%}{lost:>8.1%}{cells[0]:>36}{cells[1]:>34}")
     modes = " and ".join(MODES[m] for m in s.modes)
     lines += ["", f"recommendation ({modes} mode, as the sweep runs): {ins.recommendation.text()}"]
     return "\n".join(lines)
@@ -581,11 +501,10 @@ def lost_overlays(ins: Inspection, count: int = 3) -> list[tuple[str, np.ndarray
     image_dir = split_paths(ins.root, ins.split)[0]
     out = []
     for r in ranked:
-        loaded = load_resized(image_dir / r.name, size)
-        _, polygons = input_polygons(oriented_words(ins.words[r.name], loaded), loaded.orig_hw, size)
-        canvas = cv2.resize(loaded.image, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+        image = load_resized(image_dir / r.name, size).image
+        canvas = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
         for lost in (False, True):
-            chosen = [np.round(p * 2).astype(np.int32) for p, gone in zip(polygons, r.lost[0]) if gone == lost]
+            chosen = [np.round(p * 2).astype(np.int32) for p, gone in zip(r.polygons[0], r.lost[0]) if gone == lost]
             cv2.polylines(canvas, chosen, True, (230, 0, 0) if lost else (0, 170, 0), 2 if lost else 1, cv2.LINE_AA)
         out.append((r.name, canvas))
     return out

@@ -13,6 +13,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import cached_property
 from multiprocessing.connection import Connection
@@ -24,6 +25,7 @@ import numpy as np
 from ocr.metrics.cleval import (
     Detections, GroundTruth, ImageScore, mean_scores, prepare_detections, prepare_ground_truth, score_prepared,
 )
+from ocr.metrics.scorer import process_context
 from ocr.postprocess.db_postprocess import PostprocessParams
 from ocr.postprocess.stages import Candidates, candidates, expand
 from ocr.training.val_cache import CachedImage, cache_dir, load_val_cache
@@ -81,21 +83,19 @@ class ImageState:
         key = candidate_key(params)
         return _recent(self.found, key, CANDIDATE_LRU, lambda: candidates(self.prob, *key[:3], float(params["min_size"])))
 
-    def _output(self, key: tuple, params: dict[str, Any], floor: float) -> Output:
-        """The output for `key` expanded with a box_thresh <= `floor` (reused when one is kept)."""
-        def expanded() -> Output:
-            polygons, scores = expand(self._candidates(params), floor, key[-1], float(params["min_size"]),
-                                      self.image.scale, self.image.orig_hw)
-            return Output(floor, polygons, np.asarray(scores, dtype=np.float64))
-
-        return _recent(self.outputs, key, OUTPUT_LRU, expanded, lambda kept: kept.floor <= floor)
-
     def survivors(self, params: dict[str, Any], floor: float | None = None) -> tuple[tuple, Output, tuple[int, ...]]:
         """(memo key, output, positions of the polygons kept) of this image post-processed with `params`;
         `floor` <= box_thresh hints the lowest box_thresh still to come for the same output key."""
         key = output_key(params)
         box_thresh = float(params["box_thresh"])
-        output = self._output(key, params, box_thresh if floor is None else min(floor, box_thresh))
+        floor = box_thresh if floor is None else min(floor, box_thresh)
+
+        def expanded() -> Output:  # with box_thresh `floor`, reused while a kept one has a floor <= it
+            polygons, scores = expand(self._candidates(params), floor, key[-1], float(params["min_size"]),
+                                      self.image.scale, self.image.orig_hw)
+            return Output(floor, polygons, np.asarray(scores, dtype=np.float64))
+
+        output = _recent(self.outputs, key, OUTPUT_LRU, expanded, lambda kept: kept.floor <= floor)
         kept = tuple(np.flatnonzero(output.scores >= box_thresh).tolist())
         return (key, kept), output, kept
 
@@ -146,11 +146,6 @@ def balanced_shards(costs: Sequence[float], n: int) -> list[list[int]]:
     return [sorted(s) for s in shards if s]
 
 
-def _image_cost(image: CachedImage) -> float:
-    """Rough relative cost of one image: map pixels (contours) plus words (unclip and CLEval)."""
-    return image.prob.size / 5000.0 + len(image.gt_polygons)
-
-
 def _worker(conn: Connection, run_dir: str, indices: list[int]) -> None:
     """Worker loop: receive batches of parameter dicts, answer with this shard's per-image scores."""
     try:
@@ -175,18 +170,15 @@ class CacheEvaluator:
         if not images:
             raise UserError(f"validation cache {cache_dir(run_dir)} holds no images; rebuild it with `build-cache {run_dir}`")
         self.n_images = len(images)
-        self.shards = balanced_shards([_image_cost(im) for im in images], max(1, min(workers, self.n_images)))
+        costs = [im.prob.size / 5000.0 + len(im.gt_polygons) for im in images]  # map pixels (contours) + words (CLEval)
+        self.shards = balanced_shards(costs, max(1, min(workers, self.n_images)))
         self._local = [ImageState(im) for im in images] if len(self.shards) == 1 else None
         self._workers: list[tuple[multiprocessing.Process, Connection]] = []
         self.worker_cpu_s: list[float] = []  # CPU seconds each worker process has used so far
 
     def __enter__(self) -> CacheEvaluator:
         if self._local is None:
-            if "forkserver" in multiprocessing.get_all_start_methods():
-                context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(["__main__", __name__])  # workers fork with the imports done
-            else:
-                context = multiprocessing.get_context("spawn")
+            context = process_context("__main__", __name__)  # workers fork with the imports done
             for shard in self.shards:
                 parent, child = context.Pipe()
                 process = context.Process(target=_worker, args=(child, str(self.run_dir), shard), daemon=True)
@@ -197,10 +189,8 @@ class CacheEvaluator:
 
     def __exit__(self, *exc: object) -> None:
         for _, conn in self._workers:
-            try:
+            with suppress(OSError):
                 conn.send(None)
-            except OSError:
-                pass
             conn.close()
         for process, _ in self._workers:
             process.join(timeout=10)

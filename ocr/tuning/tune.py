@@ -1,31 +1,86 @@
 """`tune-postprocess`: search post-processing parameters on a run's cached validation maps; the result goes to
-RUN/tuned_postprocess.txt (Hydra overrides), RUN/tune_postprocess.json (every trial) and the run's W&B run."""
+RUN/tuned_postprocess.txt (Hydra overrides), RUN/tune_postprocess.json (every trial) and the run's W&B run.
+
+The search loop asks the `sweeps` engine for suggestions: grid and random ones are drawn up front and scored as one
+batch (sharing work), bayes asks after every result as a W&B agent would."""
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import wandb
 
 from ocr.config.checks import cleval_name, discrete_values
 from ocr.inference.runs import load_run_config, load_run_metrics
 from ocr.inference.tuned import PREFIX, overrides, run_params, write_tuned
 from ocr.postprocess.db_postprocess import DBPostProcessor
+from ocr.sweep.engine import quiet_gp
 from ocr.training.val_cache import cache_dir
-from ocr.tuning.evaluate import CacheEvaluator
-from ocr.tuning.search import Trial, best_trial, run_search
-from ocr.tuning.space import default_config_path, read_yaml, search_config
+from ocr.tuning.evaluate import CacheEvaluator, Progress
+from ocr.tuning.space import METRIC, default_config_path, read_yaml, search_config, suggestion_values
+from ocr.utils.compat import import_sweeps, sweep_run
 from ocr.utils.errors import UserError, is_finite_number
 
 RESULT_FILE = "tune_postprocess.json"
 log = logging.getLogger(__name__)
+Evaluate = Callable[[Sequence[dict[str, Any]], Progress | None], list[dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One scored combination: the swept values and the mean per-image CLEval scores."""
+
+    values: dict[str, Any]
+    scores: dict[str, float]
+
+    @property
+    def hmean(self) -> float:
+        return self.scores["hmean"]
+
+
+def draw_independent(config: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    """Up to `count` grid or random suggestions (grid stops early when every combination is drawn)."""
+    runs = import_sweeps().next_runs(config, [], validate=False, n=count)
+    return [suggestion_values(r.config) for r in runs if r is not None]
+
+
+def run_search(
+    config: dict[str, Any], count: int, fixed: dict[str, Any], evaluate: Evaluate, seed: int | None = None,
+    progress: Callable[[int], Progress] | None = None,
+) -> list[Trial]:
+    """Score `count` suggestions of the engine `config`, `fixed` filling the keys not swept, with `evaluate(batch,
+    tick)` (mean scores of complete parameter dicts, calling `tick(n)` as it goes); `progress(total)` makes `tick`."""
+    if seed is not None:  # random uses Python's RNG, bayes numpy's global one
+        random.seed(seed)
+        np.random.seed(seed)
+    trials: list[Trial] = []
+
+    def record(batch: list[dict[str, Any]], tick: Progress | None) -> None:
+        for values, scores in zip(batch, evaluate([{**fixed, **v} for v in batch], tick)):
+            trials.append(Trial(values, scores))
+
+    if config["method"] in ("grid", "random"):
+        batch = draw_independent(config, count)
+        record(batch, progress(len(batch)) if progress else None)
+        return trials
+    sweeps = import_sweeps()
+    tick = progress(count) if progress else None
+    runs = []
+    for index in range(count):
+        with quiet_gp():
+            suggestion = sweeps.next_run(config, runs, validate=False)
+        record([suggestion_values(suggestion.config)], tick)
+        result = {METRIC: trials[-1].hmean}
+        runs.append(sweep_run(f"trial-{index}", "finished", suggestion.config, [result], result))
+    return trials
 
 
 @dataclass
@@ -75,21 +130,14 @@ def edges_reached(result: TuneResult) -> list[tuple[str, Any, str]]:
         for end, side, sign in ((min(ends), "min", -1), (max(ends), "max", 1)):
             if not np.isclose(value, end, rtol=0, atol=1e-9):
                 continue
-            try:
+            with suppress(UserError):  # unless the end is the post-processor's own limit
                 DBPostProcessor(**{**result.tuned, key: value + sign * step})
                 found.append((key, value, side))
-            except UserError:
-                pass  # the end is the post-processor's own limit
     return found
 
 
 def search(
-    run_dir: Path,
-    method: str | None,
-    count: int,
-    config_path: Path | None,
-    workers: int,
-    seed: int | None,
+    run_dir: Path, method: str | None, count: int, config_path: Path | None, workers: int, seed: int | None,
     progress: Callable[[int], Callable[[int], None]] | None = None,
 ) -> TuneResult:
     """Run the search and write the result files; `progress(total)` returns a callback advanced by the number of
@@ -103,7 +151,7 @@ def search(
     with CacheEvaluator(run_dir, workers) as evaluator:
         default = Trial({}, evaluator.evaluate([defaults])[0])
         trials = run_search(config, count, defaults, evaluator.evaluate, seed=seed, progress=progress)
-    best = best_trial(trials)
+    best = max(trials, key=lambda t: t.hmean)  # the earliest among equals
     seconds = time.perf_counter() - start
     improved = best.hmean > default.hmean
     tuned = {**defaults, **best.values} if improved else defaults
@@ -151,6 +199,8 @@ def write_results(result: TuneResult) -> list[Path]:
 
 def log_to_wandb(result: TuneResult, run: Any) -> None:
     """Log the tuned hmean (and recall/precision), the tuned values and a table of trials to `run`."""
+    import wandb
+
     logged = {cleval_name(k, tuned=True): v for k, v in result.tuned_scores.items()}
     logged.update({f"tuned/{k}": v for k, v in result.tuned.items()})
     columns = [*result.swept, "hmean", "recall", "precision"]

@@ -13,12 +13,17 @@ import pyclipper
 from ocr.postprocess.db_postprocess import PostprocessParams
 from ocr.postprocess.geometry import (
     APPROX_EPSILON, BOX_SHIFT, POLYGON_SHIFT, as_map, check_scale, default_orig_hw, grow, new_clipper,
-    outer_contours, polygon_score, quad_to_fixed, sanitised, short_side, to_original,
+    outer_contours, polygon_score, quad_to_fixed, sanitised, to_original,
 )
 from ocr.postprocess.stages import Result
 
 Score = Callable[[np.ndarray, int], float]  # (int32 polygon, fractional bits) -> mean prob inside
 Found = tuple[np.ndarray, float]  # (outline in integer units of POLYGON_SHIFT or BOX_SHIFT, score)
+
+
+def short_side(rect: tuple) -> float:
+    """Shorter side of a cv2.minAreaRect result."""
+    return min(rect[1])
 
 
 def unclip_offset(points: np.ndarray, ratio: float) -> float | None:

@@ -6,8 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ocr.targets.border import F32, EdgeTable
-from ocr.targets.db_targets import DBTargets, allocate_targets, border_input, rasterise
+from ocr.targets.db_targets import F32, DBTargets, EdgeTable, allocate_targets, border_input, rasterise
 from ocr.targets.polygons import prepare_polygons
 
 

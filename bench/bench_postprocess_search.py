@@ -35,7 +35,7 @@ from ocr.targets.db_targets import make_db_targets  # noqa: E402
 from ocr.training.val_cache import write_val_cache  # noqa: E402
 from ocr.tuning.evaluate import CacheEvaluator  # noqa: E402
 from ocr.tuning.space import read_yaml, search_config  # noqa: E402
-from ocr.tuning.tune import run_search  # noqa: E402
+from ocr.tuning.search import run_search  # noqa: E402
 from ocr.utils.errors import UserError, exit_on_user_error  # noqa: E402
 from reference.scoring import direct_scores  # noqa: E402
 
@@ -90,7 +90,7 @@ def build_cache(run_dir: Path, metas: list[dict], n_images: int, seed: int) -> N
 def direct_path_ms(metas: list[dict], config: dict, seed: int) -> dict[str, float]:
     """CPU ms per (image, combination) of the direct path (no reuse, one thread), in its three steps:
     stage-1 candidates, stage-2 expand (unclip), CLEval against ground truth prepared once."""
-    from ocr.tuning.tune import draw_independent
+    from ocr.tuning.search import draw_independent
 
     rng = np.random.default_rng(seed + 1)
     n_images, n_combos = NAIVE_SAMPLE

@@ -16,7 +16,7 @@ from ocr.metrics.cleval import (
     score_image, score_prepared,
 )
 from ocr.metrics.scorer import CLEvalScorer
-from reference.cleval_pypi import reference_available, reference_scores
+from reference.cleval_pypi import polygon_path_errors, reference_available, reference_scores
 from reference.detections import perturb_detections
 from reference.receipts import cleval_samples
 from reference.scoring import score_dataset
@@ -124,6 +124,55 @@ def test_polygons_with_any_number_of_points() -> None:
     triangle_right_half = np.array([[30, -2], [80, 6], [30, 14]], dtype=np.float32)
     s = score_image([box(0, 0, 60, 12)], ["abcdef"], [triangle_right_half])
     assert s.found_chars == 3  # centres x = 35, 45, 55 lie in the triangle; 5, 15, 25 do not
+
+
+def poly(*points: tuple[float, float]) -> np.ndarray:
+    return np.array(points, dtype=np.float32)
+
+
+# Concave polygons, computed by hand. PyPI cleval 0.1.1's polygon type cannot score them (see
+# test_pypi_cleval_polygon_path_is_unusable), so these are the independent check on polygons.
+CONCAVE_CASES = [
+    pytest.param(  # a U whose notch (x 20..40, y -2..8) holds the PCCs x = 25, 35: 4 of 6 found; its convex hull
+        # would hold all 6. area 60*14 - 20*10 = 640, overlap 600 - 20*8 = 440: AP 0.6875, one-to-one
+        [box(0, 0, 60, 10)], ["abcdef"],
+        [poly((0, -2), (20, -2), (20, 8), (40, 8), (40, -2), (60, -2), (60, 12), (0, 12))],
+        (6, 4, 4, 0.0, 4 / 6, 1.0, 0.8), id="U notch holds two PCCs"),
+    pytest.param(  # an L: area 400 + 10*90 = 1300, AP 400/1300 = 0.308 >= 0.3, matched (hull 2650: AP 0.15)
+        [box(0, 0, 40, 10)], ["abcd"], [poly((0, 0), (40, 0), (40, 10), (10, 10), (10, 100), (0, 100))],
+        (4, 4, 4, 0.0, 1.0, 1.0, 1.0), id="L area precision by true area"),
+    pytest.param(  # a longer leg: area 1400, AP 0.286 < 0.3, unmatched; charged round(0.5 + 110/40) = 3
+        [box(0, 0, 40, 10)], ["abcd"], [poly((0, 0), (40, 0), (40, 10), (10, 10), (10, 110), (0, 110))],
+        (4, 3, 0, 0.0, 0.0, 0.0, 0.0), id="L just under the area precision constraint"),
+    pytest.param(  # a C over two lines: area 1500 - 400 = 1100, APs 500/1100 each, many-to-one, merge penalty 1
+        [box(0, 0, 50, 10), box(0, 20, 50, 30)], ["abcde", "fghij"],
+        [poly((0, 0), (50, 0), (50, 10), (10, 10), (10, 20), (50, 20), (50, 30), (0, 30))],
+        (10, 10, 10, 1.0, 1.0, 0.9, 2 * 0.9 / 1.9), id="C merges two lines"),
+    pytest.param(  # a concave word (a V notch from below to (30, 4)): read through its bounding rectangle,
+        # PCCs x = 5..55 at y = 5, all inside (the notch spans x 29.2..30.8 at y = 5)
+        [poly((0, 0), (60, 0), (60, 10), (35, 10), (30, 4), (25, 10), (0, 10))], ["abcdef"],
+        [poly((0, 0), (60, 0), (60, 10), (35, 10), (30, 4), (25, 10), (0, 10))],
+        (6, 6, 6, 0.0, 1.0, 1.0, 1.0), id="notched word on itself"),
+    pytest.param(  # its left half: PCCs 5, 15, 25; overlap 300 - half the notch (6*5/2 = 15) = 285, AP 0.95
+        [poly((0, 0), (60, 0), (60, 10), (35, 10), (30, 4), (25, 10), (0, 10))], ["abcdef"], [box(0, 0, 30, 10)],
+        (6, 3, 3, 0.0, 0.5, 1.0, 2 / 3), id="notched word, half detected"),
+]
+
+
+@pytest.mark.parametrize("gt, texts, dets, expected", CONCAVE_CASES)
+def test_concave_polygons_by_hand(gt, texts, dets, expected) -> None:
+    s = score_image(gt, texts, dets)
+    assert (s.gt_chars, s.det_chars, s.found_chars, s.split_penalty + s.merge_penalty) == expected[:4]
+    np.testing.assert_allclose(scores(s), expected[4:], rtol=0, atol=1e-7)
+
+
+def test_pypi_cleval_polygon_path_is_unusable() -> None:
+    """If a PyPI release fixes `POLY`, compare with it in the child (reference.cleval_pypi) instead."""
+    if not reference_available():
+        pytest.skip("PyPI cleval is not installed (pip install -e .[dev])")
+    errors = polygon_path_errors()
+    assert errors == {"poly gt, poly det": "AttributeError: 'POLY' object has no attribute 'scale'",
+                      "quad gt, poly det": "TypeError: Invalid type of operand"}
 
 
 # ---------------------------------------------------------------- degenerate input

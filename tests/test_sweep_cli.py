@@ -347,7 +347,7 @@ def test_an_interrupted_agent_says_how_many_trials_it_still_owes(capsys, tmp_pat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "run_agent", interrupted)
-    args = SimpleNamespace(gpus=None, gpus_per_trial=1, agent_label=None, count=3, top=5)
+    args = SimpleNamespace(gpus=None, gpus_per_trial=1, agent_label=None, count=3, top=5, rerun_failed=False)
     assert cli.run_local(args, sweep, "offline") == 130
     assert f"interrupted; resume with: python wandb_sweep.py --sweep-id {sweep.id} --count 2" in capsys.readouterr().err
 

@@ -5,7 +5,8 @@ under test (locking, hyperband, resume). It parses `key=value` overrides, logs o
 (`val/cleval_hmean` = x * epoch / epochs, `val/loss` = 1 - that), checks the stop file before each of its `steps`
 an epoch, as ocr.train does, and writes what it saw to `seen.json` and the steps it trained to `steps.json`. With
 `handshake=1` it waits, after logging an epoch, until the agent has recorded it (and so made its hyperband
-decision), which makes the step a stop lands on deterministic.
+decision), which makes the step a stop lands on deterministic. It fails at once (exit status 4) when its `x` is
+listed in FAKE_TRAINER_FAIL_X (comma-separated), so a rerun without that variable succeeds.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ if os.environ.get("FAKE_TRAINER_WANDB") == "1":
     seen["wandb_dir"] = run.dir
     run.finish()
 (run_dir / "seen.json").write_text(json.dumps(seen))
+if str(x) in os.environ.get("FAKE_TRAINER_FAIL_X", "").split(","):
+    print("simulated failure", file=sys.stderr)
+    sys.exit(4)
 metrics = Path(os.environ["OCR_METRICS_FILE"])
 stop = Path(os.environ["OCR_STOP_FILE"])
 steps, handshake = int(values.get("steps", 1)), int(values.get("handshake", 0))
@@ -154,15 +158,18 @@ from ocr.sweep.local_agent import AgentOptions, run_agent
 from ocr.sweep.store import open_sweep
 sweep = open_sweep(Path(sys.argv[1]), sys.argv[2])
 count = int(sys.argv[3]) if sys.argv[3] != "none" else None
-run_agent(sweep, AgentOptions(count=count, poll_s=0.05), say=lambda line: print(line, flush=True))
+rerun = sys.argv[4:] == ["rerun"]
+run_agent(sweep, AgentOptions(count=count, poll_s=0.05, rerun=rerun), say=lambda line: print(line, flush=True))
 """
 
 
-def start_agent(project_dir: Path, store: Path, sweep_id: str, count: int | None, **env: str) -> subprocess.Popen:
-    """An agent process on a local sweep, polling fast (cwd = project_dir, so `python -m fake_train` works);
-    `env` adds to or replaces its environment."""
+def start_agent(project_dir: Path, store: Path, sweep_id: str, count: int | None, rerun: bool = False,
+                **env: str) -> subprocess.Popen:
+    """An agent process on a local sweep, polling fast (cwd = project_dir, so `python -m fake_train` works), running
+    only reruns of failed trials with `rerun`; `env` adds to or replaces its environment."""
     return subprocess.Popen(
-        [sys.executable, "-c", AGENT_SNIPPET, str(store), sweep_id, str(count) if count else "none"],
+        [sys.executable, "-c", AGENT_SNIPPET, str(store), sweep_id, str(count) if count else "none",
+         *(["rerun"] if rerun else [])],
         cwd=project_dir,
         env={**agent_env(project_dir), **env},
         stdout=subprocess.PIPE,

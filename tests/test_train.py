@@ -66,13 +66,66 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("synthetic")
 
 
-def test_run_writes_checkpoint_config_metrics_and_epoch_lines(tmp_path: Path, synthetic_dir: Path, monkeypatch) -> None:
+LEARN = {  # settings that learn within 4 CPU epochs (sweep_configs/demo_cpu.yaml): 160 px, large text
+    "image_size": 160,
+    "scheduler": "none",
+    "models.decoder.inner_channels": 64,
+    "models.decoder.smooth_channels": 16,
+    "data.synthetic.size": "[160,192]",
+    "data.synthetic.text_height": "[0.05,0.07]",  # words of 8 px and more at 160 px (the minimum text size)
+}
+
+
+@pytest.fixture(scope="session")
+def learned(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """One run that learns the synthetic receipts (hmean > 0.3): its metrics and best checkpoint."""
+    root = tmp_path_factory.mktemp("learned")
+    overrides = tiny_overrides(root / "synthetic", batch_size=8, **{
+        **LEARN, "trainer.max_epochs": 4, "optimizer.lr": 0.003, "data.synthetic.n_train": 48,
+        "data.synthetic.n_val": 12})
+    metrics = train(compose_train(overrides), root / "run")
+    return metrics, Path(metrics["best_checkpoint"])
+
+
+class StartFromWeights(L.Callback):
+    """Loads a learned model's weights as fit starts (again after an OOM retry), so a run of a few steps sees text."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.load_state_dict(torch.load(self.path, map_location="cpu", weights_only=False)["state_dict"])
+
+
+class BlindFromSecondEpoch(L.Callback):
+    """From the second epoch on the probability map is ~0 everywhere: no detection, hmean 0 (worse than epoch 0)."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == 1:
+            with torch.no_grad():
+                pl_module.model.head.prob_branch[-1].bias.fill_(-50.0)
+
+
+@pytest.fixture(scope="session")
+def visible_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("visible")
+
+
+def visible_overrides(data_dir: Path, learned: tuple[dict, Path], **extra: object) -> list[str]:
+    """A tiny run on receipts with visible text, starting from the learned weights (lr 1e-7 keeps them)."""
+    return tiny_overrides(data_dir, **{**LEARN, "optimizer.lr": 1e-7, "+callbacks.start._target_":
+                                       f"{__name__}.StartFromWeights", "+callbacks.start.path": str(learned[1]),
+                                       **extra})
+
+
+def test_run_writes_checkpoint_config_metrics_and_epoch_lines(tmp_path: Path, visible_dir: Path, learned, monkeypatch) -> None:
     metrics_file = tmp_path / "metrics.jsonl"
     monkeypatch.setenv("OCR_METRICS_FILE", str(metrics_file))
     run_dir = tmp_path / "run"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        metrics = train(compose_train(tiny_overrides(synthetic_dir)), run_dir)
+        metrics = train(compose_train(visible_overrides(visible_dir, learned, **{
+            "+callbacks.blind._target_": f"{__name__}.BlindFromSecondEpoch"})), run_dir)
     noise = ("LeafSpec` is deprecated", "smaller than the logging interval", "when using `ckpt_path`")
     assert not [str(w.message) for w in caught if any(n in str(w.message) for n in noise)]
 
@@ -85,22 +138,24 @@ def test_run_writes_checkpoint_config_metrics_and_epoch_lines(tmp_path: Path, sy
     assert [line["epoch"] for line in lines[:-1]] == [0, 1]
     assert all("val/cleval_hmean" in line for line in lines)
     assert lines[-1]["final"] is True
-    # the final metrics are the best checkpoint's, not the last epoch's
-    best = max(lines[:-1], key=lambda line: line["val/cleval_hmean"])
-    assert metrics["val/cleval_hmean"] == pytest.approx(best["val/cleval_hmean"], abs=1e-6)
-    assert metrics["best_epoch"] == best["epoch"]
+    # the final metrics are the best checkpoint's (epoch 0 sees text), not the last epoch's (blind: 0.0)
+    first, last = lines[0], lines[1]
+    assert first["val/cleval_hmean"] > 0.0 == last["val/cleval_hmean"], lines
+    assert metrics["best_epoch"] == 0 and metrics["val/cleval_hmean"] == pytest.approx(first["val/cleval_hmean"], abs=1e-6)
+    assert metrics["val/cleval_recall"] == pytest.approx(first["val/cleval_recall"], abs=1e-6)
     assert list((run_dir / "wandb").glob(f"offline-run-*-{metrics['wandb_run_id']}")), "an offline W&B run, named in metrics.json"
     records = b"".join(p.read_bytes() for p in (run_dir / "wandb").glob("offline-run-*/*.wandb"))
     assert b"val/predictions/val_0000" in records, "each epoch's overlay goes to W&B under its image's own key"
 
 
-def test_post_processing_search_after_training_logs_tuned_scores(tmp_path: Path, synthetic_dir: Path) -> None:
-    overrides = tiny_overrides(synthetic_dir, **{
+def test_post_processing_search_after_training_logs_tuned_scores(tmp_path: Path, visible_dir: Path, learned) -> None:
+    overrides = visible_overrides(visible_dir, learned, **{
         "trainer.max_epochs": 1, "cache_val_maps": "true", "metric.workers": 2,  # the metric pool, across passes
         "tuning.count": 3, "tuning.workers": 1,  # the default method: grid
     })
     run_dir, cfg = tmp_path / "run", compose_train(overrides)
     metrics = train(cfg, run_dir, after_fit=after_training(cfg.tuning, cfg.seed))
+    assert metrics["val/cleval_hmean"] > 0.0, "the run detects text"
     assert metrics["val/cleval_hmean_tuned"] >= metrics["val/cleval_hmean"]  # the run's own values are the floor
     assert (run_dir / "tuned_postprocess.txt").is_file()
     trials = json.loads((run_dir / "tune_postprocess.json").read_text())["trials"]
@@ -122,12 +177,12 @@ class SigtermAfterFirstEpoch(L.Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_sigterm_from_a_wandb_agent_ends_the_run_cleanly(tmp_path: Path, synthetic_dir: Path) -> None:
-    overrides = tiny_overrides(synthetic_dir, **{"trainer.max_epochs": 3, "+callbacks.sigterm._target_":
+def test_sigterm_from_a_wandb_agent_ends_the_run_cleanly(tmp_path: Path, visible_dir: Path, learned) -> None:
+    overrides = visible_overrides(visible_dir, learned, **{"trainer.max_epochs": 3, "+callbacks.sigterm._target_":
                                                  f"{__name__}.SigtermAfterFirstEpoch"})
     metrics = train(compose_train(overrides), tmp_path / "run")
     assert metrics["stopped_early"] is True and metrics["epochs_run"] < 3
-    assert 0.0 <= metrics["val/cleval_hmean"] <= 1.0 and metrics["best_checkpoint"]
+    assert 0.0 < metrics["val/cleval_hmean"] <= 1.0 and metrics["best_checkpoint"]  # epoch 0 scored detections
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["stopped_early"] is True
 
 
@@ -153,21 +208,23 @@ class StopDecidedAfterFirstEpoch(L.Callback):
         self.steps.append((trainer.current_epoch, args[-1]))
 
 
-def test_a_stop_decided_after_an_epoch_ends_the_run_within_one_step(tmp_path: Path, synthetic_dir: Path,
+def test_a_stop_decided_after_an_epoch_ends_the_run_within_one_step(tmp_path: Path, visible_dir: Path, learned,
                                                                      monkeypatch) -> None:
     monkeypatch.setenv("OCR_STOP_FILE", str(tmp_path / "stop"))
     monkeypatch.setenv("OCR_METRICS_FILE", str(tmp_path / "metrics.jsonl"))
     StopDecidedAfterFirstEpoch.steps = []
-    overrides = tiny_overrides(synthetic_dir, batch_size=2, **{  # 4 steps an epoch
+    overrides = visible_overrides(visible_dir, learned, batch_size=2, **{  # 4 steps an epoch
         "trainer.max_epochs": 3, "+callbacks.decide._target_": f"{__name__}.StopDecidedAfterFirstEpoch"})
     metrics = train(compose_train(overrides), tmp_path / "run")
     assert StopDecidedAfterFirstEpoch.steps == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line.get("epoch") for line in lines] == [0, None], "the stopped epoch's one step is not validated"
     assert metrics["stopped_early"] is True and metrics["best_epoch"] == 0
+    assert metrics["val/cleval_hmean"] > 0.0 and lines[0]["val/cleval_hmean"] > 0.0, "the stopped run scored detections"
 
 
-def test_out_of_memory_retries_with_half_batch_and_accumulation(tmp_path: Path, synthetic_dir: Path, monkeypatch) -> None:
+def test_out_of_memory_retries_with_half_batch_and_accumulation(tmp_path: Path, visible_dir: Path, learned,
+                                                               monkeypatch) -> None:
     real_step = module_lib.DBNetModule.training_step
 
     def step_that_runs_out_of_memory_above_two(self, batch, batch_idx):
@@ -176,8 +233,10 @@ def test_out_of_memory_retries_with_half_batch_and_accumulation(tmp_path: Path, 
         return real_step(self, batch, batch_idx)
 
     monkeypatch.setattr(module_lib.DBNetModule, "training_step", step_that_runs_out_of_memory_above_two)
-    metrics = train(compose_train(tiny_overrides(synthetic_dir, batch_size=8, **{"trainer.max_epochs": 1})), tmp_path / "run")
+    overrides = visible_overrides(visible_dir, learned, batch_size=8, **{"trainer.max_epochs": 1})
+    metrics = train(compose_train(overrides), tmp_path / "run")
     assert (metrics["batch/requested"], metrics["batch/used"], metrics["batch/accumulate"]) == (8, 2, 4)
+    assert metrics["val/cleval_hmean"] > 0.0, "the retry trained and scored detections"
 
 
 class RecordFit(L.Callback):
@@ -344,25 +403,9 @@ def test_cli_bad_image_size_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "multiple of 32" in proc.stderr
 
 
-def test_small_hrnet_learns_synthetic_receipts(tmp_path: Path, synthetic_dir: Path) -> None:
+def test_small_hrnet_learns_synthetic_receipts(learned) -> None:
     """A randomly initialised hrnet_w18_small reaches a clearly non-trivial hmean in a few CPU minutes."""
-    overrides = tiny_overrides(
-        synthetic_dir,
-        image_size=160,
-        batch_size=8,
-        **{
-            "trainer.max_epochs": 4,
-            "optimizer.lr": 0.003,
-            "scheduler": "none",
-            "models.decoder.inner_channels": 64,
-            "models.decoder.smooth_channels": 16,
-            "data.synthetic.n_train": 48,
-            "data.synthetic.n_val": 12,
-            "data.synthetic.size": "[160,192]",
-            "data.synthetic.text_height": "[0.05,0.07]",
-        },
-    )
-    metrics = train(compose_train(overrides), tmp_path / "run")
+    metrics, _ = learned
     assert metrics["val/cleval_hmean"] > 0.3, metrics
 
 

@@ -38,6 +38,7 @@ modes:
                                    batch-size caps for the visible GPU
   --create-sweep [--count N]       create the sweep (and, with --count or --gpus, run agents on it now)
   --sweep-id ID [--count N]        run an agent on an existing sweep (each trial is its own process)
+  --sweep-id ID --rerun-failed     run the configurations of a local sweep's failed and crashed trials again
   --best [--sweep-id ID]           the best trials and the Hydra overrides that reproduce the best one
 
 where sweeps run:
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     act.add_argument("--gpus", type=_list_of(int, "GPU indices"), metavar="0,1", help="one agent per GPU index")
     act.add_argument("--gpus-per-trial", type=positive_int, default=1, metavar="N",
                      help="GPUs per trial (DDP; the trial gets trainer.devices=N): with --gpus, one agent per N GPUs")
+    act.add_argument("--rerun-failed", action="store_true",
+                     help="with --sweep-id (local sweep): new trials rerunning each failed or crashed trial once")
     act.add_argument("--top", type=positive_int, default=10, metavar="N", help="rows of --best (default 10)")
 
     src = p.add_argument_group("sweep definition")
@@ -138,8 +141,10 @@ def check_combination(args: argparse.Namespace, parser: argparse.ArgumentParser)
     agents = args.count or args.gpus or args.gpus_per_trial > 1
     if agents and not (args.create_sweep or args.sweep_id):
         parser.error("--count/--gpus/--gpus-per-trial run agents: add --create-sweep (new sweep) or --sweep-id ID")
-    if args.best and agents:
-        parser.error("--best only reads results: drop --count/--gpus/--gpus-per-trial")
+    if args.best and (agents or args.rerun_failed):
+        parser.error("--best only reads results: drop --count/--gpus/--gpus-per-trial/--rerun-failed")
+    if args.rerun_failed and not args.sweep_id:
+        parser.error("--rerun-failed runs the failed trials of an existing sweep again: give --sweep-id ID")
     if args.gpus and len(args.gpus) % args.gpus_per_trial:
         parser.error(f"--gpus {','.join(map(str, args.gpus))}: {len(args.gpus)} GPUs do not split into trials of "
                      f"--gpus-per-trial {args.gpus_per_trial}; give a multiple of {args.gpus_per_trial} GPUs")
@@ -217,6 +222,7 @@ def spawn_gpu_agents(args: argparse.Namespace, sweep_ref: str) -> int:
     base += ["--count", str(args.count)] if args.count else []
     base += ["--gpus-per-trial", str(args.gpus_per_trial)] if args.gpus_per_trial > 1 else []
     base += ["--offline"] if args.offline else []
+    base += ["--rerun-failed"] if args.rerun_failed else []
     base += [opt for name in ("project", "entity") if getattr(args, name) for opt in (f"--{name}", getattr(args, name))]
     procs = [subprocess.Popen(base + ["--agent-label", f"gpu {env['CUDA_VISIBLE_DEVICES']}"], env={**os.environ, **env})
              for env in envs]
@@ -260,12 +266,15 @@ def run_local(args: argparse.Namespace, sweep: LocalSweep, trial_mode: str) -> i
         status = spawn_gpu_agents(args, sweep.id)
     else:
         label = f"[{args.agent_label}] " if args.agent_label else ""
-        opts = AgentOptions(count=args.count, wandb_mode=trial_mode, devices=args.gpus_per_trial)
+        rerun = args.rerun_failed
+        opts = AgentOptions(count=args.count, wandb_mode=trial_mode, devices=args.gpus_per_trial,
+                            rerun=rerun)
         done: list[Trial] = []
         try:
             run_agent(sweep, opts, say=lambda line: print(label + line, flush=True), done=done)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM
             left = f" --count {args.count - len(done)}" if args.count else ""  # trials this agent still owed
+            left += " --rerun-failed" if rerun else ""
             print(f"\ninterrupted; resume with: python {PROG} --sweep-id {sweep.id}{left}", file=sys.stderr)
             return 130
         status = exit_status(done)
@@ -323,6 +332,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
     if is_local(args, args.sweep_id, dest):
         sweep = open_sweep(args.store, args.sweep_id)
         return run_local(args, sweep, "disabled" if dest.trial_mode == "disabled" else "offline")
+    if args.rerun_failed:
+        raise UserError(f"--rerun-failed works on local sweeps only; W&B's server chooses the trials of "
+                        f"{args.sweep_id}: to run failed configurations again, create a sweep narrowed to their "
+                        "values (--create-sweep with --models/--image-sizes/... and --method grid)")
     if args.gpus or args.gpus_per_trial > 1:
         check_wandb_devices(online.fetch_sweep(args.sweep_id, dest.project, dest.entity).config, args.gpus_per_trial)
     if args.gpus:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ocr.sweep.engine import best_value, suggest
+from ocr.sweep.engine import best_value, exhausted, suggest
 from ocr.sweep.spec import target_reached
 from ocr.sweep.store import LocalSweep, Trial
 from ocr.utils.compat import generate_id
@@ -22,6 +22,7 @@ HEARTBEAT_TIMEOUT_S = 120.0  # an agent on another host that has not written for
 MAX_RESUMES = 2  # an interrupted trial is started again at most this often, then left interrupted
 METRICS_FILE = "metrics.jsonl"
 STOP_FILE = "STOP"
+RERUN_STATES = ("failed", "crashed")
 RESUME_ENV = "OCR_RESUME"  # set to 1 for a resumed trial: `python -m ocr.train` continues from its last checkpoint
 
 
@@ -117,18 +118,44 @@ def why_no_more(sweep: LocalSweep, trials: list[Trial]) -> str | None:
 
 
 def resumable(trials: list[Trial]) -> Trial | None:
-    """The first interrupted trial that hyperband did not stop and that has been resumed under `MAX_RESUMES` times."""
-    return next((t for t in trials if t.interrupted and not t.stopped and t.resumes < MAX_RESUMES), None)
+    """The first interrupted trial that hyperband did not stop, that has been resumed under `MAX_RESUMES` times and
+    that no rerun replaces."""
+    rerun = {t.rerun_of for t in trials}
+    return next((t for t in trials if t.interrupted and not t.stopped and t.resumes < MAX_RESUMES
+                 and t.run_id not in rerun), None)
 
 
-def reserve(sweep: LocalSweep, agent: dict[str, Any]) -> tuple[Trial | None, list[Trial], str]:
+def to_rerun(trials: list[Trial]) -> Trial | None:
+    """The first failed or crashed trial that is not itself a rerun and has not been rerun yet."""
+    rerun = {t.rerun_of for t in trials}
+    return next((t for t in trials if t.state in RERUN_STATES and not t.rerun_of and t.run_id not in rerun), None)
+
+
+def _new_trial(trials: list[Trial], params: dict[str, Any], agent: dict[str, Any], now: float, **extra: Any) -> Trial:
+    run_id = generate_id()
+    while any(t.run_id == run_id for t in trials):
+        run_id = generate_id()
+    number = max((t.number for t in trials), default=0) + 1
+    trial = Trial(run_id, number, params, agent=agent, created=now, heartbeat=now, **extra)
+    trials.append(trial)
+    return trial
+
+
+def reserve(sweep: LocalSweep, agent: dict[str, Any], rerun: bool = False) -> tuple[Trial | None, list[Trial], str]:
     """Atomically: reap dead trials, then reserve for `agent` an interrupted trial to resume (same run id and run
-    directory: training continues from its last checkpoint) or else the next suggestion.
+    directory: training continues from its last checkpoint) or else the next suggestion. With `rerun`, reserve
+    instead a new trial with the parameters of a failed or crashed one (`to_rerun`); run_cap and the metric target
+    do not hold reruns back.
 
     Returns (the pending trial or None, the trials reaped, why there is none)."""
     with sweep.transaction() as trials:
         now = time.time()
         reaped = reap(sweep, trials, now)
+        if rerun:
+            original = to_rerun(trials)
+            if original is None:
+                return None, reaped, "no failed or crashed trial left to rerun"
+            return _new_trial(trials, original.params, agent, now, rerun_of=original.run_id), reaped, ""
         reason = why_no_more(sweep, trials)
         if reason:
             return None, reaped, reason
@@ -139,12 +166,6 @@ def reserve(sweep: LocalSweep, agent: dict[str, Any]) -> tuple[Trial | None, lis
             return trial, reaped, ""
         suggestion = suggest(sweep.config, trials)
         if suggestion is None:
-            return None, reaped, "the grid is exhausted"
+            return None, reaped, exhausted(sweep.config, trials)
         params, info = suggestion
-        run_id = generate_id()
-        while any(t.run_id == run_id for t in trials):
-            run_id = generate_id()
-        number = max((t.number for t in trials), default=0) + 1
-        trial = Trial(run_id, number, params, search_info=info, agent=agent, created=now, heartbeat=now)
-        trials.append(trial)
-        return trial, reaped, ""
+        return _new_trial(trials, params, agent, now, search_info=info), reaped, ""

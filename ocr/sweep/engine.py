@@ -3,6 +3,7 @@ and a trial's command line exactly as W&B's CLI agent (`wandb agent`) builds it.
 
 from __future__ import annotations
 
+import json
 import math
 import platform
 import warnings
@@ -15,6 +16,7 @@ from ocr.sweep.store import Trial
 from ocr.utils.compat import import_sweeps, sweep_command, sweep_macros, sweep_run
 
 Params = dict[str, dict[str, Any]]  # W&B's run-config form: {"key": {"value": v}}
+MAX_DRAWS = 100  # random search on a discrete space: draws of already-tried configurations before it is exhausted
 
 
 def plain(value: Any) -> Any:
@@ -44,15 +46,65 @@ def _sweep_runs(trials: list[Trial]) -> list[Any]:
     return [sweep_run(t.run_id, t.state, t.params, t.history, t.summary) for t in trials]
 
 
-def suggest(config: dict[str, Any], trials: list[Trial]) -> tuple[Params, dict[str, Any]] | None:
-    """Next parameters (and the engine's search info), or None when a grid is exhausted. Interrupted trials are left
-    out (they say nothing about their parameters); pending and running ones steer bayes away from their values."""
+def config_key(params: Params) -> str:
+    """The configuration of `params` as a comparable string (values only)."""
+    return json.dumps({k: v.get("value") for k, v in params.items()}, sort_keys=True, default=str)
+
+
+def discrete_size(config: dict[str, Any]) -> int | None:
+    """How many configurations the sweep's space holds when every parameter is discrete (value, values,
+    int_uniform), else None."""
+    import_sweeps()
+    from sweeps.params import HyperParameter
+
+    sizes = {HyperParameter.CONSTANT: lambda c: 1, HyperParameter.CATEGORICAL: lambda c: len(c["values"]),
+             HyperParameter.CATEGORICAL_PROB: lambda c: len(c["values"]),
+             HyperParameter.INT_UNIFORM: lambda c: c["max"] - c["min"] + 1}
+    size = 1
+    for name, spec in config["parameters"].items():
+        param = HyperParameter(name, spec)
+        if param.type not in sizes:
+            return None
+        size *= sizes[param.type](param.config)
+    return size
+
+
+def _next_run(config: dict[str, Any], trials: list[Trial]) -> tuple[Params, dict[str, Any]] | None:
     with quiet_gp():
-        runs = _sweep_runs([t for t in trials if not t.interrupted])
-        suggestion = import_sweeps().next_run(engine_view(config), runs, validate=False)
+        suggestion = import_sweeps().next_run(engine_view(config), _sweep_runs(trials), validate=False)
     if suggestion is None:
         return None
     return plain(suggestion.config), plain(suggestion.search_info or {})
+
+
+def suggest(config: dict[str, Any], trials: list[Trial]) -> tuple[Params, dict[str, Any]] | None:
+    """Next parameters (and the engine's search info), or None when the search is exhausted.
+
+    Grid skips every configuration already in `trials`; random on a discrete space draws again one already in
+    `trials`, at most `MAX_DRAWS` times. Bayes sees no interrupted trials (they say nothing about their parameters);
+    pending and running ones steer it away from their values."""
+    method = config["method"]
+    if method == "grid":
+        return _next_run(config, trials)
+    runs = [t for t in trials if not t.interrupted]
+    size = discrete_size(config) if method == "random" else None
+    if size is None:
+        return _next_run(config, runs)
+    tried = {config_key(t.params) for t in trials}
+    for _ in range(MAX_DRAWS if len(tried) < size else 0):
+        suggestion = _next_run(config, runs)
+        if suggestion is not None and config_key(suggestion[0]) not in tried:
+            return suggestion
+    return None
+
+
+def exhausted(config: dict[str, Any], trials: list[Trial]) -> str:
+    """Why `suggest` has no next configuration."""
+    if config["method"] == "grid":
+        return "the grid is exhausted"
+    tried, size = len({config_key(t.params) for t in trials}), discrete_size(config)
+    more = "" if tried >= size else f"; no untried one in {MAX_DRAWS} draws"
+    return f"the random search is exhausted: {tried} of its {size} configurations tried or running{more}"
 
 
 def runs_to_stop(config: dict[str, Any], trials: list[Trial]) -> set[str]:

@@ -40,6 +40,7 @@ class AgentOptions:
     wandb_mode: str = "offline"
     poll_s: float = 1.0
     devices: int = 1  # devices per trial: > 1 adds `trainer.devices=N` unless the sweep's command sets it
+    rerun: bool = False  # run only reruns of failed and crashed trials (`controller.to_rerun`)
 
 
 def trial_env(sweep: LocalSweep, trial: Trial, mode: str, param_file: Path) -> dict[str, str]:
@@ -173,14 +174,15 @@ def run_agent(
     done = [] if done is None else done
     try:
         while opts.count is None or len(done) < opts.count:
-            trial, reaped, reason = reserve(sweep, agent)
+            trial, reaped, reason = reserve(sweep, agent, opts.rerun)
             for dead in reaped:
                 say(f"{dead.run_id}: marked crashed ({dead.note}); its {len(dead.history)} logged epochs are kept")
             if trial is None:
                 say(f"sweep {sweep.id}: {reason}; no more trials")
                 break
             where = shown_path(sweep.trial_dir(trial.run_id))
-            verb = "resuming from its last checkpoint" if trial.resumes else "starting"
+            verb = ("resuming from its last checkpoint" if trial.resumes
+                    else f"starting as a rerun of {trial.rerun_of}" if trial.rerun_of else "starting")
             say(f"trial {trial_tag(sweep.config, trial, sweep.trials())} {trial.run_id} {verb} (output: {where})")
             done.append(run_one(sweep, trial, opts, say))
             if failing(done):

@@ -107,11 +107,13 @@ def trial_tag(config: dict[str, Any], trial: Trial, trials: list[Trial]) -> str:
 
 
 def progress_line(config: dict[str, Any], trial: Trial, trials: list[Trial]) -> str:
-    """One line per finished trial: number, id, state, best metric, epochs, time, parameters."""
+    """One line per finished trial: number, id, state, best metric, epochs, time, parameters, what it reruns."""
     (row,) = rows_from_trials(config, [trial])
+    rerun = f"  (rerun of {trial.rerun_of})" if trial.rerun_of else ""
     return (
         f"trial {trial_tag(config, trial, trials)} {row.run_id} {row.state:<8} {short_metric(config)} "
         f"{fmt_metric(row.value)}  epochs {row.epochs}  {fmt_duration(row.seconds)}  {short_params(config, row.params)}"
+        f"{rerun}"
     )
 
 

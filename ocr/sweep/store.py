@@ -54,6 +54,7 @@ class Trial:
     exitcode: int | None = None
     note: str = ""
     resumes: int = 0  # times an interrupted run was started again (from its last checkpoint)
+    rerun_of: str = ""  # run id of the failed or crashed trial whose parameters this one runs again
 
     @property
     def active(self) -> bool:

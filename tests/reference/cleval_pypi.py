@@ -46,6 +46,52 @@ def reference_scores(samples: Sequence[RefSample], repeats: int = 1) -> dict:
     return pickle.loads(proc.stdout)
 
 
+def polygon_path_errors() -> dict[str, str]:
+    """What PyPI cleval 0.1.1's polygon box type (`cleval.box_types.POLY`) does on one word scored by itself.
+
+    Returns {"poly gt, poly det": ..., "quad gt, poly det": ...}: "ok" or the exception the package raises.
+    In 0.1.1 both fail: POLY never sets the `scale` attribute `evaluation` reads (AttributeError), and a
+    QUAD word against a POLY detection intersects a Polygon3 polygon with a shapely one (TypeError). POLY
+    also returns `min(10, h / w) + 1e5` as its aspect ratio, so an unmatched polygon would be charged one
+    character whatever its shape. So polygons are checked against hand-computed cases instead
+    (tests/test_cleval.py, "concave").
+    """
+    proc = subprocess.run([sys.executable, __file__, "poly"], capture_output=True, check=False,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    if proc.returncode == _IMPORT_FAILED:
+        raise ImportError(proc.stderr.decode().strip().splitlines()[-1])
+    if proc.returncode != 0:
+        raise RuntimeError(f"PyPI cleval child failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
+    return pickle.loads(proc.stdout)
+
+
+def _poly_child() -> None:
+    try:
+        from cleval.box_types import POLY, QUAD
+        from cleval.eval_functions import evaluation
+        from cleval.torchmetric import Options
+    except ImportError as err:
+        print(f"PyPI cleval cannot be imported: {err}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(_IMPORT_FAILED)
+    options = Options(True, 1.0, 1.0, 0.5, 0.3)
+    options.E2E = False
+    word = [0.0, 0.0, 40.0, 0.0, 40.0, 10.0, 0.0, 10.0]
+    cases = {"poly gt, poly det": lambda: (POLY(list(word), transcription="abcd"), POLY(list(word))),
+             "quad gt, poly det": lambda: (QUAD(np.array(word), transcription="abcd"), POLY(list(word)))}
+    out = {}
+    for name, make in cases.items():
+        try:
+            gt, det = make()
+            evaluation(options, [gt], [det])
+            out[name] = "ok"
+        except Exception as err:  # noqa: BLE001 - reported, not handled
+            out[name] = f"{type(err).__name__}: {err}"
+    sys.stdout.buffer.write(pickle.dumps(out))
+    sys.stdout.flush()
+    os._exit(0)
+
+
 def _flat(quads: np.ndarray) -> np.ndarray:
     """(n, 4, 2) quads as the (n, 8) float64 rows the package expects."""
     return np.asarray(quads, dtype=np.float64).reshape(-1, 8)
@@ -96,4 +142,4 @@ def _child() -> None:
 
 
 if __name__ == "__main__":
-    _child()
+    _poly_child() if sys.argv[1:] == ["poly"] else _child()

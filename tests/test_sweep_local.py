@@ -61,7 +61,7 @@ def test_one_agent_runs_the_grid_and_reports_the_best(project: Path) -> None:
 
 def test_two_agents_never_share_a_config_and_lose_no_result(project: Path) -> None:
     xs = [round(0.1 * i, 1) for i in range(1, 9)]
-    sweep = new_sweep(project, {"x": {"values": xs}, "trainer.max_epochs": {"value": 2}, "sleep": {"value": 0.2}})
+    sweep = new_sweep(project, {"x": {"values": xs}, "trainer.max_epochs": {"value": 2}, "meet": {"value": 2}})
     agents = [start_agent(project, project / ".sweeps", sweep.id, None) for _ in range(2)]
     outputs = [a.communicate(timeout=120)[0] for a in agents]
     assert [a.returncode for a in agents] == [0, 0], outputs

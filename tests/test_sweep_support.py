@@ -60,6 +60,16 @@ metrics = Path(os.environ["OCR_METRICS_FILE"])
 stop = Path(os.environ["OCR_STOP_FILE"])
 steps, handshake = int(values.get("steps", 1)), int(values.get("handshake", 0))
 state = run_dir.parents[2] / "state.json"
+meet = int(values.get("meet", 0))  # wait until this many agents hold trials (their pids in the store)
+
+
+def agents():
+    return {t["agent"]["pid"] for t in json.loads(state.read_text())["trials"] if t.get("agent")}
+
+
+deadline = time.monotonic() + 60
+while meet and len(agents()) < meet and time.monotonic() < deadline:
+    time.sleep(0.01)
 
 
 def recorded(epochs):
@@ -101,6 +111,7 @@ sleep: 0.0
 crash: 0
 steps: 1
 handshake: 0
+meet: 0
 trainer:
   max_epochs: 3
 models:

@@ -24,6 +24,7 @@ from typing import Any
 
 from ocr.cli.tune import default_workers, progress_bars
 from ocr.data.paths import ENV_VAR, dataset_root, resolve_dataset_root
+from ocr.sweep.online import DEFAULT_PROJECT
 from ocr.tuning.ceiling import (
     DEFAULT_MARGIN, DEFAULT_SIZES, Inspection, inspect_dataset, load_settings, lost_overlays, report,
 )
@@ -33,7 +34,6 @@ from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error, posi
 
 COMMAND = "inspect-data"
 CONSOLE = "ocr-inspect"
-DEFAULT_PROJECT = "OCR-HRNet-Sweep"
 OVERLAYS = 3  # images drawn with their words lost at the smallest size
 EXAMPLES = """\
 examples:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ocr.inference.tuned import TUNED_FILE
 from ocr.sweep import insight, online
-from ocr.sweep.engine import trial_command
+from ocr.sweep.engine import reproduce_command
 from ocr.sweep.report import fmt_duration, fmt_metric
 from ocr.sweep.spec import maximize, metric_name
 from ocr.sweep.store import DEFAULT_ROOT, LOCAL_PREFIX, has_sweep, open_sweep, sweep_ids
@@ -26,7 +26,6 @@ from ocr.utils.env import load_env, wandb_key_is_set, wandb_mode
 from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
 
 COMMAND = "report"
-DEFAULT_PROJECT = "OCR-HRNet-Sweep"
 OVERLAYS = 4
 
 
@@ -61,7 +60,7 @@ def load(args: argparse.Namespace) -> tuple[str, dict[str, Any], list[insight.Tr
         raise UserError(f"no local sweep {sweep_id!r} in {args.store}/ (local sweeps: "
                         f"{', '.join(sweep_ids(args.store)) or 'none'}), and reading a W&B sweep needs an API key: "
                         "run `wandb login` or set WANDB_API_KEY in .env")
-    project, entity = os.environ.get("WANDB_PROJECT", DEFAULT_PROJECT), os.environ.get("WANDB_ENTITY")
+    project, entity = os.environ.get("WANDB_PROJECT", online.DEFAULT_PROJECT), os.environ.get("WANDB_ENTITY")
     remote = online.fetch_sweep(sweep_id, project, entity)
     try:
         rows = wandb_rows(remote)
@@ -95,7 +94,7 @@ def best_run_extras(trial_dir: Path) -> tuple[list[Path], str | None]:
 def reproduce(config: dict[str, Any], row: insight.TrialRow) -> str:
     """The command line that trains the trial's configuration again (as `wandb agent` would start it)."""
     params = {k: {"value": v} for k, v in row.params.items() if k in config.get("parameters", {})}
-    return shlex.join(trial_command(config, params)).removeprefix("/usr/bin/env ")
+    return reproduce_command(config, params)
 
 
 def write_report(sweep_id: str, config: dict[str, Any], rows: list[insight.TrialRow], sweep_dir: Path | None,

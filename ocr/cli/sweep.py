@@ -19,7 +19,7 @@ from ocr.sweep import online
 from ocr.sweep.local_agent import AgentOptions, exit_status, run_agent
 from ocr.sweep.report import Destination, best_summary, leaderboard, preview_text, ranked, rows_from_trials
 from ocr.sweep.spec import (
-    METHODS, Narrowing, apply_narrowing, check_against_training, command_overrides, load_sweep_config,
+    METHODS, Narrowing, apply_narrowing, check_against_training, load_sweep_config, sweep_parameters,
 )
 from ocr.sweep.store import (
     DEFAULT_ROOT, LOCAL_PREFIX, LocalSweep, Trial, create_sweep, has_sweep, open_sweep, sweep_ids,
@@ -30,7 +30,6 @@ from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error, posi
 
 PROG = "wandb_sweep.py"
 DEFAULT_CONFIG = Path("sweep_config.yaml")
-DEFAULT_PROJECT = "OCR-HRNet-Sweep"
 
 EPILOG = """\
 modes:
@@ -170,7 +169,7 @@ def destination(args: argparse.Namespace, config: dict[str, Any]) -> Destination
     return Destination(
         backend="embedded" if embedded else "wandb", key_set=wandb_key_is_set(), store=args.store,
         trial_mode=("disabled" if mode == "disabled" else "offline") if embedded else "online",
-        project=args.project or os.environ.get("WANDB_PROJECT") or config.get("project") or DEFAULT_PROJECT,
+        project=args.project or os.environ.get("WANDB_PROJECT") or config.get("project") or online.DEFAULT_PROJECT,
         entity=args.entity or os.environ.get("WANDB_ENTITY") or config.get("entity"))
 
 
@@ -208,7 +207,7 @@ def gpu_agent_envs(gpus: tuple[int, ...], visible: int, cuda_visible: str | None
 
 def check_wandb_devices(config: dict[str, Any], per_trial: int) -> None:
     """W&B's agent runs a W&B sweep's command as is: trials of several GPUs need `trainer.devices` in the sweep."""
-    fixed = {**command_overrides(config, "the sweep"), **config.get("parameters", {})}
+    fixed = sweep_parameters(config, "the sweep")
     if per_trial > 1 and "trainer.devices" not in fixed:
         raise UserError(f"--gpus-per-trial {per_trial}: W&B's agent runs this W&B sweep's command as is; add "
                         f"`trainer.devices: {{value: {per_trial}}}` to its parameters, or run the sweep with --offline")
@@ -287,7 +286,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     config = sweep_definition(args)
     create = shlex.join(["python", "wandb_sweep.py", *args.argv, "--create-sweep"])
     dest = destination(args, config)  # a bad WANDB_MODE is one line before any cap is measured
-    caps = cap_table({**command_overrides(config, str(args.config)), **config["parameters"]}, *visible_gpu(), args.configs_dir)
+    caps = cap_table(sweep_parameters(config, str(args.config)), *visible_gpu(), args.configs_dir)
     print(preview_text(config, str(args.config), dest, caps, create))
     return 0
 

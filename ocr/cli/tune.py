@@ -140,11 +140,12 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from ocr.inference.runs import post_training_run, load_run_config, resolve_run
     from ocr.tuning.tune import log_to_wandb, report, search
 
-    run_dir = resolve_run(args.run).run_dir
+    run = resolve_run(args.run)
+    run_dir = run.run_dir
     cfg = load_run_config(run_dir)
     if args.build_cache and not (cache_dir(run_dir) / INDEX_FILE).is_file():
         print(f"building the validation cache of {run_dir} ...")
-        build_val_cache(resolve_run(run_dir), args.data)
+        build_val_cache(run, args.data)
     with ExitStack() as bars:
         result = search(run_dir, args.method, args.count, args.config, args.workers, args.seed,
                         progress_bars(bars, "tune-postprocess", "combination"))

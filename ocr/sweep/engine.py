@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import shlex
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,3 +138,9 @@ def trial_command(sweep_config: dict[str, Any], params: Params, interpreter: str
         else:
             argv.append(chunk)
     return argv
+
+
+def reproduce_command(sweep_config: dict[str, Any], params: Params) -> str:
+    """The shell command that trains `params` again: the trial's argv without `/usr/bin/env`."""
+    argv = trial_command(sweep_config, params)
+    return shlex.join(argv[1:] if argv[:1] == ["/usr/bin/env"] else argv)

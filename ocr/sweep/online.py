@@ -8,6 +8,7 @@ from ocr.sweep.report import Row
 from ocr.utils.env import wandb_base_url, wandb_key_is_set
 from ocr.utils.errors import UserError
 
+DEFAULT_PROJECT = "OCR-HRNet-Sweep"  # W&B project when neither --project, WANDB_PROJECT nor the YAML names one
 OFFLINE_HINT = "to sweep without W&B, add --offline (or set WANDB_MODE=offline)"
 # An existing W&B sweep lives on the server: going offline does not reach it.
 SERVER_HINT = "check the network (or WANDB_BASE_URL); a local sweep id starts with local- (list: --best --offline)"

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from ocr.sweep.engine import Params, best_value, suggest, trial_command
+from ocr.sweep.engine import Params, best_value, reproduce_command, suggest, trial_command
 from ocr.sweep.spec import maximize, metric_name
 from ocr.sweep.store import INTERRUPTED_STATES, Trial
 
@@ -164,7 +164,6 @@ def best_summary(config: dict[str, Any], rows: list[Row]) -> str:
     best = ranked(config, rows, complete=True)
     if not best:
         return f"no trial that ran to its end has a {metric_name(config)} value yet"
-    top, argv = best[0], trial_command(config, best[0].params)
-    argv = argv[1:] if argv[:1] == ["/usr/bin/env"] else argv
+    top = best[0]
     return (f"best: {metric_name(config)} = {fmt_metric(top.value)} (run {top.run_id}); reproduce with:\n"
-            f"  {shlex.join(argv)}")
+            f"  {reproduce_command(config, top.params)}")

@@ -148,10 +148,15 @@ def command_overrides(config: dict[str, Any], where: str) -> dict[str, dict[str,
     return fixed
 
 
+def sweep_parameters(config: dict[str, Any], where: str) -> dict[str, Any]:
+    """The sweep's parameters plus the `key=value` overrides fixed in its command, as constant parameters."""
+    return {**command_overrides(config, where), **config.get("parameters", {})}
+
+
 def check_against_training(config: dict[str, Any], where: str, configs_dir: Path = DEFAULT_CONFIGS_DIR) -> None:
     """The sweep's parameters and the overrides fixed in its command are keys or group options of the Hydra
     config with values training accepts (ranges probed at `PROBE_QUANTILES`), and its metric is one a run logs."""
-    parameters = {**command_overrides(config, where), **config["parameters"]}
+    parameters = sweep_parameters(config, where)
     check_parameters(parameters, where, configs_dir)
     for name, spec in parameters.items():
         for value in [] if discrete_values(spec) else range_values(name, spec, PROBE_QUANTILES):

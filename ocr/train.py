@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ocr.config.checks import check_config, check_parameters
+from ocr.config.checks import check_parameters
 from ocr.utils.display import shown_path
 from ocr.utils.env import load_env
 from ocr.utils.errors import exit_on_user_error
@@ -20,9 +20,8 @@ PROG = "ocr.train"
 
 
 def check_overrides(words: list[str]) -> None:
-    """Plain `key=value` overrides must name a key or a group option of the config, with a value training
-    accepts (one line, with the closest key when misspelt). Appends (`+key`), deletions, sweeps and Hydra's
-    own flags are left to Hydra."""
+    """Plain `key=value` overrides must name a key or group option of the config with a value training accepts (the
+    closest key when misspelt); appends (`+key`), deletions, sweeps and Hydra's own flags are left to Hydra."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
     from hydra.errors import HydraException
@@ -48,10 +47,9 @@ def main(cfg: DictConfig) -> None:
     """Train and print the final metrics and the run directory."""
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with exit_on_user_error(PROG):
-        check_config(cfg)
         from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-        from ocr.training.run import train  # deferred: Lightning and the model stack load once the config is good
+        from ocr.training.run import train  # deferred: `cli` refuses bad overrides before Lightning loads
         from ocr.tuning.tune import after_training
 
         metrics = train(cfg, run_dir, after_fit=after_training(cfg.get("tuning"), cfg.seed))

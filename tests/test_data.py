@@ -434,7 +434,7 @@ def test_datamodule_config_mistakes(clean_env: Path) -> None:
         ReceiptDataModule(None, 64, 2, augment={"brightness": 0.2})
     with pytest.raises(UserError, match="does not exist"):
         ReceiptDataModule(str(clean_env / "missing"), 64, 2)
-    assert math.isclose(ReceiptDataModule(None, 64, 2, augment={"p": 0.25}).augment["brightness_contrast_p"], 0.25)
+    assert math.isclose(ReceiptDataModule(None, 64, 2, augment={"p": 0.25}).jitter["brightness_contrast_p"], 0.25)
 
 
 def test_an_empty_split_is_one_clear_line(clean_env: Path) -> None:

@@ -134,7 +134,7 @@ def test_wandb_runs_become_rows():
     runs = [NS(id="w1", state="finished", config={"optimizer.lr": 1e-3, "unrelated": 1}, summary={METRIC: 0.5,
                "_runtime": 30.0}, scan_history=lambda keys: iter([{METRIC: 0.2}, {METRIC: 0.6}, {"other": 1}])),
             NS(id="w2", state="crashed", config={}, summary={}, scan_history=lambda keys: iter([]))]
-    rows = report.wandb_rows(NS(config=CONFIG, runs=runs))
+    rows = insight.wandb_rows(NS(config=CONFIG, runs=runs))
     assert rows[0].params == {"trainer.max_epochs": 4, "optimizer.lr": 1e-3} and rows[0].history == [0.2, 0.6]
     assert (rows[0].value, rows[0].seconds, rows[0].max_epochs) == (0.6, 30.0, 4)
     assert rows[1].value is None and insight.finished(rows) == rows[:1]

@@ -17,7 +17,8 @@ from test_sweep_support import REPO, agent_env, fake_sweep_config, start_agent, 
 from ocr.sweep.controller import is_alive, read_metrics
 from ocr.sweep.engine import runs_to_stop
 from ocr.sweep.local_agent import AgentOptions, exit_status, run_agent, trial_argv
-from ocr.sweep.report import best_summary, leaderboard, rows_from_trials
+from ocr.sweep.insight import local_rows
+from ocr.sweep.report import best_summary, leaderboard
 from ocr.sweep.store import LocalSweep, Trial, create_sweep, open_sweep
 
 HMEAN = "val/cleval_hmean"
@@ -53,7 +54,7 @@ def test_one_agent_runs_the_grid_and_reports_the_best(project: Path) -> None:
     assert [t.summary[HMEAN] for t in trials] == [0.3, 0.9, 0.6] and all(len(t.history) == 2 for t in trials)
     assert any(line.startswith("trial 2 ") and "finished" in line and "0.9000" in line for line in lines)
     assert lines[-1].endswith("the grid is exhausted; no more trials")
-    rows = rows_from_trials(sweep.config, trials)
+    rows = local_rows(sweep.config, trials)
     table = leaderboard(sweep.config, rows).splitlines()
     assert "0.9000" in table[2] and "x=0.9" in table[2] and "0.3000" in table[4]
     assert best_summary(sweep.config, rows).endswith("python -m fake_train trainer.max_epochs=2 x=0.9")

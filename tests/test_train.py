@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -156,7 +157,8 @@ def test_post_processing_search_after_training_logs_tuned_scores(tmp_path: Path,
     run_dir, cfg = tmp_path / "run", compose_train(overrides)
     metrics = train(cfg, run_dir, after_fit=after_training(cfg.tuning, cfg.seed))
     assert metrics["val/cleval_hmean"] > 0.0, "the run detects text"
-    assert metrics["val/cleval_hmean_tuned"] >= metrics["val/cleval_hmean"]  # the run's own values are the floor
+    # the run's own values are the floor; val/cleval_hmean went through Lightning's float32 logging
+    assert np.float32(metrics["val/cleval_hmean_tuned"]) >= np.float32(metrics["val/cleval_hmean"])
     assert (run_dir / "tuned_postprocess.txt").is_file()
     trials = json.loads((run_dir / "tune_postprocess.json").read_text())["trials"]
     assert len(trials) == 3

@@ -124,10 +124,12 @@ def read_csv(path: Path) -> dict[str, list[np.ndarray]]:
 # ----------------------------------------------------------------------------- cache
 
 
-def test_cache_round_trip_reproduces_direct_inference(cached_run: Path, data_dir: Path, blob_thresh: float) -> None:
+def test_cache_round_trip_reproduces_direct_inference(cached_run: Path, cfg, data_dir: Path,
+                                                       blob_thresh: float) -> None:
     post = DBPostProcessor(thresh=blob_thresh, box_thresh=0.0, polygon_unclip_ratio=1.5, min_size=0)
     dataset = ReceiptDataset(data_dir, "val", 64)
-    _, direct = predict_split(resolve_run(cached_run), dataset, post, pick_device("cpu"), keep_maps=True)
+    model = load_model(resolve_run(cached_run))
+    _, direct = predict_split(model, cfg.trainer.precision, dataset, post, pick_device("cpu"))
     direct = list(direct)
     cache = load_val_cache(cached_run)
     assert [im.name for im in cache] == [p.meta["image_name"] for p in direct]

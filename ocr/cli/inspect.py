@@ -5,9 +5,6 @@ share of words below the targets' min_text_size; the hmean ceiling (ground-truth
 for the post-processing settings of the sweep config, in polygon and box mode; the image sizes worth sweeping.
 Prints a table; writes a PNG (text-height histograms, the ceiling curve), overlays of the words lost at the smallest
 size and optionally the figures as JSON; logs them to W&B (an offline run without a key).
-
-    python wandb_sweep.py inspect-data [--data DIR] [--image-sizes 640,800,1024,1280] [--split val]
-    ocr-inspect [same options]
 """
 
 from __future__ import annotations
@@ -185,8 +182,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None, prog: str = "python wandb_sweep.py") -> int:
-    """`inspect-data [options]` (the leading command word is optional); a mistake prints `PROG inspect-data: error:
-    ...` and exits with status 2."""
+    """`inspect-data [options]` (the command word optional); a mistake prints one line and exits with status 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == [COMMAND]:
         argv = argv[1:]

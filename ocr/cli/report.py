@@ -10,7 +10,6 @@ import argparse
 import base64
 import html
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -18,10 +17,9 @@ from typing import Any
 
 from ocr.inference.tuned import TUNED_FILE
 from ocr.sweep import insight, online
-from ocr.sweep.engine import reproduce_command
-from ocr.sweep.report import fmt_duration, fmt_metric
+from ocr.sweep.report import fmt_duration, fmt_metric, reproduce
 from ocr.sweep.spec import maximize, metric_name
-from ocr.sweep.store import DEFAULT_ROOT, LOCAL_PREFIX, has_sweep, open_sweep, sweep_ids
+from ocr.sweep.store import DEFAULT_ROOT, LOCAL_PREFIX, has_sweep, open_sweep, sweep_id_or_newest, sweep_ids
 from ocr.utils.env import load_env, wandb_key_is_set, wandb_mode
 from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
 
@@ -39,20 +37,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
-def wandb_rows(sweep: Any) -> list[insight.TrialRow]:
-    """A W&B sweep's runs as trial rows (each run's metric history read from the server)."""
-    config, name = sweep.config, metric_name(sweep.config)
-    return [insight.trial_row(config, run.id, run.state, {k: run.config[k] for k in config.get("parameters", {})
-                                                          if k in run.config},
-                              list(run.scan_history(keys=[name])), dict(run.summary), run.summary.get("_runtime"))
-            for run in sweep.runs]
-
-
 def load(args: argparse.Namespace) -> tuple[str, dict[str, Any], list[insight.TrialRow], Path | None, str]:
     """(sweep id, config, rows, the local sweep's folder or None, W&B project) of the sweep asked for."""
-    sweep_id = args.sweep_id or (sweep_ids(args.store) or [None])[-1]
-    if sweep_id is None:
-        raise UserError(f"no local sweep in {args.store}/: pass --sweep-id ID (a W&B sweep path or a local- id)")
+    sweep_id = sweep_id_or_newest(args.store, args.sweep_id)
     if has_sweep(args.store, sweep_id) or sweep_id.startswith(LOCAL_PREFIX):
         sweep = open_sweep(args.store, sweep_id)
         return sweep_id, sweep.config, insight.local_rows(sweep.config, sweep.trials()), sweep.dir, sweep.project
@@ -60,12 +47,13 @@ def load(args: argparse.Namespace) -> tuple[str, dict[str, Any], list[insight.Tr
         raise UserError(f"no local sweep {sweep_id!r} in {args.store}/ (local sweeps: "
                         f"{', '.join(sweep_ids(args.store)) or 'none'}), and reading a W&B sweep needs an API key: "
                         "run `wandb login` or set WANDB_API_KEY in .env")
-    project, entity = os.environ.get("WANDB_PROJECT", online.DEFAULT_PROJECT), os.environ.get("WANDB_ENTITY")
-    remote = online.fetch_sweep(sweep_id, project, entity)
+    remote = online.fetch_sweep(sweep_id, os.environ.get("WANDB_PROJECT", online.DEFAULT_PROJECT),
+                                os.environ.get("WANDB_ENTITY"))
     try:
-        rows = wandb_rows(remote)
+        rows = insight.wandb_rows(remote)
     except Exception as err:  # noqa: BLE001 - network or server errors of any kind
-        raise UserError(f"could not read the runs of W&B sweep {sweep_id}: {(str(err).splitlines() or [type(err).__name__])[0]}") from None
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise UserError(f"could not read the runs of W&B sweep {sweep_id}: {first}") from None
     return sweep_id, remote.config, rows, None, remote.project
 
 
@@ -91,18 +79,12 @@ def best_run_extras(trial_dir: Path) -> tuple[list[Path], str | None]:
     return overlays, tuned.read_text(encoding="utf-8") if tuned.is_file() else None
 
 
-def reproduce(config: dict[str, Any], row: insight.TrialRow) -> str:
-    """The command line that trains the trial's configuration again (as `wandb agent` would start it)."""
-    params = {k: {"value": v} for k, v in row.params.items() if k in config.get("parameters", {})}
-    return reproduce_command(config, params)
-
-
 def write_report(sweep_id: str, config: dict[str, Any], rows: list[insight.TrialRow], sweep_dir: Path | None,
                  out: Path, top: int) -> tuple[Path, dict[str, Path]]:
     """report.html and its PNGs in `out`; returns the page and the figures by name."""
-    metric, done = metric_name(config), insight.finished(rows)
+    metric, done, c = metric_name(config), insight.finished(rows), insight.cost(rows)
     if not done:
-        states = ", ".join(f"{n} {s}" for s, n in insight.cost(rows).states.items()) or "no trials"
+        states = ", ".join(f"{n} {s}" for s, n in c.states.items()) or "no trials"
         raise UserError(f"sweep {sweep_id} has no finished trial with a {metric} value yet ({states}): run agents "
                         f"first (python wandb_sweep.py --sweep-id {sweep_id})")
     keys, imp = insight.varying(config), insight.importance(config, rows)
@@ -111,7 +93,6 @@ def write_report(sweep_id: str, config: dict[str, Any], rows: list[insight.Trial
     if imp.keys:
         pngs = {"importance": insight.importance_png(imp, metric, out / "importance.png"), **pngs}
     best = sorted(done, key=lambda r: r.value, reverse=maximize(config))[:top]
-    c = insight.cost(rows)
     parts = [f"<h1>Sweep {html.escape(sweep_id)}</h1><p>{len(rows)} trials, {config.get('method')} search, "
              f"{html.escape(metric)} ({'maximize' if maximize(config) else 'minimize'})</p>",
              "<h2>Parameter importance</h2>" + (f"<p>{imp.trials} finished trials.</p>" if imp.keys else "") +
@@ -120,8 +101,8 @@ def write_report(sweep_id: str, config: dict[str, Any], rows: list[insight.Trial
              "<h2>Parallel coordinates</h2>" + img(pngs["parallel_coordinates"], "parallel coordinates"),
              "<h2>Learning curves</h2>" + img(pngs["learning_curves"], "learning curves"),
              "<h2>Best trials</h2>" + table(["#", "run", "state", metric, "epochs", "time", "reproduce with"], [
-                 [i, r.run_id, r.state, fmt_metric(r.value), len(r.history), fmt_duration(r.seconds), reproduce(config, r)]
-                 for i, r in enumerate(best, 1)])]
+                 [i, r.run_id, r.state, fmt_metric(r.value), len(r.history), fmt_duration(r.seconds),
+                  reproduce(config, r)] for i, r in enumerate(best, 1)])]
     if sweep_dir is not None:
         overlays, tuned = best_run_extras(sweep_dir / "trials" / best[0].run_id)
         if overlays:
@@ -138,7 +119,8 @@ def write_report(sweep_id: str, config: dict[str, Any], rows: list[insight.Trial
             [r.run_id, r.state, fmt_metric(r.value), len(r.history), *(r.params.get(k, "-") for k in keys)]
             for r in rows])]
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}.warn{color:#b00}"
-             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}")
+             "table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}")
     page = out / "report.html"
     page.write_text(f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Sweep {html.escape(sweep_id)}</title>"
                     f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n", encoding="utf-8")

@@ -16,13 +16,14 @@ from ocr.config.checks import (
     check_model_names, did_you_mean,
 )
 from ocr.sweep import online
+from ocr.sweep.insight import local_rows, wandb_rows
 from ocr.sweep.local_agent import AgentOptions, exit_status, run_agent
-from ocr.sweep.report import Destination, best_summary, leaderboard, preview_text, ranked, rows_from_trials
+from ocr.sweep.report import Destination, best_summary, leaderboard, preview_text, ranked
 from ocr.sweep.spec import (
     METHODS, Narrowing, apply_narrowing, check_against_training, load_sweep_config, sweep_parameters,
 )
 from ocr.sweep.store import (
-    DEFAULT_ROOT, LOCAL_PREFIX, LocalSweep, Trial, create_sweep, has_sweep, open_sweep, sweep_ids,
+    DEFAULT_ROOT, LOCAL_PREFIX, LocalSweep, Trial, create_sweep, has_sweep, open_sweep, sweep_id_or_newest, sweep_ids,
 )
 from ocr.training.batch_size import cap_table, visible_gpu
 from ocr.utils.env import load_env, wandb_key_is_set, wandb_mode
@@ -214,15 +215,13 @@ def check_wandb_devices(config: dict[str, Any], per_trial: int) -> None:
 
 
 def spawn_gpu_agents(args: argparse.Namespace, sweep_ref: str) -> int:
-    """Start one agent process per GPU (or group of --gpus-per-trial) on `sweep_ref`, wait for all; the worst exit
-    status."""
+    """One agent process per GPU (or --gpus-per-trial group) on `sweep_ref`; the worst exit status once all end."""
     envs = gpu_agent_envs(args.gpus, visible_gpus(), os.environ.get("CUDA_VISIBLE_DEVICES"), args.gpus_per_trial)
-    base = [sys.executable, "-m", "ocr.cli.sweep", "--sweep-id", sweep_ref, "--store", str(args.store)]
-    base += ["--count", str(args.count)] if args.count else []
-    base += ["--gpus-per-trial", str(args.gpus_per_trial)] if args.gpus_per_trial > 1 else []
-    base += ["--offline"] if args.offline else []
-    base += ["--rerun-failed"] if args.rerun_failed else []
-    base += [opt for name in ("project", "entity") if getattr(args, name) for opt in (f"--{name}", getattr(args, name))]
+    base = [sys.executable, "-m", "ocr.cli.sweep", "--sweep-id", sweep_ref, "--store", str(args.store),
+            "--gpus-per-trial", str(args.gpus_per_trial)]
+    options = {"--count": args.count, "--project": args.project, "--entity": args.entity}
+    base += [word for flag, value in options.items() if value for word in (flag, str(value))]
+    base += [flag for flag, on in (("--offline", args.offline), ("--rerun-failed", args.rerun_failed)) if on]
     procs = [subprocess.Popen(base + ["--agent-label", f"gpu {env['CUDA_VISIBLE_DEVICES']}"], env={**os.environ, **env})
              for env in envs]
     print(f"started {len(procs)} agents on {sweep_ref}: " + ", ".join(f"gpu {e['CUDA_VISIBLE_DEVICES']}" for e in envs))
@@ -244,7 +243,7 @@ def sync_hint(sweep: LocalSweep) -> str | None:
 
 def print_results(sweep: LocalSweep, top: int) -> None:
     trials = sweep.trials()
-    rows = rows_from_trials(sweep.config, trials)
+    rows = local_rows(sweep.config, trials)
     plural = "s" if len(trials) != 1 else ""
     print(f"\nleaderboard of {sweep.id} ({len(trials)} trial{plural}, {sweep.config['method']}):")
     print(leaderboard(sweep.config, rows, top))
@@ -265,15 +264,13 @@ def run_local(args: argparse.Namespace, sweep: LocalSweep, trial_mode: str) -> i
         status = spawn_gpu_agents(args, sweep.id)
     else:
         label = f"[{args.agent_label}] " if args.agent_label else ""
-        rerun = args.rerun_failed
-        opts = AgentOptions(count=args.count, wandb_mode=trial_mode, devices=args.gpus_per_trial,
-                            rerun=rerun)
+        opts = AgentOptions(args.count, trial_mode, devices=args.gpus_per_trial, rerun=args.rerun_failed)
         done: list[Trial] = []
         try:
             run_agent(sweep, opts, say=lambda line: print(label + line, flush=True), done=done)
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM
             left = f" --count {args.count - len(done)}" if args.count else ""  # trials this agent still owed
-            left += " --rerun-failed" if rerun else ""
+            left += " --rerun-failed" if args.rerun_failed else ""
             print(f"\ninterrupted; resume with: python {PROG} --sweep-id {sweep.id}{left}", file=sys.stderr)
             return 130
         status = exit_status(done)
@@ -344,16 +341,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 def cmd_best(args: argparse.Namespace) -> int:
     dest = destination(args, {})
-    sweep_id = args.sweep_id
-    if sweep_id is None:
-        known = sweep_ids(args.store)
-        if not known:
-            raise UserError(f"no local sweep in {args.store}/: pass --sweep-id ID (a W&B sweep or a local one)")
-        sweep_id = known[-1]
+    sweep_id = sweep_id_or_newest(args.store, args.sweep_id)
     if is_local(args, sweep_id, dest):
         print_results(open_sweep(args.store, sweep_id), args.top)
         return 0
-    config, rows = online.rows_from_sweep(online.fetch_sweep(sweep_id, dest.project, dest.entity))
+    sweep = online.fetch_sweep(sweep_id, dest.project, dest.entity)
+    config, rows = sweep.config, wandb_rows(sweep, history=False)
     print(f"best runs of W&B sweep {online.sweep_path(sweep_id, dest.project, dest.entity)} ({len(rows)} runs):")
     print(leaderboard(config, rows, args.top))
     print(best_summary(config, rows))
@@ -361,17 +354,14 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of wandb_sweep.py: a sweep, or an after-training subcommand (build-cache, tune-postprocess,
-    predict, overlays); returns the exit status."""
+    """Entry point of wandb_sweep.py (a sweep, or a subcommand: inspect-data, report, tune's); the exit status."""
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
-    if words and words[0] in tune.COMMANDS:
-        return tune.main(words, prog=f"python {PROG}")
-    if words and words[0] in (inspect.COMMAND, report.COMMAND):
-        return (inspect if words[0] == inspect.COMMAND else report).main(words, prog=f"python {PROG}")
+    commands = {inspect.COMMAND: inspect.main, report.COMMAND: report.main, **{c: tune.main for c in tune.COMMANDS}}
+    if words and words[0] in commands:
+        return commands[words[0]](words, prog=f"python {PROG}")
     if words and not words[0].startswith("-"):  # this CLI has options only: a leading word is a subcommand
-        commands = [inspect.COMMAND, report.COMMAND, *tune.COMMANDS]
-        parser.error(f"unknown subcommand {words[0]!r}{did_you_mean(words[0], commands)}: the subcommands are "
+        parser.error(f"unknown subcommand {words[0]!r}{did_you_mean(words[0], list(commands))}: the subcommands are "
                      f"{', '.join(commands)} (python {PROG} SUBCOMMAND --help); sweeps take options only (--help)")
     args = parser.parse_args(words)
     args.argv = words

@@ -113,19 +113,14 @@ def cmd_build_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sync_hint(run_dir: Path, run: Any) -> str:
-    """`wandb sync TRAINING_FOLDER OWN_FOLDER` for an offline W&B run, "" for an online one."""
-    from ocr.inference.runs import sync_folders
-
-    folders = sync_folders(run_dir, run)
-    return f"wandb sync {' '.join(str(f) for f in folders)}" if folders else ""
-
-
 def _where(run_dir: Path, run: Any) -> str:
     """Where a post-training command's W&B run is, for the line that says what it logged."""
-    group = f"group {run.group}, job {run.job_type}"
-    sync = _sync_hint(run_dir, run)
-    return f"offline run {run.id} ({group}; upload with `{sync}`)" if sync else f"run {run.id} ({group}; {run.url})"
+    from ocr.inference.runs import sync_folders
+
+    group, folders = f"group {run.group}, job {run.job_type}", sync_folders(run_dir, run)
+    if folders:
+        return f"offline run {run.id} ({group}; upload with `wandb sync {' '.join(map(str, folders))}`)"
+    return f"run {run.id} ({group}; {run.url})"
 
 
 def _log_images(run: Any, key: str, images: list[tuple[str, Any]], caption: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,12 +16,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ocr.data.annotations import checked_limit
+from ocr.data.crops import check_crop_size, check_crops_per_image, check_rotate, check_scale, crop_spec
 from ocr.models.names import check_model_name
 from ocr.utils.compat import config_child, lightning_precisions
 from ocr.utils.errors import UserError, require_number
 
 MODEL_KEY = "models.encoder.model_name"
 IMAGE_SIZE_KEY = "image_size"
+CROP_KEY = "data.augment.crop_size"
+SCALE_KEY = "data.augment.scale"
 BATCH_SIZE_KEY = "batch_size"
 EPOCHS_KEY = "trainer.max_epochs"
 OPTIMIZER_KEY = "optimizer"
@@ -79,6 +83,10 @@ RULES: dict[str, Callable[[Any], None]] = {
     "trainer.precision": _precision,
     "data.limit_train": functools.partial(checked_limit, "train"),
     "data.limit_val": functools.partial(checked_limit, "val"),
+    CROP_KEY: check_crop_size,
+    SCALE_KEY: check_scale,
+    "data.augment.rotate": check_rotate,
+    "data.augment.crops_per_image": check_crops_per_image,
 }
 
 
@@ -103,6 +111,25 @@ def check_config(cfg: DictConfig) -> None:
         raise UserError(f"tuning.count={tuning.count} searches the cached validation maps: set cache_val_maps=true "
                         "(or tuning.count=0)")
     check_model_name(cfg.models.encoder.model_name)
+    crop_spec(cfg.image_size, cfg.data.get("augment") or {})
+
+
+def train_size(cfg: DictConfig) -> int:
+    """The side of a training input: the crop's (`data.augment.crop_size`) or the whole image's (`image_size`)."""
+    return int(OmegaConf.select(cfg, CROP_KEY, default=None) or cfg.image_size)
+
+
+def check_crop_combinations(parameters: dict[str, Any], base: DictConfig, where: str) -> None:
+    """Every listed combination of image size, crop size and scale of a sweep gives crops training accepts."""
+    if OmegaConf.select(base, "data.augment", default=None) is None:
+        return
+    listed = lambda key: discrete_values(parameters.get(key, {})) or [OmegaConf.select(base, key)]  # noqa: E731
+    augment = OmegaConf.to_container(base.data.augment, resolve=True)
+    for size, crop, scale in itertools.product(*map(listed, (IMAGE_SIZE_KEY, CROP_KEY, SCALE_KEY))):
+        try:
+            crop_spec(size, {**augment, "crop_size": crop, "scale": scale})
+        except UserError as err:
+            raise UserError(f"{where}: {err}") from None
 
 
 def discrete_values(spec: dict[str, Any]) -> list[Any]:
@@ -168,7 +195,8 @@ def check_parameters(
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(configs_dir), version_base="1.3"):
-            keys = _dotted_keys(compose(CONFIG_NAME))
+            base = compose(CONFIG_NAME)
+            keys = _dotted_keys(base)
             loader = GlobalHydra.instance().config_loader()
             groups = {name: loader.get_group_options(name.replace(".", "/")) for name in parameters}
             top_groups = [g for g in loader.list_groups("") if g != "hydra"]
@@ -198,5 +226,6 @@ def check_parameters(
             if round_trip and not _hydra_parses_back(name, value):
                 raise UserError(f"{bad}: value {value!r} does not survive as a Hydra override '{name}={value}' "
                                 "(avoid null, spaces, commas and quotes)")
+    check_crop_combinations(parameters, base, where)
     if MODEL_KEY in parameters:
         check_model_names(discrete_values(parameters[MODEL_KEY]), f"{where}: parameter {MODEL_KEY!r}")

@@ -53,9 +53,8 @@ def _examples(names: list[str]) -> str:
 
 
 def _shape_error(json_path: Path, where: str, expected: str, found: object) -> UserError:
-    return UserError(
-        f"{json_path}: {where} must be {expected}, found {type(found).__name__}; fix the file (expected {LAYOUT})"
-    )
+    return UserError(f"{json_path}: {where} must be {expected}, found {type(found).__name__}; "
+                     f"fix the file (expected {LAYOUT})")
 
 
 def read_annotation_json(json_path: Path, split: str) -> dict[str, dict | None]:
@@ -63,21 +62,20 @@ def read_annotation_json(json_path: Path, split: str) -> dict[str, dict | None]:
     if not json_path.is_file():
         if split == PREDICTION_SPLIT:
             return {}
-        raise UserError(
-            f"annotation file {json_path} not found: the {split} split needs it "
-            f"(layout ROOT/images/{split}/*.jpg + ROOT/jsons/{split}.json); check dataset_base_path"
-        )
+        raise UserError(f"annotation file {json_path} not found: the {split} split needs it "
+                        f"(layout ROOT/images/{split}/*.jpg + ROOT/jsons/{split}.json); check dataset_base_path")
     try:
         data = json.loads(json_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
-        raise UserError(
-            f"{json_path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); fix or replace it"
-        ) from None
+        raise UserError(f"{json_path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); "
+                        "fix or replace it") from None
     except UnicodeDecodeError as err:
-        raise UserError(f"{json_path} is not UTF-8 text ({err.reason} at byte {err.start}); fix or replace it") from None
+        raise UserError(f"{json_path} is not UTF-8 text ({err.reason} at byte {err.start}); "
+                        "fix or replace it") from None
     if isinstance(data, dict) and "images" not in data:
         keys = f"found keys: {_examples(sorted(data))}" if data else "the object is empty"
-        raise UserError(f'{json_path}: the top level key "images" is missing ({keys}); fix the file (expected {LAYOUT})')
+        raise UserError(f'{json_path}: the top level key "images" is missing ({keys}); '
+                        f"fix the file (expected {LAYOUT})")
     if not isinstance(data, dict) or not isinstance(data["images"], dict):
         found = data["images"] if isinstance(data, dict) else data
         raise _shape_error(json_path, 'the top level key "images"', "an object of image names", found)
@@ -94,11 +92,9 @@ def read_annotation_json(json_path: Path, split: str) -> dict[str, dict | None]:
 
 def parse_word(key: str, entry: object, size: tuple[int, int] | None) -> tuple[Word | None, str | None, bool]:
     """(word, None, clipped) for a usable entry, or (None, reason, False); `size` (width, height) None: no bounds."""
-    if not isinstance(entry, dict) or "points" not in entry:
-        return None, "malformed", False
     try:
-        pts = np.asarray(entry["points"], dtype=np.float64)
-    except (TypeError, ValueError):
+        pts = np.asarray(entry["points"], dtype=np.float64)  # KeyError/TypeError: no points, or not an object
+    except (KeyError, TypeError, ValueError):
         return None, "malformed", False
     if pts.size == 0 or (pts.ndim == 2 and pts.shape[1] == 2 and len(pts) < 3):
         return None, "< 3 points", False
@@ -125,9 +121,8 @@ def checked_limit(split: str, value: object) -> int | None:
     if value is None:
         return None
     if not is_finite_number(value, integer=True) or value < 1:
-        raise UserError(
-            f"data.limit_{split}={value!r} must be null (every image) or an integer >= 1 (the first N images by name)"
-        )
+        raise UserError(f"data.limit_{split}={value!r} must be null (every image) or an integer >= 1 "
+                        "(the first N images by name)")
     return int(value)
 
 
@@ -135,11 +130,10 @@ def load_split(root: Path, split: str, labels: bool = True) -> dict[str, list[Wo
     """Image name -> its usable words for `split`, sorted by name; without `labels`, every image file, no words."""
     image_dir, json_path = split_paths(root, split)
     if not image_dir.is_dir():
-        raise UserError(
-            f"image folder {image_dir} not found: expected ROOT/images/{split}/ and ROOT/jsons/{split}.json "
-            f"under the dataset root {root}; check dataset_base_path" if labels else
-            f"image folder {image_dir} not found: the {split} split's images go there; check the split name and the dataset root"
-        )
+        fix = (f"expected ROOT/images/{split}/ and ROOT/jsons/{split}.json under the dataset root {root}; "
+               "check dataset_base_path" if labels else
+               f"the {split} split's images go there; check the split name and the dataset root")
+        raise UserError(f"image folder {image_dir} not found: {fix}")
     on_disk = sorted(p.name for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not labels:
         if not on_disk:
@@ -171,24 +165,18 @@ def load_split(root: Path, split: str, labels: bool = True) -> dict[str, list[Wo
     if reasons:
         detail = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
         name, key, reason = first_bad
-        log.warning(
-            f"{json_path}: skipped {sum(reasons.values())} of {n_words} polygons ({detail}), first: image {name!r} "
-            f"word {key!r} ({reason}); fix their points in the JSON to use them"
-        )
+        log.warning(f"{json_path}: skipped {sum(reasons.values())} of {n_words} polygons ({detail}), first: "
+                    f"image {name!r} word {key!r} ({reason}); fix their points in the JSON to use them")
     if n_clipped:
         log.warning(f"{json_path}: clipped {n_clipped} polygons partly outside their image to the image border")
     missing = sorted(set(entries) - present)
     if missing:
-        log.warning(
-            f"{json_path} lists {len(missing)} images missing from {image_dir} ({_examples(missing)}): skipped; "
-            "add the files or remove their entries"
-        )
+        log.warning(f"{json_path} lists {len(missing)} images missing from {image_dir} ({_examples(missing)}): "
+                    "skipped; add the files or remove their entries")
     unlisted = [name for name in on_disk if name not in entries]
     if split == PREDICTION_SPLIT:
         result.update({name: [] for name in unlisted})
     elif unlisted:
-        log.warning(
-            f"{image_dir} has {len(unlisted)} images not in {json_path} ({_examples(unlisted)}): skipped; "
-            "add them to the JSON to use them"
-        )
+        log.warning(f"{image_dir} has {len(unlisted)} images not in {json_path} ({_examples(unlisted)}): skipped; "
+                    "add them to the JSON to use them")
     return dict(sorted(result.items()))

@@ -14,65 +14,78 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from ocr.data.annotations import checked_limit, load_split, split_paths
+from ocr.data.crops import CROP_KEYS, CropSpec, crop_spec, draw_scale, random_crop
 from ocr.data.paths import SYNTHETIC_DEFAULTS, dataset_root, resolve_dataset_root
 from ocr.data.transforms import (ImageDecodeError, brightness_contrast, load_resized, orient_points, pad_square,
                                  sample_brightness_contrast, to_tensor)
 from ocr.utils.errors import UserError
 
-AUGMENT_KEYS = {"brightness_limit": "brightness_limit", "contrast_limit": "contrast_limit", "p": "brightness_contrast_p"}
+JITTER_KEYS = {"brightness_limit": "brightness_limit", "contrast_limit": "contrast_limit", "p": "brightness_contrast_p"}
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
 log = logging.getLogger(__name__)
 
 
 class ReceiptDataset(Dataset):
     """Images of `split` resized (longest side `image_size`), padded bottom/right, with their polygons. Items:
-    ``image`` (3, S, S) ImageNet-normalised, ``image_name``, ``polygons`` in input pixels, ``scale`` (original = input /
-    scale), ``valid_hw`` (unpadded input size), ``orig_hw`` (after EXIF orientation), ``gt_polygons`` / ``gt_texts``
-    (original pixels), ``corrupt`` (undecodable: blank image, no words). `train` jitters brightness/contrast; without
-    `labels` every image file is a sample and no JSON is read."""
+    ``image`` (3, S, S) ImageNet-normalised, ``image_name``, ``polygons`` in input pixels, ``ignore`` per polygon,
+    ``scale`` (original = input / scale before cropping), ``valid_hw`` (unpadded input size), ``orig_hw`` (after EXIF
+    orientation), ``gt_polygons`` / ``gt_texts`` (original pixels), ``corrupt`` (undecodable: blank image, no words).
+    `train` jitters brightness/contrast and, with `crop`, yields `crop.per_image` random crops (S = `crop.size`) of
+    each image per epoch; without `labels` every image file is a sample and no JSON is read."""
 
     def __init__(self, root: str | Path, split: str, image_size: int, train: bool = False, brightness_limit: float = 0.2,
                  contrast_limit: float = 0.2, brightness_contrast_p: float = 0.5, reduced_decode: bool = True,
-                 labels: bool = True) -> None:
+                 labels: bool = True, crop: CropSpec | None = None) -> None:
         self.image_size, self.train, self.reduced_decode = int(image_size), train, reduced_decode
         self.brightness_limit, self.contrast_limit = brightness_limit, contrast_limit
         self.brightness_contrast_p = brightness_contrast_p
+        self.crop = crop if train else None
+        self.side = self.crop.size if self.crop else self.image_size
         self.image_dir = split_paths(Path(root), split)[0]
         self.words = load_split(Path(root), split, labels)
         self.names = list(self.words)
         self._warned: set[str] = set()
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.names) * (self.crop.per_image if self.crop else 1)
 
     def __getitem__(self, index: int) -> dict:
-        name = self.names[index]
+        if index >= len(self):
+            raise IndexError(f"sample {index} of {len(self)}")  # iteration ends here
+        name = self.names[index % len(self.names)]
         path = self.image_dir / name
+        fit = round(self.image_size * draw_scale(self.crop)) if self.crop else self.image_size
         try:
-            loaded = load_resized(path, self.image_size, self.reduced_decode)
+            loaded = load_resized(path, fit, self.reduced_decode)
         except ImageDecodeError as err:
             if name not in self._warned:
                 self._warned.add(name)
                 log.warning(f"{path} cannot be decoded ({err}); using a blank image without words instead")
-            size = (self.image_size, self.image_size)
-            return self._sample(name, np.zeros((*size, 3), np.uint8), 1.0, size, [], [], corrupt=True)
-        image = loaded.image
+            size = (self.side, self.side)
+            return self._sample(name, np.zeros((*size, 3), np.uint8), [], [], size, 1.0, size, [], [], corrupt=True)
+        words = self.words[name]
+        gt = [orient_points(w.points, loaded.header.orientation, loaded.header.size) for w in words]
+        image, polygons = loaded.image, [(p * np.float32(loaded.scale)).astype(np.float32) for p in gt]
+        ignore, valid_hw = [False] * len(polygons), image.shape[:2]
+        if self.crop:
+            image, polygons, ignore, valid_hw = random_crop(image, polygons, self.crop)
         if self.train:
             jitter = sample_brightness_contrast(self.brightness_limit, self.contrast_limit, self.brightness_contrast_p)
             if jitter is not None:
                 image = brightness_contrast(image, *jitter)
-        words = self.words[name]
-        gt = [orient_points(w.points, loaded.header.orientation, loaded.header.size) for w in words]
-        return self._sample(name, image, loaded.scale, loaded.orig_hw, gt, [w.text for w in words])
+        texts = [w.text for w in words]
+        return self._sample(name, image, polygons, ignore, valid_hw, loaded.scale, loaded.orig_hw, gt, texts)
 
-    def _sample(self, name: str, image: np.ndarray, scale: float, orig_hw: tuple[int, int], gt: list[np.ndarray],
+    def _sample(self, name: str, image: np.ndarray, polygons: list[np.ndarray], ignore: list[bool],
+                valid_hw: tuple[int, int], scale: float, orig_hw: tuple[int, int], gt: list[np.ndarray],
                 texts: list[str | None], corrupt: bool = False) -> dict:
         return {
-            "image": to_tensor(pad_square(image, self.image_size)),
-            "polygons": [(p * np.float32(scale)).astype(np.float32) for p in gt],
+            "image": to_tensor(pad_square(image, self.side)),
+            "polygons": polygons,
+            "ignore": ignore,
             "image_name": name,
             "scale": scale,
-            "valid_hw": image.shape[:2],
+            "valid_hw": valid_hw,
             "orig_hw": orig_hw,
             "gt_polygons": gt,
             "gt_texts": texts,
@@ -112,7 +125,9 @@ class ReceiptDataModule(L.LightningDataModule):
         self.val_batch_size = val_batch_size
         self.collate_fn = collate_fn or stack_images
         self.synthetic = _checked("synthetic", synthetic, SYNTHETIC_DEFAULTS)
-        self.augment = {AUGMENT_KEYS[k]: float(v) for k, v in _checked("augment", augment, AUGMENT_KEYS).items()}
+        augment = _checked("augment", augment, (*JITTER_KEYS, *CROP_KEYS))
+        self.jitter = {JITTER_KEYS[k]: float(v) for k, v in augment.items() if k in JITTER_KEYS}
+        self.crop = crop_spec(self.image_size, {k: v for k, v in augment.items() if k in CROP_KEYS})
         self.limits = {"train": checked_limit("train", limit_train), "val": checked_limit("val", limit_val)}
         self.datasets: dict[str, Dataset] = {}
 
@@ -129,9 +144,11 @@ class ReceiptDataModule(L.LightningDataModule):
             if split in self.datasets:
                 continue
             train = split == "train"
-            dataset: Dataset = ReceiptDataset(root, split, self.image_size, train=train, **(self.augment if train else {}))
-            if self.limits.get(split) is not None:
-                dataset = Subset(dataset, range(min(self.limits[split], len(dataset))))
+            options = {"crop": self.crop, **self.jitter} if train else {}
+            dataset: Dataset = ReceiptDataset(root, split, self.image_size, train=train, **options)
+            if self.limits.get(split) is not None:  # the first N images (each of their crops)
+                images = len(dataset.names)
+                dataset = Subset(dataset, [i for i in range(len(dataset)) if i % images < self.limits[split]])
             if len(dataset) == 0 and split in ("train", "val"):
                 raise UserError(
                     f"the {split} split of {root} has no images: "

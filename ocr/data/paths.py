@@ -22,7 +22,7 @@ SYNTHETIC_DEFAULTS = {"dir": "data/synthetic", "n_train": 64, "n_val": 16, "n_te
 
 
 def resolve_dataset_root(configured: str | os.PathLike | None) -> Path | None:
-    """`configured`, else DATASET_BASE_PATH (environment, then `./.env`), else None (synthetic); UserError if missing."""
+    """`configured`, else DATASET_BASE_PATH (environment, then ./.env), else None (synthetic); UserError if missing."""
     value, source = (str(configured).strip() if configured is not None else ""), "dataset_base_path"
     if not value:
         env_file = Path.cwd() / ".env"
@@ -33,10 +33,9 @@ def resolve_dataset_root(configured: str | os.PathLike | None) -> Path | None:
             return None
     root = Path(value).expanduser()
     if not root.is_dir():
-        raise UserError(
-            f"dataset folder {str(root)!r} (from {source}) does not exist: point dataset_base_path= or "
-            f"{ENV_VAR} at a folder holding images/ and jsons/, or unset both to train on the synthetic dataset"
-        )
+        raise UserError(f"dataset folder {str(root)!r} (from {source}) does not exist: point dataset_base_path= or "
+                        f"{ENV_VAR} at a folder holding images/ and jsons/, or unset both to train on the synthetic "
+                        "dataset")
     return root
 
 

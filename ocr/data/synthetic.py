@@ -113,7 +113,7 @@ def _style(rng: np.random.Generator, font: int, cap_height: float) -> Style:
 def _layout_text(
     rng: np.random.Generator, ink: np.ndarray, paper: tuple[int, int, int, int], text_height: tuple[float, float]
 ) -> list[tuple[np.ndarray, str]]:
-    """Draw the receipt's lines into `ink` inside `paper` (x0, y0, x1, y1), capitals `text_height` of its height; return the runs."""
+    """Draw the lines into `ink` within `paper` (x0, y0, x1, y1), capitals `text_height` of its height; return runs."""
     px0, py0, px1, py1 = paper
     pad = (px1 - px0) * rng.uniform(0.04, 0.08)
     left, right = px0 + pad, px1 - pad
@@ -207,10 +207,8 @@ def render_receipt(
     h = int(rng.integers(size[0], size[1] + 1))
     w = int(h * rng.uniform(0.5, 0.8))
     mx, my = int(w * rng.uniform(0.05, 0.1)), int(h * rng.uniform(0.03, 0.06))
-    paper_rect = (mx, my, w - mx, h - my)
-
     ink = np.zeros((h, w), np.float32)
-    runs = _layout_text(rng, ink, paper_rect, text_height)
+    runs = _layout_text(rng, ink, (mx, my, w - mx, h - my), text_height)
     paper = _paper(rng, h, w)
     ink_colour = rng.uniform(10, 70) + rng.uniform(-8, 8, 3)
     opacity = np.minimum(ink * 1.5, 1.0)[..., None] * rng.uniform(0.9, 1.0)  # thin anti-aliased strokes stay dark

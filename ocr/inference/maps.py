@@ -1,16 +1,15 @@
-"""A trained DBNet over images: the validation pass that fills the cache, `predict` (a run's checkpoint over a split's
-images -> the competition CSV (`filename,polygons`, a polygon `x y x y ...`, joined by `|`) and JSON (the dataset's
-layout), in whole pixels of the image files as stored), and overlays of predicted (red) and true (green) polygons
-(`ocr.utils.display.write_pngs` saves them)."""
+"""A trained DBNet over images: the validation pass that fills the cache, `predict` (a split's images -> the
+competition CSV and JSON, in whole pixels of the stored files), and overlays of predicted (red) and true (green)
+polygons."""
 
 from __future__ import annotations
 
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import lightning as L
@@ -19,13 +18,13 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from ocr.data.datamodule import ReceiptDataModule, ReceiptDataset, stack_images
+from ocr.data.datamodule import ReceiptDataset, stack_images
 from ocr.data.transforms import ImageDecodeError, orient_points, oriented_size, read_header
 from ocr.inference.runs import RunRef, load_model, load_run_config, resolve_run
 from ocr.inference.tuned import choose_params
 from ocr.postprocess.db_postprocess import DBPostProcessor
 from ocr.training.build import build_datamodule, build_module
-from ocr.training.module import crop_valid, denormalize, draw_polygons, probability_maps
+from ocr.training.module import denormalize, draw_polygons, postprocess_batch
 from ocr.training.quiet import lightning_info_hidden, quiet_lightning
 from ocr.training.val_cache import load_val_cache, write_val_cache
 from ocr.utils.errors import UserError
@@ -38,32 +37,29 @@ MIN_POINTS = 4  # the competition format's smallest polygon
 Predictions = Mapping[str, Sequence[np.ndarray]]
 
 
-def run_datamodule(
-    cfg: DictConfig, data: Path | None = None, batch_size: int | None = None, num_workers: int | None = None
-) -> ReceiptDataModule:
-    """The run's datamodule; `data` (the dataset root), `batch_size` and `num_workers` replace the run's when given."""
-    return build_datamodule(cfg, dataset_base_path=data and str(data), batch_size=batch_size,
-                            val_batch_size=batch_size, num_workers=num_workers)
+def run_dataset(cfg: DictConfig, data: Path | None, split: str, labels: bool = True) -> ReceiptDataset:
+    """`split` of the run's dataset (of the dataset root `data` when given) at the run's image size."""
+    root = build_datamodule(cfg, dataset_base_path=data and str(data)).dataset_root()
+    return ReceiptDataset(root, split, int(cfg.image_size), labels=labels)
 
 
-def build_val_cache(
-    run: RunRef, data: Path | None = None, batch_size: int | None = None, num_workers: int | None = None,
-    device: str | None = None,
-) -> tuple[Path, dict[str, float]]:
-    """Validate the run's checkpoint as training does, on one device (`device`, see `pick_device`: a run trained
-    on several would start DDP and keep one rank's share), and cache its maps; returns (cache dir, metrics)."""
+def build_val_cache(run: RunRef, data: Path | None = None, batch_size: int | None = None,
+                    num_workers: int | None = None, device: str | None = None) -> tuple[Path, dict[str, float]]:
+    """Validate the run's checkpoint as training does, on one device (`pick_device`: a run trained on several would
+    start DDP and keep one rank's share), and cache its maps; returns (cache dir, metrics)."""
     quiet_lightning()
     cfg = load_run_config(run.run_dir)
     module = build_module(cfg, model=load_model(run, cfg))
     module.keep_maps = True
     chosen = pick_device(device)
     with lightning_info_hidden():  # the device lines of a Trainer that only validates
-        trainer = L.Trainer(
-            logger=False, callbacks=[], accelerator=chosen.type, devices=[chosen.index or 0] if chosen.type == "cuda" else 1,
-            precision=cfg.trainer.precision, limit_val_batches=cfg.trainer.limit_val_batches, enable_model_summary=False,
-        )
+        trainer = L.Trainer(logger=False, callbacks=[], accelerator=chosen.type,
+                            devices=[chosen.index or 0] if chosen.type == "cuda" else 1, enable_model_summary=False,
+                            precision=cfg.trainer.precision, limit_val_batches=cfg.trainer.limit_val_batches)
+    datamodule = build_datamodule(cfg, dataset_base_path=data and str(data), batch_size=batch_size,
+                                  val_batch_size=batch_size, num_workers=num_workers)
     with module.scorer:
-        results = trainer.validate(module, datamodule=run_datamodule(cfg, data, batch_size, num_workers), verbose=False)
+        results = trainer.validate(module, datamodule=datamodule, verbose=False)
     return write_val_cache(run.run_dir, module.val_maps), {k: float(v) for k, v in results[0].items()}
 
 
@@ -81,37 +77,28 @@ def pick_device(name: str | None) -> torch.device:
     return device
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """One image: its sample metadata (no pixels), float16 map cropped to the image, and polygons."""
+class Prediction(NamedTuple):
+    """One image: its sample metadata (no pixels), probability map cropped to the image, and polygons."""
 
     meta: dict[str, Any]
-    prob: np.ndarray | None
+    prob: np.ndarray
     polygons: list[np.ndarray]
 
 
-def predict_split(
-    run: RunRef, dataset: ReceiptDataset, postprocess: Any, device: torch.device, batch_size: int = 1,
-    num_workers: int = 0, keep_maps: bool = False,
-) -> tuple[int, Iterator[Prediction]]:
-    """(number of images, lazy predictions) for every image of `dataset`, in its order; an image that cannot be
-    decoded yields an empty prediction with ``meta["corrupt"]`` set (the dataset logs a warning naming it)."""
-    cfg = load_run_config(run.run_dir)
-    model = load_model(run, cfg).to(device)
+def predict_split(model: torch.nn.Module, precision: Any, dataset: ReceiptDataset, postprocess: Any,
+                  device: torch.device, batch_size: int = 1, num_workers: int = 0) -> tuple[int, Iterator[Prediction]]:
+    """(number of images, lazy predictions) of `model` trained at `precision` for every image of `dataset`, in its
+    order; an image that cannot be decoded has no polygons and ``meta["corrupt"]`` set (the dataset warns)."""
+    model = model.to(device)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=stack_images)
-    dtype = AUTOCAST_DTYPES.get(str(cfg.trainer.precision))  # the autocast Lightning applies (none for 32-bit)
+    dtype = AUTOCAST_DTYPES.get(str(precision))  # the autocast Lightning applies (none for 32-bit)
 
     def generate() -> Iterator[Prediction]:
         for batch in loader:
             with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(batch["images"].to(device))["prob_logits"]
-            for prob, meta in zip(probability_maps(logits), batch["meta"]):
-                if meta.get("corrupt"):
-                    yield Prediction(meta, None, [])
-                    continue
-                cropped = crop_valid(prob, meta)
-                polygons, _ = postprocess(cropped, meta["scale"], meta["orig_hw"])
-                yield Prediction(meta, cropped.astype(np.float16) if keep_maps else None, polygons)
+            for meta, prob, polygons in postprocess_batch(logits, batch["meta"], postprocess):
+                yield Prediction(meta, prob, [] if meta.get("corrupt") else polygons)
 
     return len(dataset), generate()
 
@@ -124,19 +111,17 @@ def render(dataset: ReceiptDataset, name: str, predicted: Sequence[np.ndarray]) 
     return draw_polygons(rgb, sample["gt_polygons"], predicted, scale=sample["scale"])
 
 
-def cached_overlays(
-    run_dir: Path, data: Path | None, params_by_label: dict[str, dict[str, Any]], names: Sequence[str] | None, first: int
-) -> dict[str, list[tuple[str, np.ndarray]]]:
+def cached_overlays(run_dir: Path, data: Path | None, params_by_label: dict[str, dict[str, Any]],
+                    names: Sequence[str] | None, first: int) -> dict[str, list[tuple[str, np.ndarray]]]:
     """{label: [(name, RGB overlay)]} for cached validation images (`names`, else the first `first`) post-processed
     with each parameter set."""
     cfg = load_run_config(run_dir)
     images = {im.name: im for im in load_val_cache(run_dir)}
-    unknown = [n for n in names or [] if n not in images]
-    if unknown:
+    if unknown := [n for n in names or [] if n not in images]:
         shown = ", ".join(list(images)[:5]) + (", ..." if len(images) > 5 else "")
         raise UserError(f"the validation cache has no image named {unknown[0]!r} (images: {shown})")
     names = list(names) if names else list(images)[: max(0, first)]
-    dataset = ReceiptDataset(run_datamodule(cfg, data).dataset_root(), "val", int(cfg.image_size))
+    dataset = run_dataset(cfg, data, "val")
     out = {}
     for label, params in params_by_label.items():
         post = DBPostProcessor(**params)
@@ -155,7 +140,8 @@ def integer_points(polygon: np.ndarray) -> np.ndarray:
 
 
 def write_csv(path: Path, predictions: Predictions) -> Path:
-    """Write the competition CSV of `predictions` (image name -> polygons), rows in the mapping's order."""
+    """Write the competition CSV of `predictions` (image name -> polygons), rows in the mapping's order:
+    `filename,polygons`, a polygon `x y x y ...`, polygons joined by `|`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -199,8 +185,8 @@ class PredictResult:
     n_images: int
     n_polygons: int
     unreadable: list[str]
-    overlays: list[tuple[str, np.ndarray]] = field(default_factory=list)
-    n_boxed: int = 0  # polygons of fewer than MIN_POINTS points, written as their minimum-area rectangle
+    overlays: list[tuple[str, np.ndarray]]
+    n_boxed: int  # polygons of fewer than MIN_POINTS points, written as their minimum-area rectangle
 
 
 def predict(
@@ -208,12 +194,14 @@ def predict(
     data: Path | None = None, device: str | None = None, batch_size: int = 1, num_workers: int = 0, overlays: int = 0,
     progress: Callable[[Iterator[Prediction], int], Iterable[Prediction]] | None = None,
 ) -> PredictResult:
-    """Predict every image file of `split` (labels not needed), write `<split>_<label>.csv` and `.json` under `out_dir`."""
+    """Predict every image file of `split` (no labels needed); write `<split>_<label>.csv` and `.json` to `out_dir`."""
     run = resolve_run(run_path)
     cfg = load_run_config(run.run_dir)
     label, params = choose_params(postprocess, cfg, run.run_dir)
-    dataset = ReceiptDataset(run_datamodule(cfg, data).dataset_root(), split, int(cfg.image_size), labels=False)
-    total, predictions = predict_split(run, dataset, DBPostProcessor(**params), pick_device(device), batch_size, num_workers)
+    dataset = run_dataset(cfg, data, split, labels=False)
+    post, chosen = DBPostProcessor(**params), pick_device(device)  # both checked before the model loads
+    total, predictions = predict_split(load_model(run, cfg), cfg.trainer.precision, dataset, post, chosen, batch_size,
+                                       num_workers)
     polygons, unreadable, rendered = {}, [], []
     for pred in progress(predictions, total) if progress else predictions:
         name = pred.meta["image_name"]
@@ -222,8 +210,8 @@ def predict(
         elif len(rendered) < overlays:
             rendered.append((name, render(dataset, name, pred.polygons)))
         polygons[name] = to_stored_frame(pred.polygons, dataset.image_dir / name)
-    out_dir = Path(out_dir) if out_dir else run.run_dir / "submissions"
-    files = [write_csv(out_dir / f"{split}_{label}.csv", polygons), write_json(out_dir / f"{split}_{label}.json", polygons)]
+    out, stem = Path(out_dir) if out_dir else run.run_dir / "submissions", f"{split}_{label}"
+    files = [write_csv(out / f"{stem}.csv", polygons), write_json(out / f"{stem}.json", polygons)]
     n_polygons = sum(len(p) for p in polygons.values())
     n_boxed = sum(len(p.reshape(-1, 2)) < MIN_POINTS for found in polygons.values() for p in found)
     return PredictResult(run, split, label, params, files, len(polygons), n_polygons, unreadable, rendered, n_boxed)

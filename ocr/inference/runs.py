@@ -1,5 +1,5 @@
-"""A finished training run on disk: its directory, config, best checkpoint, metrics, the rebuilt model, and the W&B
-run of a post-training command, grouped with the training run (skipped when W&B is disabled)."""
+"""A finished training run on disk: its directory, config, checkpoint, metrics, model, and the W&B run of a
+post-training command."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from ocr.utils.errors import UserError, yaml_error_text
 MODEL_PREFIX = "model."
 TRIAL_RUN = "run"  # a sweep trial folder (.sweeps/<sweep>/trials/<trial>/) holds its run directory here
 RUN_SEARCH_DEPTH = 4  # levels below a non-run folder searched for the run directory to suggest
-# What building the model, the data and the post-processing of a run reads from its config.yaml.
-RUN_CONFIG_KEYS = ("models.encoder.model_name", "models.head.postprocess", "image_size", "data", "collate_fn", "trainer")
+# what building the model, the data and the post-processing of a run reads from its config.yaml
+RUN_CONFIG_KEYS = ("models.encoder.model_name", "models.head.postprocess", "image_size", "data", "collate_fn",
+                   "trainer")
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +41,8 @@ def resolve_run(path: str | Path) -> RunRef:
     """A run directory, a sweep trial folder (its `run/`) or a .ckpt file (inside a run's checkpoints/) as a RunRef."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise UserError(f"{path} does not exist: pass a run directory (with {CONFIG_FILE} and {BEST_CHECKPOINT}) or a .ckpt file")
+        raise UserError(f"{path} does not exist: pass a run directory (with {CONFIG_FILE} and {BEST_CHECKPOINT}) "
+                        "or a .ckpt file")
     if path.is_dir():
         run_dir = next((d for d in (path, path / TRIAL_RUN) if (d / CONFIG_FILE).is_file()), None)
         if run_dir is None:
@@ -51,8 +53,8 @@ def resolve_run(path: str | Path) -> RunRef:
 
 
 def not_a_run_error(folder: Path) -> UserError:
-    """The message for a folder without config.yaml, naming the run directories below it (shallowest first, at most
-    RUN_SEARCH_DEPTH levels down, not in hidden folders or `wandb/`, whose config.yaml files are Hydra's and W&B's)."""
+    """The error for a folder without config.yaml, naming the run directories below it (shallowest first; not in
+    hidden folders or `wandb/`, whose config.yaml files are Hydra's and W&B's)."""
     found = [path.parent for depth in range(1, RUN_SEARCH_DEPTH + 1)
              for path in sorted(folder.glob("*/" * depth + CONFIG_FILE))
              if not any(part.startswith(".") or part == "wandb" for part in path.relative_to(folder).parts[:-1])]
@@ -76,8 +78,7 @@ def load_run_config(run_dir: Path) -> DictConfig:
         raise UserError(f"{yaml_error_text(path, err)}; training writes this file: restore it or retrain") from None
     if not isinstance(cfg, DictConfig):
         raise UserError(f"{path} is not a run's config (expected the mapping training writes): restore it or retrain")
-    missing = [key for key in RUN_CONFIG_KEYS if OmegaConf.select(cfg, key, throw_on_missing=False) is None]
-    if missing:
+    if missing := [key for key in RUN_CONFIG_KEYS if OmegaConf.select(cfg, key, throw_on_missing=False) is None]:
         raise UserError(f"{path} lacks {', '.join(missing)}: not the config.yaml of a `python -m ocr.train` run; "
                         "pass the directory such a run wrote (or restore its config.yaml)")
     return cfg
@@ -94,19 +95,17 @@ def load_run_metrics(run_dir: Path) -> dict[str, Any]:
 def _model_state(checkpoint: Path) -> dict[str, torch.Tensor]:
     """The DBNet weights of a Lightning checkpoint (its `state_dict` keys without the `model.` prefix)."""
     if not checkpoint.is_file():
-        raise UserError(
-            f"checkpoint {checkpoint} not found: the run saved no best checkpoint (did it finish a validation epoch?); "
-            "pass the path of a .ckpt file instead"
-        )
+        raise UserError(f"checkpoint {checkpoint} not found: the run saved no best checkpoint (did it finish a "
+                        "validation epoch?); pass the path of a .ckpt file instead")
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a file that is not a checkpoint
-        raise UserError(
-            f"{checkpoint} is not a readable PyTorch checkpoint ({type(err).__name__}); pass a Lightning .ckpt"
-        ) from None
+        raise UserError(f"{checkpoint} is not a readable PyTorch checkpoint ({type(err).__name__}); "
+                        "pass a Lightning .ckpt") from None
     weights = state.get("state_dict") if isinstance(state, dict) else None
     if not isinstance(weights, dict):
-        raise UserError(f"{checkpoint} has no state_dict: it is not a Lightning checkpoint of this project's DBNetModule")
+        raise UserError(f"{checkpoint} has no state_dict: it is not a Lightning checkpoint of this project's "
+                        "DBNetModule")
     return {k[len(MODEL_PREFIX):]: v for k, v in weights.items() if k.startswith(MODEL_PREFIX)}
 
 
@@ -124,26 +123,21 @@ def mismatch_summary(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> 
 def load_model(run: RunRef, cfg: DictConfig | None = None) -> torch.nn.Module:
     """The run's DBNet (built from its config, random init, no download) with the checkpoint's weights, in eval mode."""
     cfg = cfg if cfg is not None else load_run_config(run.run_dir)
-    models = OmegaConf.to_container(cfg.models, resolve=True)
-    models["encoder"].update(pretrained=False, weights_file=None)  # the checkpoint supplies every weight
-    model = build_model(OmegaConf.create(models))
+    model = build_model(cfg.models, pretrained=False)  # the checkpoint supplies every weight
     state = _model_state(run.checkpoint)
-    problem = mismatch_summary(model, state)
-    if problem:
-        raise UserError(
-            f"checkpoint {run.checkpoint} does not fit the model of {run.run_dir / CONFIG_FILE} "
-            f"({cfg.models.encoder.model_name}): {problem}; pass the checkpoint with the run directory that trained it"
-        )
+    if problem := mismatch_summary(model, state):
+        raise UserError(f"checkpoint {run.checkpoint} does not fit the model of {run.run_dir / CONFIG_FILE} "
+                        f"({cfg.models.encoder.model_name}): {problem}; pass the checkpoint with the run directory "
+                        "that trained it")
     model.load_state_dict(state)
     return model.eval()
 
 
 @contextmanager
 def post_training_run(run_dir: Path, cfg: DictConfig, job_type: str) -> Iterator[Any | None]:
-    """A new W&B run for a post-training command, grouped with the training run named in metrics.json (group: the
-    training logger's `group`, else its run id; config `training_run_id`), never a resume of it: syncing the two
-    offline folders then cannot touch the training history. None when W&B is disabled, the run logged to none, or
-    W&B cannot be reached (a warning says so). Its offline files are complete when the context exits."""
+    """A new W&B run for a post-training command, grouped with the training run of metrics.json (never a resume, so
+    syncing cannot touch the training history); None when W&B is disabled, the run logged to none, or W&B cannot be
+    reached (a warning says so). Its offline files are complete when the context exits."""
     run_id = load_run_metrics(run_dir).get("wandb_run_id")
     mode = wandb_mode()
     if run_id is None or mode == "disabled":

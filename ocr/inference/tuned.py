@@ -35,8 +35,7 @@ def choose_params(tokens: list[str] | None, cfg: DictConfig, run_dir: Path) -> t
     edits on top (label `custom`); without tokens `tuned` when the run has been tuned, else `default`."""
     params, tuned = run_params(cfg), Path(run_dir) / TUNED_FILE
     tokens = list(tokens or ["tuned" if tuned.is_file() else "default"])
-    base = tokens[0] if tokens[0] in CHOICES else "default"
-    edits = tokens[1:] if tokens[0] in CHOICES else tokens
+    base, edits = (tokens[0], tokens[1:]) if tokens[0] in CHOICES else ("default", tokens)
     if base == "tuned" and not tuned.is_file():
         raise UserError(f"no tuned post-processing for this run ({tuned} is missing): run "
                         f"`python wandb_sweep.py tune-postprocess {run_dir}` first, or pass --postprocess default")
@@ -53,11 +52,9 @@ def describe(params: dict[str, Any]) -> str:
 
 
 def overrides(params: dict[str, Any]) -> list[str]:
-    """Hydra overrides `models.head.postprocess.KEY=VALUE` for `params`, in a stable order."""
-    def text(value: Any) -> str:
-        return str(value).lower() if isinstance(value, bool) else repr(value) if isinstance(value, float) else str(value)
-
-    return [f"{PREFIX}{key}={text(value)}" for key, value in sorted(params.items())]
+    """Hydra overrides `models.head.postprocess.KEY=VALUE` for `params`, in a stable order (booleans in lower case)."""
+    return [f"{PREFIX}{key}={str(value).lower() if isinstance(value, bool) else value}"
+            for key, value in sorted(params.items())]
 
 
 def parse_assignments(items: list[str], known_keys: set[str], where: str) -> dict[str, Any]:

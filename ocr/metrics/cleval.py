@@ -1,38 +1,35 @@
 """CLEval detection scores: character-level recall, precision and hmean per image, averaged over images.
 
-The definition is clovaai's CLEval (PyPI ``cleval==0.1.1``) restricted to detection:
+clovaai's CLEval (PyPI ``cleval==0.1.1``) restricted to detection:
 
-* each ground-truth word is cut into ``n`` pseudo characters whose centres (PCCs) lie evenly on the
-  line joining the midpoints of its left and right edges (of its top and bottom edges for a word whose
-  width/height is below ``VERTICAL_ASPECT_RATIO_THRESH``);
-* a word/detection pair is a candidate when the detection holds at least one of the word's PCCs;
-  its *area precision* is ``area(word ∩ det) / area(det)``;
-* matches are one-to-one (the pair is the only candidate with area precision >= ``AP_CONSTRAINT`` for
-  both the word and the detection), one-to-many (a word split over >= 2 such detections) and
-  many-to-one (a detection holding PCCs of >= 2 words whose area precisions sum to >= ``AP_CONSTRAINT``);
-* a PCC counts once however many matched detections hold it; a word matched by ``k`` detections costs
-  ``k - 1`` characters of recall, a detection matched to ``k`` words ``k - 1`` of precision; an
-  unmatched detection adds ``min(round(0.5 + height/width), 10)`` false characters;
-* don't-care words (``gt_ignore``) are left out, and so are detections lying on them (one area
-  precision, or the sum of those of don't-care words whose PCCs they hold, >= ``AP_CONSTRAINT``;
-  don't-care areas first lose their overlap with the other words).
+* each ground-truth word is cut into ``n`` pseudo characters whose centres (PCCs) lie evenly on the line joining
+  the midpoints of its left and right edges (top and bottom ones if width/height < ``VERTICAL_ASPECT_RATIO_THRESH``);
+* a word/detection pair is a candidate when the detection holds one of the word's PCCs; its *area precision* is
+  ``area(word ∩ det) / area(det)``;
+* matches are one-to-one (the pair is the only candidate with area precision >= ``AP_CONSTRAINT`` for both the word
+  and the detection), one-to-many (a word split over >= 2 such detections) and many-to-one (a detection holding PCCs
+  of >= 2 words whose area precisions sum to >= ``AP_CONSTRAINT``);
+* a PCC counts once however many matched detections hold it; a word matched by ``k`` detections costs ``k - 1``
+  characters of recall, a detection matched to ``k`` words ``k - 1`` of precision; an unmatched detection adds
+  ``min(round(0.5 + height/width), 10)`` false characters;
+* don't-care words (``gt_ignore``) are left out, and so are detections lying on them (one area precision, or the sum
+  of those of don't-care words whose PCCs they hold, >= ``AP_CONSTRAINT``; don't-care areas first lose their overlap
+  with the other words).
 
-A quad's vertices are read as top-left, top-right, bottom-right, bottom-left: that order decides a
-word's reading direction and an unmatched detection's width/height. Where this module departs from the
-package:
+Quad vertices are read as top-left, top-right, bottom-right, bottom-left: the order decides a word's reading
+direction and an unmatched detection's width/height. Departures from the package:
 
-* polygons of any vertex count ``N >= 3`` are measured as they are (the package keeps the first 4
-  points, truncated to integers); one that is not a quad is read through its minimum-area rectangle,
-  clockwise from the top-left;
-* a word without (or with an empty) transcription counts ``min(round(0.5 + long/short), 100)``
-  characters, ``long/short`` being the sides of its minimum-area rectangle (Upstage's variant);
-* degenerate polygons (< 3 points, non-finite coordinates, zero area) are dropped; a self-intersecting
-  one is repaired with ``shapely.make_valid`` and PCC inclusion uses the even-odd rule on its rings;
-* an image without ground-truth characters scores 1.0 everywhere when it has no detection either, else
-  precision and hmean 0 and recall 1.0 (the package scores both cases 0).
+* polygons of any vertex count ``N >= 3`` are measured as they are (the package keeps the first 4 points, truncated
+  to integers); a non-quad is read through its minimum-area rectangle, clockwise from the top-left;
+* a word without (or with an empty) transcription counts ``min(round(0.5 + long/short), 100)`` characters, from the
+  sides of its minimum-area rectangle (Upstage's variant);
+* degenerate polygons (< 3 points, non-finite coordinates, zero area) are dropped; a self-intersecting one is
+  repaired with ``shapely.make_valid``, and PCC inclusion uses the even-odd rule on its rings;
+* an image without ground-truth characters scores 1.0 everywhere when it has no detection either, else precision
+  and hmean 0 and recall 1.0 (the package scores both cases 0).
 
-The package's float32 area precisions, half-open point-in-polygon rule and float32/float64 sums are
-reproduced, so threshold decisions agree bit for bit.
+The package's float32 area precisions, half-open point-in-polygon rule and float32/float64 sums are reproduced, so
+threshold decisions agree bit for bit.
 """
 
 from __future__ import annotations
@@ -93,8 +90,8 @@ class _Shapes:
 
 
 def _quads(shapes: _Shapes, which: np.ndarray) -> np.ndarray:
-    """(m, 4, 2) reading quads of the polygons `which`: the quad, else its minimum-area rectangle clockwise on screen
-    (y down) from the top-left vertex (least x + y)."""
+    """(m, 4, 2) reading quads of the polygons `which`: the quad, else its minimum-area rectangle clockwise (y down)
+    from the top-left vertex (least x + y)."""
     which = np.asarray(which, dtype=np.int64)
     quads = shapes.quads[which].copy()
     others = np.flatnonzero(shapes.n_vertices[which] != 4)
@@ -107,8 +104,8 @@ def _quads(shapes: _Shapes, which: np.ndarray) -> np.ndarray:
 
 
 def _vertex_arrays(polygons: Sequence[object]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(V, 2) float64 vertices, counts and input positions of the (N, 2) polygons of finite numbers with
-    N >= 3 once a repeated closing vertex is dropped."""
+    """(V, 2) float64 vertices, counts and input positions of the finite (N, 2) polygons with N >= 3 once a repeated
+    closing vertex is dropped."""
     if all(isinstance(p, np.ndarray) and p.ndim == 2 and p.shape[1] == 2 and len(p) for p in polygons):
         arrays, index = list(polygons), np.arange(len(polygons))  # e.g. post-processing output
     else:
@@ -241,19 +238,9 @@ def _prepare(polygons: Sequence[object]) -> _Shapes:
     area = shapely.area(geoms)
     usable = area > 0  # a repair that left no polygon gives None, whose area is NaN
     edges, edge_counts = edges[np.repeat(usable, edge_counts)], edge_counts[usable]
-    return _Shapes(
-        index=index[usable],
-        geoms=geoms[usable],
-        area=area[usable],
-        bounds=shapely.bounds(geoms[usable]).reshape(-1, 4),
-        quads=quads[usable],
-        n_vertices=counts[usable],
-        simple=simple[usable],
-        convex=convex[usable],
-        upright=upright[usable],
-        edges=edges,
-        edge_start=_offsets(edge_counts),
-    )
+    bounds = shapely.bounds(geoms[usable]).reshape(-1, 4)
+    return _Shapes(index[usable], geoms[usable], area[usable], bounds, quads[usable], counts[usable], simple[usable],
+                   convex[usable], upright[usable], edges, _offsets(edge_counts))
 
 
 def _aspect_ratio(quads: np.ndarray) -> np.ndarray:
@@ -291,8 +278,8 @@ def _pseudo_char_centres(quads: np.ndarray, counts: np.ndarray) -> tuple[np.ndar
 
 
 def _points_inside(points: np.ndarray, det: _Shapes) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (point, detection) where the point is inside, by the even-odd crossing rule of Polygon3, among the
-    points in the detection's closed bounding box (its y-range looked up in the sorted y)."""
+    """Pairs (point, detection) where the point is inside (Polygon3's even-odd crossing rule), among the points in
+    the detection's closed bounding box (its y-range looked up in the sorted y)."""
     order, boxes = np.argsort(points[:, 1], kind="stable"), det.bounds
     y_sorted = points[order, 1]
     lo = np.searchsorted(y_sorted, boxes[:, 1], side="left")
@@ -414,10 +401,9 @@ def prepare_ground_truth(
     gt_polygons: Polygons, gt_texts: Texts = None, gt_ignore: Sequence[bool] | None = None
 ) -> GroundTruth:
     """Validate and index one image's words (see `score_image` for the arguments)."""
-    if gt_texts is not None and len(gt_texts) != len(gt_polygons):
-        raise ValueError(f"gt_texts has {len(gt_texts)} entries for {len(gt_polygons)} gt_polygons")
-    if gt_ignore is not None and len(gt_ignore) != len(gt_polygons):
-        raise ValueError(f"gt_ignore has {len(gt_ignore)} entries for {len(gt_polygons)} gt_polygons")
+    for name, values in (("gt_texts", gt_texts), ("gt_ignore", gt_ignore)):
+        if values is not None and len(values) != len(gt_polygons):
+            raise ValueError(f"{name} has {len(values)} entries for {len(gt_polygons)} gt_polygons")
     shapes = _prepare(gt_polygons)
     quads = _quads(shapes, np.arange(len(shapes.index)))
     texts = gt_texts if gt_texts is not None else [None] * len(gt_polygons)
@@ -446,10 +432,6 @@ def prepare_detections(truth: GroundTruth, det_polygons: Polygons) -> Detections
     gt, dont_care = truth.shapes, truth.dont_care
     det = _prepare(det_polygons)
     n_gt, n_det = len(gt.index), len(det.index)
-    if n_det == 0 or n_gt == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return Detections(det, np.zeros((n_gt, n_det), np.int64), np.zeros((n_gt, n_det), np.float32), empty, empty,
-                          len(det_polygons))
     pcc_idx, pcc_det = _points_inside(truth.centres, det)
     held = np.bincount(truth.owner[pcc_idx] * n_det + pcc_det, minlength=n_gt * n_det).reshape(n_gt, n_det)
     # area precision only matters where the detection holds a PCC of the word, or for don't-care words whose box
@@ -473,14 +455,11 @@ def score_prepared(truth: GroundTruth, dets: Detections, subset: Sequence[int] |
         chosen = np.zeros(dets.n_input, dtype=bool)
         chosen[np.asarray(subset, dtype=np.int64)] = True
         cols = cols[chosen[det.index]]
-    if len(cols) == 0 or len(truth.shapes.index) == 0:
-        return _score(truth.chars, int(_false_chars(_quads(det, cols)).sum()), 0, 0.0, 0.0)
     held, ap = dets.held[:, cols], dets.ap[:, cols]
     column = np.full(len(det.index), -1)
     column[cols] = np.arange(len(cols))
     inside = column[dets.pcc_det] >= 0
     pcc_idx, pcc_det = dets.pcc_idx[inside], column[dets.pcc_det[inside]]
-
     det_ok = ~_dont_care_detections(ap, held > 0, dont_care)
     matches = _match(ap, held > 0, ~dont_care, det_ok)
     found = len(np.unique(pcc_idx[matches[owner[pcc_idx], pcc_det]]))

@@ -1,19 +1,18 @@
 """CLEval over many images in a process pool kept alive across validation passes, overlapping other work.
-
-`result` is the mean of per-image scores in the order the images were added, whatever the number of workers.
-"""
+`result` is the mean of per-image scores in the order the images were added, whatever the number of workers."""
 
 from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import AbstractContextManager
 
 from ocr.metrics.cleval import ImageScore, Sample, mean_scores, score_image
 
 
 def process_context(*preload: str) -> multiprocessing.context.BaseContext:
-    """forkserver (safe in a process that holds threads or a CUDA context; its workers fork from a server that has
+    """forkserver (safe in a process holding threads or a CUDA context; its workers fork from a server that has
     imported the modules `preload`), else spawn."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
@@ -28,16 +27,13 @@ def score_samples(samples: Sequence[Sample]) -> list[ImageScore]:
     return [score_image(s[0], s[1], s[2], gt_ignore=s[3] if len(s) > 3 else None) for s in samples]
 
 
-class CLEvalScorer:
+class CLEvalScorer(AbstractContextManager):
     """Per-image CLEval scores of one pass at a time (`workers <= 1`: in this process); `close()` stops the pool."""
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = max(1, int(workers))
         self._pool: ProcessPoolExecutor | None = None
         self._parts: list[Future | list[ImageScore]] = []
-
-    def __enter__(self) -> CLEvalScorer:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -51,13 +47,11 @@ class CLEvalScorer:
 
     def add(self, samples: Sequence[Sample]) -> None:
         """Queue images of the current pass (scored now when there is one worker, else in the background)."""
-        if not samples:
-            return
-        if self.workers == 1:
+        if samples and self.workers == 1:
             self._parts.append(score_samples(samples))
-            return
-        self.start()
-        self._parts.append(self._pool.submit(score_samples, list(samples)))
+        elif samples:
+            self.start()
+            self._parts.append(self._pool.submit(score_samples, list(samples)))
 
     def scores(self) -> list[ImageScore]:
         """Per-image scores of everything added since the last call, in order; starts a new pass."""

@@ -39,7 +39,6 @@ class DBHead(nn.Module):
         prob_logits = self.prob_branch(features)
         out = {"prob_logits": prob_logits}
         if self.training if with_threshold is None else with_threshold:
-            thresh = torch.sigmoid(self.thresh_branch(features))
-            out["thresh"] = thresh
+            out["thresh"] = thresh = torch.sigmoid(self.thresh_branch(features))
             out["binary_logits"] = self.k * (torch.sigmoid(prob_logits) - thresh)
         return out

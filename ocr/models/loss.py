@@ -13,12 +13,11 @@ LOSS_KEYS = ("loss", "loss_prob", "loss_thresh", "loss_binary")  # the keys of D
 
 def balanced_bce(logits: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, negative_ratio: float, eps: float,
                  fallback_negatives: int) -> torch.Tensor:
-    """BCE over all positives and the hardest `negative_ratio`x as many negatives (or `fallback_negatives` if no text)."""
+    """BCE over all positives and the hardest `negative_ratio`x as many negatives (`fallback_negatives` if no text)."""
     positive = gt * mask
     negative = (1 - gt) * mask
     pos_count = int(positive.sum().item())
-    neg_total = int(negative.sum().item())
-    neg_count = min(neg_total, int(pos_count * negative_ratio) if pos_count else fallback_negatives)
+    neg_count = min(int(negative.sum().item()), int(pos_count * negative_ratio) if pos_count else fallback_negatives)
     loss = F.binary_cross_entropy_with_logits(logits, gt, reduction="none")
     pos_loss = (loss * positive).sum()
     neg_loss = torch.topk((loss * negative).flatten(), neg_count).values.sum() if neg_count else loss.new_zeros(())

@@ -51,17 +51,11 @@ class PostprocessParams:
 
 
 class DBPostProcessor:
-    """Probability map -> (polygons, scores) as the module docstring defines; keywords of the Hydra config
-    ``models.head.postprocess.*``."""
+    """Probability map -> (polygons, scores) as the module docstring defines; keywords: the fields of
+    ``PostprocessParams`` (Hydra: ``models.head.postprocess.*``)."""
 
-    def __init__(
-        self, thresh: float = 0.3, box_thresh: float = 0.7, max_candidates: int = 1000,
-        use_polygon: bool = True, box_unclip_ratio: float = 1.5, polygon_unclip_ratio: float = 2.0,
-        min_size: float = 3,
-    ) -> None:
-        self.params = PostprocessParams(
-            thresh, box_thresh, max_candidates, use_polygon, box_unclip_ratio, polygon_unclip_ratio, min_size
-        )
+    def __init__(self, **settings: float | bool) -> None:
+        self.params = PostprocessParams(**settings)
 
     def __call__(self, prob: np.ndarray, scale: float = 1.0, orig_hw: tuple[int, int] | None = None) -> Result:
         """Polygons (float32 (K, 2), original-image pixels) and scores of a map cropped to the image."""

@@ -1,9 +1,5 @@
-"""Map and geometry steps of DB post-processing: input and setting checks, contours, polygon score, unclip, output
-mapping.
-
-Integer coordinates carry ``shift`` fractional bits: box-mode quads are in fixed point (``FIXED_SHIFT``),
-polygon-mode contours on the pixel grid (shift 0).
-"""
+"""Map and geometry steps of DB post-processing: checks, contours, polygon score, unclip, output mapping.
+Integer coordinates carry ``shift`` fractional bits: box-mode quads ``FIXED_SHIFT``, polygon-mode contours 0."""
 
 from __future__ import annotations
 
@@ -18,11 +14,10 @@ from ocr.utils.errors import UserError, is_finite_number, require_number
 
 FIXED_SHIFT = 8
 FIXED_ONE = 1 << FIXED_SHIFT
-# pyclipper's arc tolerance for JT_ROUND, in pixels (its default 0.25 units, at pixel scale).
-ARC_TOLERANCE_PX = 0.25
-APPROX_EPSILON = 0.002  # approxPolyDP tolerance, as a fraction of the contour's arc length
 POLYGON_SHIFT = 0
 BOX_SHIFT = FIXED_SHIFT
+ARC_TOLERANCE_PX = 0.25  # pyclipper's JT_ROUND arc tolerance (its default 0.25 units, at pixel scale)
+APPROX_EPSILON = 0.002  # approxPolyDP tolerance, as a fraction of the contour's arc length
 KEY = "models.head.postprocess"
 # low, high, whether high is excluded, and the rule as a mistake names it (others: unclip ratios and min_size)
 RANGES = {"thresh": (0.0, 1.0, True, "in [0, 1); DBNet uses 0.3"),
@@ -31,8 +26,7 @@ NON_NEGATIVE = (0.0, math.inf, False, "a finite number >= 0")
 
 
 def polygon_score(prob: np.ndarray, points: np.ndarray, shift: int) -> float:
-    """Mean of ``prob`` over the pixels inside the int32 polygon ``points`` (``shift`` fractional bits);
-    0.0 if no pixel is inside."""
+    """Mean of ``prob`` over the pixels inside the int32 polygon ``points``; 0.0 if no pixel is inside."""
     height, width = prob.shape
     left, top, w, h = cv2.boundingRect(points)
     x0, y0 = max(left >> shift, 0), max(top >> shift, 0)
@@ -56,8 +50,7 @@ def new_clipper(shift: int) -> pyclipper.PyclipperOffset:
 
 
 def grow(clipper: pyclipper.PyclipperOffset, path: list[list[int]], offset: float, shift: int) -> list[np.ndarray]:
-    """Integer polygon ``path`` (``shift`` fractional bits) grown by ``offset`` px with pyclipper JT_ROUND: int32
-    outlines in the same units (empty if nothing is left)."""
+    """Integer polygon ``path`` grown by ``offset`` px with pyclipper JT_ROUND: int32 outlines (maybe none)."""
     clipper.Clear()
     clipper.AddPath(path, pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
     return [
@@ -67,8 +60,7 @@ def grow(clipper: pyclipper.PyclipperOffset, path: list[list[int]], offset: floa
 
 
 def to_original(points: np.ndarray, shift: int, scale: float, orig_hw: tuple[int, int]) -> np.ndarray:
-    """(N, 2) points in network-input pixels with ``shift`` fractional bits -> float32 original-image
-    pixels, clipped to [0, W] x [0, H]."""
+    """(N, 2) network-input points -> float32 original-image pixels, clipped to [0, W] x [0, H]."""
     out = points.astype(np.float32)
     out /= np.float32(1 << shift)
     out /= np.float32(scale)

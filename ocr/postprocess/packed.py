@@ -1,11 +1,11 @@
-"""Per-outline OpenCV results (area, perimeter, pixel box, box corners and their order, masked mean) for
-many outlines at once, with the same values (same float32 / double arithmetic, same order of summation), and
-pyclipper's round-join offset (Clipper 6.4.2, JT_ROUND) of many convex integer quads, point for point.
+"""OpenCV's per-outline results (area, perimeter, pixel box, box corners and their order, masked mean) for many
+outlines at once, with the same values (same float32 / double arithmetic and order of summation), and pyclipper's
+JT_ROUND offset (Clipper 6.4.2) of many convex integer quads, point for point.
 
-Outlines are packed: one (P, 2) point array plus (K + 1,) start offsets, outline ``i`` being
-``points[starts[i]:starts[i + 1]]``. The raw offset path of a quad is built with Clipper's double-precision steps;
-when it is strictly convex, Clipper's union only drops repeated and collinear points and returns it ending at its
-top-most, then right-most, corner. Quads that this cannot vouch for are flagged for pyclipper.
+Outlines are packed: (P, 2) points plus (K + 1,) start offsets, outline ``i`` being ``points[starts[i]:starts[i + 1]]``.
+A quad's raw offset path is built with Clipper's double-precision steps; when it is strictly convex, Clipper's union
+only drops repeated and collinear points and ends it at its top-most, then right-most, corner. Quads that this cannot
+vouch for are left to pyclipper.
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ def outline_measures(points: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray
         first, end = starts[i], starts[i + 1]
         if end == first:
             continue
-        area = 0.0
-        length = 0.0
+        area = length = 0.0
         prev_x, prev_y = points[end - 1, 0], points[end - 1, 1]
         for j in range(first, end):
             x, y = points[j, 0], points[j, 1]
@@ -162,18 +161,18 @@ def overlapping(boxes: np.ndarray) -> np.ndarray:
 
 
 def region_scores(prob: np.ndarray, outlines: list[np.ndarray], boxes: np.ndarray, shift: int) -> np.ndarray:
-    """(K,) float64 mean of ``prob`` inside each int32 outline (``shift`` fractional bits), equal to
-    ``polygon_score`` on the sanitised map; ``boxes``: the outlines' ``pixel_boxes``."""
+    """(K,) float64 ``polygon_score`` on the sanitised map of each int32 outline; ``boxes``: their ``pixel_boxes``.
+    Outlines whose boxes overlap no other box are drawn on one mask and averaged together."""
     if not outlines:
         return np.zeros(0, np.float64)
-    alone = overlapping(boxes)
+    crowded = overlapping(boxes)
     mask = np.zeros(prob.shape, np.uint8)
-    shared = [outline for outline, single in zip(outlines, alone) if not single]
-    if shared:
-        cv2.fillPoly(mask, shared, 1, shift=shift)
-    scores = _masked_means(prob, mask, boxes, alone)
+    apart = [outline for outline, near in zip(outlines, crowded) if not near]
+    if apart:
+        cv2.fillPoly(mask, apart, 1, shift=shift)
+    scores = _masked_means(prob, mask, boxes, crowded)
     clean = None
-    for i in np.flatnonzero(alone).tolist():
+    for i in np.flatnonzero(crowded).tolist():
         score = polygon_score(prob, outlines[i], shift)
         if not math.isfinite(score):  # a non-finite value inside: score the sanitised map instead
             clean = sanitised(prob) if clean is None else clean
@@ -193,8 +192,7 @@ def _masked_means(prob, mask, boxes, skip):
         if skip[i] or x0 > x1 or y0 > y1:
             continue
         parts = np.zeros(4, np.float64)
-        count = 0
-        exact = True
+        count, exact = 0, True
         for y in range(y0, y1 + 1):
             for x in range(x0, x1 + 1):
                 if mask[y, x]:
@@ -289,21 +287,14 @@ def _offset_quad(quad, delta, arc_tolerance, out, at):
         before = (j + 3) % 4
         twice_neg_area += (np.float64(quad[before, 0]) + quad[j, 0]) * (np.float64(quad[before, 1]) - quad[j, 1])
     flip = -twice_neg_area * 0.5 < 0  # FixOrientations then reverses the path
-    src = np.empty((4, 2), np.int64)
-    for j in range(4):
-        source = 3 - j if flip else j
-        src[j, 0] = quad[source, 0]
-        src[j, 1] = quad[source, 1]
+    src = quad[::-1].copy() if flip else quad.copy()
     sin, cos, steps_per_rad, most = _most_steps(delta, arc_tolerance)
     normals = np.empty((4, 2), np.float64)
     for j in range(4):
         dx = np.float64(src[(j + 1) % 4, 0] - src[j, 0])
         dy = np.float64(src[(j + 1) % 4, 1] - src[j, 1])
-        scale = 1 * 1.0 / math.sqrt(dx * dx + dy * dy)
-        dx *= scale
-        dy *= scale
-        normals[j, 0] = dy
-        normals[j, 1] = -dx
+        scale = 1.0 / math.sqrt(dx * dx + dy * dy)
+        normals[j, 0], normals[j, 1] = dy * scale, -dx * scale
     raw = np.empty((4 * most, 2), np.int64)
     size = 0
     k = 3

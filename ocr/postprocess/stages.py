@@ -1,10 +1,8 @@
-"""DB post-processing in two stages, so that a parameter search can share work: ``candidates`` does all that depends
-on the map, ``thresh``, ``max_candidates`` and ``use_polygon`` (contours, area order, approximated polygons or ordered
-quads, scores; box mode drops quads with a shorter side < ``min_size`` here), ``expand`` the ``box_thresh`` filter,
-the unclip by the active mode's ratio, the final ``min_size`` check and the mapping to original-image pixels (its
-``Candidates`` stay unchanged). Together they give the result ``ocr.postprocess.db_postprocess`` defines (in box mode
-``expand`` takes the ``min_size`` the candidates were made with); ``candidates(..., m, ...)`` equals
-``candidates(..., M, ...).first(m)`` for m <= M.
+"""DB post-processing in two stages, so that a parameter search can share work. ``candidates`` does what depends on
+the map, ``thresh``, ``max_candidates`` and ``use_polygon`` (contours, area order, approximated polygons or ordered
+quads, scores; box mode also drops quads with a shorter side < ``min_size``); ``expand`` the ``box_thresh`` filter,
+the unclip, the final ``min_size`` check and the mapping to original-image pixels, leaving its ``Candidates``
+unchanged. Together they give ``ocr.postprocess.db_postprocess``'s result (box mode: with the same ``min_size``).
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from ocr.utils.collector import paused_gc
 OFFSET_SLACK_PX = 2.25 * ARC_TOLERANCE_PX + 0.75
 
 Result = tuple[list[np.ndarray], list[float]]
+Grown = tuple[list[int], np.ndarray, list[int]]  # kept candidates, their outlines packed (P, 2), where each ends
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,7 +48,7 @@ class Candidates:
         return len(self.scores)
 
     def first(self, max_candidates: int) -> Candidates:
-        """The candidates that ``max_candidates`` (<= the one these were made with) would have kept."""
+        """What ``candidates`` with this smaller ``max_candidates`` would have returned."""
         check_param("max_candidates", max_candidates)
         count = int(np.searchsorted(self.ranks, max_candidates))
         end = int(self.starts[count])
@@ -67,13 +66,12 @@ def candidates(prob: np.ndarray, thresh: float, max_candidates: int, use_polygon
     contours = outer_contours(prob, thresh)
     areas = np.fromiter(map(cv2.contourArea, contours), dtype=np.float64, count=len(contours))
     order = np.argsort(-areas, kind="stable")[:max_candidates].tolist()
-    if use_polygon:
-        return _polygon_candidates(prob, contours, order)
-    return _box_candidates(prob, contours, order, min_size)
-
-
-def _polygon_candidates(prob: np.ndarray, contours: list[np.ndarray], order: list[int]) -> Candidates:
-    """approxPolyDP polygons of >= 4 points."""
+    if not use_polygon:  # ordered minAreaRect quads whose shorter side is >= min_size
+        rects = list(map(cv2.minAreaRect, [contours[i] for i in order]))
+        ranks = [rank for rank, (_, size, _) in enumerate(rects) if min(size) >= min_size]
+        quads = ordered_quads(box_points(rect_array([rects[rank] for rank in ranks])))
+        return _packed(prob, False, list(quad_to_fixed(quads)), ranks, BOX_SHIFT, quads.reshape(-1, 2))
+    # approxPolyDP polygons of >= 4 points
     ranks = [rank for rank, i in enumerate(order) if len(contours[i]) >= 4]
     chosen = [contours[order[rank]] for rank in ranks]
     epsilons = [APPROX_EPSILON * length for length in map(cv2.arcLength, chosen, repeat(True))]
@@ -83,24 +81,13 @@ def _polygon_candidates(prob: np.ndarray, contours: list[np.ndarray], order: lis
     return _packed(prob, True, polygons, [ranks[k] for k in kept], POLYGON_SHIFT, None)
 
 
-def _box_candidates(prob: np.ndarray, contours: list[np.ndarray], order: list[int], min_size: float) -> Candidates:
-    """Ordered minAreaRect quads whose shorter side is >= ``min_size``."""
-    rects = list(map(cv2.minAreaRect, [contours[i] for i in order]))
-    ranks = [rank for rank, (_, size, _) in enumerate(rects) if min(size) >= min_size]
-    quads = ordered_quads(box_points(rect_array([rects[rank] for rank in ranks])))
-    fixed = quad_to_fixed(quads)
-    return _packed(prob, False, list(fixed), ranks, BOX_SHIFT, quads.reshape(-1, 2))
-
-
 def _packed(
     prob: np.ndarray, use_polygon: bool, outlines: list[np.ndarray], ranks: list[int], shift: int,
     measured: np.ndarray | None,
 ) -> Candidates:
-    """Candidates from int32 outlines (``shift`` fractional bits), measured on ``measured`` float32 points
-    (default: the outlines)."""
-    sizes = [len(outline) for outline in outlines]
+    """Candidates from int32 outlines, measured on ``measured`` float32 points (default: the outlines)."""
     starts = np.zeros(len(outlines) + 1, np.int64)
-    np.cumsum(sizes, out=starts[1:])
+    np.cumsum([len(outline) for outline in outlines], out=starts[1:])
     points = np.concatenate(outlines) if outlines else np.zeros((0, 2), np.int32)
     measured = points.astype(np.float32) if measured is None else measured
     areas, perimeters = outline_measures(measured, starts)
@@ -123,22 +110,15 @@ def expand(
     orig_hw = default_orig_hw(found.map_hw, scale, orig_hw)
     keep = np.flatnonzero((found.scores >= box_thresh) & (found.perimeters > 0))
     offsets = found.areas[keep] * unclip_ratio / found.perimeters[keep]
-    if found.use_polygon:
-        kept, points, ends = _grown_polygons(found, keep, offsets, min_size)
-        shift = POLYGON_SHIFT
-    else:
-        kept, points = _grown_boxes(found, keep, offsets, min_size)
-        ends, shift = list(range(4, len(points) + 1, 4)), BOX_SHIFT
-    mapped = to_original(points, shift, scale, orig_hw)
+    grown = _grown_polygons if found.use_polygon else _grown_boxes
+    kept, points, ends = grown(found, keep, offsets, min_size)
+    mapped = to_original(points, POLYGON_SHIFT if found.use_polygon else BOX_SHIFT, scale, orig_hw)
     return [mapped[start:end] for start, end in zip([0, *ends], ends)], found.scores[kept].tolist()
 
 
 @paused_gc()
-def _grown_polygons(
-    found: Candidates, keep: np.ndarray, offsets: np.ndarray, min_size: float
-) -> tuple[list[int], np.ndarray, list[int]]:
-    """Polygon mode: (kept candidates, their unclipped outlines packed as int32 (P, 2) pixels, where each
-    outline ends)."""
+def _grown_polygons(found: Candidates, keep: np.ndarray, offsets: np.ndarray, min_size: float) -> Grown:
+    """Polygon mode: the unclipped outlines, in pixels."""
     clipper = new_clipper(POLYGON_SHIFT)
     min_side = min_size + 2
     sure_offset = min_side / 2 + OFFSET_SLACK_PX  # the outline then holds a disk of diameter >= min_side
@@ -147,22 +127,19 @@ def _grown_polygons(
     for i, offset in zip(keep.tolist(), offsets.tolist()):
         clipper.Clear()
         clipper.AddPath(points[starts[i] : starts[i + 1]], pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
-        grown = clipper.Execute(offset)
+        grown = clipper.Execute(offset)  # plain lists (not grow()): faster here
         if len(grown) != 1:
             continue
-        if offset < sure_offset and min(cv2.minAreaRect(np.array(grown[0], np.int32))[1]) < min_side:
-            continue
-        kept.append(i)
-        outlines.append(grown[0])
+        if offset >= sure_offset or min(cv2.minAreaRect(np.array(grown[0], np.int32))[1]) >= min_side:
+            kept.append(i)
+            outlines.append(grown[0])
     ends = np.cumsum([len(outline) for outline in outlines], dtype=np.int64).tolist()
     flat = chain.from_iterable(chain.from_iterable(outlines))
     return kept, np.fromiter(flat, np.int32, 2 * ends[-1] if ends else 0).reshape(-1, 2), ends
 
 
-def _grown_boxes(
-    found: Candidates, keep: np.ndarray, offsets: np.ndarray, min_size: float
-) -> tuple[list[int], np.ndarray]:
-    """Box mode: (kept candidates, (4 * kept, 2) float32 ordered quads in fixed-point units)."""
+def _grown_boxes(found: Candidates, keep: np.ndarray, offsets: np.ndarray, min_size: float) -> Grown:
+    """Box mode: ordered minAreaRect quads of the unclipped quads, float32 in fixed-point units."""
     quads = found.outlines.reshape(-1, 4, 2)[keep]
     points, starts, done = offset_convex_quads(quads, offsets * FIXED_ONE, ARC_TOLERANCE_PX * FIXED_ONE)
     outlines = [points[start:end] for start, end in zip(starts[:-1].tolist(), starts[1:].tolist())]
@@ -174,5 +151,5 @@ def _grown_boxes(
     rects = list(map(cv2.minAreaRect, [outlines[j] for j in grown_at]))
     min_side = (min_size + 2) * FIXED_ONE
     wide = [k for k, (_, size, _) in enumerate(rects) if min(size) >= min_side]
-    kept = [int(keep[grown_at[k]]) for k in wide]
-    return kept, ordered_quads(box_points(rect_array([rects[k] for k in wide]))).reshape(-1, 2)
+    corners = ordered_quads(box_points(rect_array([rects[k] for k in wide]))).reshape(-1, 2)
+    return [int(keep[grown_at[k]]) for k in wide], corners, list(range(4, len(corners) + 1, 4))

@@ -1,7 +1,5 @@
 """Decisions of the embedded controller under the sweep's lock: reap trials whose agent died, reserve the next one.
-
-A process is known by host, pid and its start time from /proc (Linux), so a reused pid is not taken for it.
-"""
+A process is known by host, pid and start time (/proc, Linux), so a reused pid is not taken for it."""
 
 from __future__ import annotations
 
@@ -13,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ocr.sweep.engine import best_value, exhausted, suggest
-from ocr.sweep.spec import target_reached
+from ocr.sweep.engine import exhausted, suggest
+from ocr.sweep.spec import best_value, target_reached
 from ocr.sweep.store import LocalSweep, Trial
 from ocr.utils.compat import generate_id
 
@@ -60,9 +58,9 @@ def is_alive(ident: dict[str, Any]) -> bool | None:
 
 
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Epoch records and the final record (`{"final": true, ...}`) of a metrics file; whole lines only. A
-    `{"restart": true, "from_epoch": n}` line drops the epochs from n on (n absent: all of them, an out-of-memory
-    retry; n > 0: a run resumed from the checkpoint of epoch n - 1)."""
+    """Epoch records and the final record (`{"final": true, ...}`) of a metrics file, whole lines only. A
+    `{"restart": true, "from_epoch": n}` line drops the epochs from n on (n absent: all, an out-of-memory retry;
+    n > 0: a resume from the checkpoint of epoch n - 1)."""
     history: list[dict[str, Any]] = []
     final: dict[str, Any] = {}
     try:
@@ -108,27 +106,13 @@ def reap(sweep: LocalSweep, trials: list[Trial], now: float) -> list[Trial]:
 def why_no_more(sweep: LocalSweep, trials: list[Trial]) -> str | None:
     """Why the sweep must not start another trial (target met, run_cap reached), or None."""
     for trial in trials:
-        value = best_value(sweep.config, trial)
+        value = best_value(sweep.config, [*trial.history, trial.summary])
         if target_reached(sweep.config, value):
             return f"metric target {sweep.config['metric']['target']} reached by {trial.run_id} ({value:.4f})"
     cap = sweep.config.get("run_cap")
     if cap is not None and sum(not t.interrupted for t in trials) >= cap:
         return f"run_cap {cap} reached"
     return None
-
-
-def resumable(trials: list[Trial]) -> Trial | None:
-    """The first interrupted trial that hyperband did not stop, that has been resumed under `MAX_RESUMES` times and
-    that no rerun replaces."""
-    rerun = {t.rerun_of for t in trials}
-    return next((t for t in trials if t.interrupted and not t.stopped and t.resumes < MAX_RESUMES
-                 and t.run_id not in rerun), None)
-
-
-def to_rerun(trials: list[Trial]) -> Trial | None:
-    """The first failed or crashed trial that is not itself a rerun and has not been rerun yet."""
-    rerun = {t.rerun_of for t in trials}
-    return next((t for t in trials if t.state in RERUN_STATES and not t.rerun_of and t.run_id not in rerun), None)
 
 
 def _new_trial(trials: list[Trial], params: dict[str, Any], agent: dict[str, Any], now: float, **extra: Any) -> Trial:
@@ -142,24 +126,26 @@ def _new_trial(trials: list[Trial], params: dict[str, Any], agent: dict[str, Any
 
 
 def reserve(sweep: LocalSweep, agent: dict[str, Any], rerun: bool = False) -> tuple[Trial | None, list[Trial], str]:
-    """Atomically: reap dead trials, then reserve for `agent` an interrupted trial to resume (same run id and run
-    directory: training continues from its last checkpoint) or else the next suggestion. With `rerun`, reserve
-    instead a new trial with the parameters of a failed or crashed one (`to_rerun`); run_cap and the metric target
-    do not hold reruns back.
-
-    Returns (the pending trial or None, the trials reaped, why there is none)."""
+    """Atomically: reap dead trials, then reserve for `agent` an interrupted trial to resume (same run id and
+    directory: training continues from its last checkpoint) or else the next suggestion; with `rerun`, a new trial
+    with the parameters of the first failed or crashed trial that neither is nor has a rerun (run_cap and the metric
+    target do not hold reruns back). Returns (the pending trial or None, the trials reaped, why there is none)."""
     with sweep.transaction() as trials:
         now = time.time()
         reaped = reap(sweep, trials, now)
+        rerun_ids = {t.rerun_of for t in trials}
         if rerun:
-            original = to_rerun(trials)
+            original = next((t for t in trials if t.state in RERUN_STATES and not t.rerun_of
+                             and t.run_id not in rerun_ids), None)
             if original is None:
                 return None, reaped, "no failed or crashed trial left to rerun"
             return _new_trial(trials, original.params, agent, now, rerun_of=original.run_id), reaped, ""
         reason = why_no_more(sweep, trials)
         if reason:
             return None, reaped, reason
-        trial = resumable(trials)
+        # an interrupted trial that hyperband did not stop, resumed under MAX_RESUMES times, that no rerun replaces
+        trial = next((t for t in trials if t.interrupted and not t.stopped and t.resumes < MAX_RESUMES
+                      and t.run_id not in rerun_ids), None)
         if trial is not None:
             trial.state, trial.agent, trial.heartbeat, trial.resumes = "pending", agent, now, trial.resumes + 1
             trial.exitcode, trial.ended, trial.note = None, None, f"resumed after: {trial.note or 'interrupted'}"

@@ -1,5 +1,5 @@
-"""W&B's sweep machinery over our trial records: the engine's next suggestion and hyperband stops (PyPI `sweeps`),
-and a trial's command line exactly as W&B's CLI agent (`wandb agent`) builds it."""
+"""W&B's `sweeps` engine over our trials (next suggestion, hyperband stops) and a trial's command line exactly as
+`wandb agent` builds it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ocr.sweep.spec import engine_view, maximize, metric_name
+from ocr.sweep.spec import engine_view
 from ocr.sweep.store import Trial
 from ocr.utils.compat import import_sweeps, sweep_command, sweep_macros, sweep_run
 
@@ -53,20 +53,19 @@ def config_key(params: Params) -> str:
 
 
 def discrete_size(config: dict[str, Any]) -> int | None:
-    """How many configurations the sweep's space holds when every parameter is discrete (value, values,
-    int_uniform), else None."""
+    """The number of configurations when every parameter is discrete (value, values, int_uniform), else None."""
     import_sweeps()
     from sweeps.params import HyperParameter
 
-    sizes = {HyperParameter.CONSTANT: lambda c: 1, HyperParameter.CATEGORICAL: lambda c: len(c["values"]),
-             HyperParameter.CATEGORICAL_PROB: lambda c: len(c["values"]),
-             HyperParameter.INT_UNIFORM: lambda c: c["max"] - c["min"] + 1}
     size = 1
     for name, spec in config["parameters"].items():
         param = HyperParameter(name, spec)
-        if param.type not in sizes:
+        if param.type == HyperParameter.INT_UNIFORM:
+            size *= param.config["max"] - param.config["min"] + 1
+        elif param.type in (HyperParameter.CATEGORICAL, HyperParameter.CATEGORICAL_PROB):
+            size *= len(param.config["values"])
+        elif param.type != HyperParameter.CONSTANT:
             return None
-        size *= sizes[param.type](param.config)
     return size
 
 
@@ -79,11 +78,9 @@ def _next_run(config: dict[str, Any], trials: list[Trial]) -> tuple[Params, dict
 
 
 def suggest(config: dict[str, Any], trials: list[Trial]) -> tuple[Params, dict[str, Any]] | None:
-    """Next parameters (and the engine's search info), or None when the search is exhausted.
-
-    Grid skips every configuration already in `trials`; random on a discrete space draws again one already in
-    `trials`, at most `MAX_DRAWS` times. Bayes sees no interrupted trials (they say nothing about their parameters);
-    pending and running ones steer it away from their values."""
+    """Next parameters and the engine's search info, or None when the search is exhausted. Grid skips the
+    configurations in `trials`; random on a discrete space redraws one already tried (at most `MAX_DRAWS` times);
+    random and bayes ignore interrupted trials (pending and running ones steer bayes away from their values)."""
     method = config["method"]
     if method == "grid":
         return _next_run(config, trials)
@@ -115,19 +112,9 @@ def runs_to_stop(config: dict[str, Any], trials: list[Trial]) -> set[str]:
     return {run.name for run in import_sweeps().stop_runs(engine_view(config), _sweep_runs(trials), validate=False)}
 
 
-def best_value(config: dict[str, Any], trial: Trial) -> float | None:
-    """The trial's best value of the sweep metric over its epochs and final metrics, or None if it has none."""
-    name = metric_name(config)
-    values = [r[name] for r in [*trial.history, trial.summary] if isinstance(r.get(name), (int, float))]
-    values = [float(v) for v in values if math.isfinite(v)]
-    if not values:
-        return None
-    return max(values) if maximize(config) else min(values)
-
-
 def trial_command(sweep_config: dict[str, Any], params: Params, interpreter: str = "python") -> list[str]:
-    """The argv `wandb agent` would run for `params`: the sweep's `command` with W&B's macros expanded
-    (`${program}` and `${env}` as wandb's agent sets them; `${interpreter}` is `interpreter`, wandb's `python`)."""
+    """The argv `wandb agent` runs for `params`: the sweep's `command` with W&B's macros expanded as it expands them
+    (`${interpreter}` is `interpreter`, wandb's `python`)."""
     macros = {**sweep_macros(params), "interpreter": [interpreter], "program": [sweep_config.get("program")]}
     if platform.system() != "Windows":
         macros["env"] = ["/usr/bin/env"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ocr.config.checks import EPOCHS_KEY
-from ocr.sweep.spec import command_overrides, maximize, metric_name
+from ocr.sweep.spec import best_value, command_overrides, maximize, metric_name
 from ocr.sweep.store import Trial
 from ocr.utils.errors import is_finite_number
 
@@ -18,7 +18,7 @@ DONE = ("finished", "stopped")
 
 @dataclass(frozen=True)
 class TrialRow:
-    """One trial as plain data: parameter values, the sweep metric per logged epoch, its best value and time."""
+    """One trial, local or on W&B: parameter values, the sweep metric per logged epoch, its best value and time."""
 
     run_id: str
     state: str  # finished, stopped (by hyperband), failed, killed, crashed, running, pending
@@ -54,15 +54,24 @@ def trial_row(config: dict[str, Any], run_id: str, state: str, params: dict[str,
     name = metric_name(config)
     params = {**{k: v["value"] for k, v in command_overrides(config, "the sweep's command").items()}, **params}
     history = [float(r[name]) for r in records if is_finite_number(r.get(name))]
-    values = history + ([float(final[name])] if is_finite_number(final.get(name)) else [])
-    value = (max if maximize(config) else min)(values) if values else None
-    return TrialRow(run_id, state, params, history, value, seconds, params.get(EPOCHS_KEY), started)
+    return TrialRow(run_id, state, params, history, best_value(config, [*records, final]), seconds,
+                    params.get(EPOCHS_KEY), started)
 
 
 def local_rows(config: dict[str, Any], trials: list[Trial]) -> list[TrialRow]:
     """The trials of a local sweep as rows (a hyperband-stopped trial has state `stopped`)."""
     return [trial_row(config, t.run_id, t.label, {k: v["value"] for k, v in t.params.items()}, t.history, t.summary,
                       t.ended - t.started if t.ended and t.started else None, t.started) for t in trials]
+
+
+def wandb_rows(sweep: Any, history: bool = True) -> list[TrialRow]:
+    """The runs of a W&B sweep as rows: the metric from each run's summary and, with `history`, from its logged
+    history (read from the server)."""
+    config, name = sweep.config, metric_name(sweep.config)
+    return [trial_row(config, run.id, run.state, {k: run.config[k] for k in config.get("parameters", {})
+                                                  if k in run.config},
+                      list(run.scan_history(keys=[name])) if history else [], dict(run.summary),
+                      run.summary.get("_runtime")) for run in sweep.runs]
 
 
 def varying(config: dict[str, Any]) -> list[str]:

@@ -1,9 +1,6 @@
 """An agent of the embedded controller: reserve a suggestion, run it as `wandb agent` would, watch, record.
-
-Each trial is its own process (own process group, stdin closed, as wandb's agent starts it), so a crash or
-out-of-memory error never ends the agent nor leaves GPU memory to the next trial. Trials run on the agent's own
-interpreter (`sys.executable`), whatever `python` is first on PATH.
-"""
+Each trial is its own process (own process group, stdin closed, on the agent's interpreter), so a crash or an
+out-of-memory error never ends the agent nor leaves GPU memory to the next trial."""
 
 from __future__ import annotations
 
@@ -35,12 +32,11 @@ OUTPUT_TAIL_LINES = 5
 @dataclass(frozen=True)
 class AgentOptions:
     """How an agent runs: at most `count` trials (None: until the sweep says stop), W&B mode of its trials."""
-
     count: int | None = None
     wandb_mode: str = "offline"
     poll_s: float = 1.0
     devices: int = 1  # devices per trial: > 1 adds `trainer.devices=N` unless the sweep's command sets it
-    rerun: bool = False  # run only reruns of failed and crashed trials (`controller.to_rerun`)
+    rerun: bool = False  # run only reruns of failed and crashed trials
 
 
 def trial_env(sweep: LocalSweep, trial: Trial, mode: str, param_file: Path) -> dict[str, str]:
@@ -66,7 +62,7 @@ def trial_argv(sweep: LocalSweep, trial: Trial, devices: int = 1) -> list[str]:
 
 
 def start_trial(sweep: LocalSweep, trial: Trial, mode: str, devices: int = 1) -> subprocess.Popen:
-    """Start the trial's process with its output going to `output.log` in the trial folder."""
+    """Start the trial's process, its output going to `output.log` in the trial folder."""
     tdir = sweep.trial_dir(trial.run_id)
     tdir.mkdir(parents=True, exist_ok=True)
     param_file = tdir / f"config-{trial.run_id}.yaml"
@@ -100,8 +96,8 @@ def _stop_process(proc: subprocess.Popen) -> None:
 
 
 def watch_trial(sweep: LocalSweep, trial: Trial, proc: subprocess.Popen, opts: AgentOptions, say: Callable) -> Trial:
-    """Poll the trial until it exits: record epochs, heartbeat, and ask hyperband whether to stop it as soon as a
-    new epoch is read (the trial sees the stop file before its next training step)."""
+    """Poll the trial until it exits: record epochs and heartbeat; ask hyperband at each new epoch whether to stop it
+    (the trial sees the stop file before its next training step)."""
     tdir = sweep.trial_dir(trial.run_id)
     seen, last_beat = 0, 0.0
     while True:
@@ -139,9 +135,8 @@ def run_one(sweep: LocalSweep, trial: Trial, opts: AgentOptions, say: Callable) 
         with _changing(sweep, trial.run_id) as (trial, _):
             trial.state, trial.exitcode, trial.ended = "killed", proc.returncode, time.time()
         raise
-    history, final = read_metrics(sweep.trial_dir(trial.run_id) / METRICS_FILE)
-    with _changing(sweep, trial.run_id) as (trial, _):
-        trial.history, trial.summary, trial.exitcode, trial.ended = history, final, proc.returncode, time.time()
+    with _changing(sweep, trial.run_id) as (trial, _):  # watch_trial read its metrics after it exited
+        trial.exitcode, trial.ended = proc.returncode, time.time()
         trial.state = "finished" if proc.returncode == 0 else "failed"
     say(progress_line(sweep.config, trial, sweep.trials()))
     log = sweep.trial_dir(trial.run_id) / "output.log"

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from ocr.sweep.report import Row
 from ocr.utils.env import wandb_base_url, wandb_key_is_set
 from ocr.utils.errors import UserError
 
 DEFAULT_PROJECT = "OCR-HRNet-Sweep"  # W&B project when neither --project, WANDB_PROJECT nor the YAML names one
 OFFLINE_HINT = "to sweep without W&B, add --offline (or set WANDB_MODE=offline)"
-# An existing W&B sweep lives on the server: going offline does not reach it.
 SERVER_HINT = "check the network (or WANDB_BASE_URL); a local sweep id starts with local- (list: --best --offline)"
 
 
 def require_api_key() -> None:
-    """Refuse online mode without an API key, saying how to run offline instead."""
     if not wandb_key_is_set():
         raise UserError(f"W&B online mode needs an API key: run `wandb login` or set WANDB_API_KEY in .env; "
                         f"{OFFLINE_HINT}")
@@ -39,9 +36,7 @@ def create_sweep(config: dict[str, Any], project: str, entity: str | None) -> st
 
 def sweep_path(sweep_id: str, project: str, entity: str | None) -> str:
     """`entity/project/id` (or `project/id`) unless `sweep_id` already is a path."""
-    if "/" in sweep_id:
-        return sweep_id
-    return "/".join(p for p in (entity, project, sweep_id) if p)
+    return sweep_id if "/" in sweep_id else "/".join(p for p in (entity, project, sweep_id) if p)
 
 
 def fetch_sweep(sweep_id: str, project: str, entity: str | None) -> Any:
@@ -67,16 +62,3 @@ def run_agent(sweep_id: str, project: str, entity: str | None, count: int | None
     wandb.agent(sweep_id, function=None, entity=entity, project=project, count=count)
     return 0
 
-
-def rows_from_sweep(sweep: Any) -> tuple[dict[str, Any], list[Row]]:
-    """The sweep's config and its runs as leaderboard rows (metric from each run's summary)."""
-    config = sweep.config
-    metric = config["metric"]["name"]
-    keys = list(config.get("parameters", {}))
-    rows = []
-    for run in sweep.runs:
-        value = run.summary.get(metric)
-        value = float(value) if isinstance(value, (int, float)) else None
-        params = {k: {"value": run.config[k]} for k in keys if k in run.config}
-        rows.append(Row(run.id, run.state, value, None, run.summary.get("_runtime"), params))
-    return config, rows

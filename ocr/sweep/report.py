@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +9,11 @@ from typing import Any
 
 import yaml
 
-from ocr.sweep.engine import Params, best_value, reproduce_command, suggest, trial_command
-from ocr.sweep.spec import maximize, metric_name
+from ocr.sweep.engine import reproduce_command, suggest, trial_command
+from ocr.sweep.insight import TrialRow, local_rows, varying
+from ocr.sweep.spec import best_value, maximize, metric_name
 from ocr.sweep.store import INTERRUPTED_STATES, Trial
+from ocr.utils.errors import is_finite_number
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def short_metric(config: dict[str, Any]) -> str:
 
 
 def fmt_metric(value: float | None) -> str:
-    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
+    return f"{value:.4f}" if is_finite_number(value) else "-"
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -73,27 +74,23 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def short_params(config: dict[str, Any], params: Params, width: int = 100) -> str:
+def short_params(config: dict[str, Any], params: dict[str, Any], width: int = 100) -> str:
     """`key=value` for the parameters the sweep varies (last part of the key, floats to 3 digits), cut to `width`."""
-    varying = [k for k, spec in config["parameters"].items() if "value" not in spec and k in params]
-    shown = {k.rsplit(".", 1)[-1]: params[k]["value"] for k in varying}
+    shown = {k.rsplit(".", 1)[-1]: params[k] for k in varying(config) if k in params}
     text = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def epoch_line(config: dict[str, Any], trial: Trial, record: dict[str, Any]) -> str:
-    value = record.get(metric_name(config))
-    shown = fmt_metric(value) if isinstance(value, (int, float)) else "-"
     epoch = record.get("epoch")
     number = epoch + 1 if isinstance(epoch, int) else "?"  # Lightning counts from 0; people (and ocr.train) from 1
-    return f"  {trial.run_id} epoch {number}: {short_metric(config)} {shown}"
+    return f"  {trial.run_id} epoch {number}: {short_metric(config)} {fmt_metric(record.get(metric_name(config)))}"
 
 
 def stop_line(config: dict[str, Any], trial: Trial) -> str:
-    return (
-        f"  {trial.run_id} hyperband: below the band threshold after {len(trial.history)} epochs "
-        f"(best {short_metric(config)} {fmt_metric(best_value(config, trial))}); asked to stop at its next training step"
-    )
+    best = fmt_metric(best_value(config, [*trial.history, trial.summary]))
+    return (f"  {trial.run_id} hyperband: below the band threshold after {len(trial.history)} epochs "
+            f"(best {short_metric(config)} {best}); asked to stop at its next training step")
 
 
 def trial_tag(config: dict[str, Any], trial: Trial, trials: list[Trial]) -> str:
@@ -108,62 +105,44 @@ def trial_tag(config: dict[str, Any], trial: Trial, trials: list[Trial]) -> str:
 
 def progress_line(config: dict[str, Any], trial: Trial, trials: list[Trial]) -> str:
     """One line per finished trial: number, id, state, best metric, epochs, time, parameters, what it reruns."""
-    (row,) = rows_from_trials(config, [trial])
+    (row,) = local_rows(config, [trial])
     rerun = f"  (rerun of {trial.rerun_of})" if trial.rerun_of else ""
     return (
         f"trial {trial_tag(config, trial, trials)} {row.run_id} {row.state:<8} {short_metric(config)} "
-        f"{fmt_metric(row.value)}  epochs {row.epochs}  {fmt_duration(row.seconds)}  {short_params(config, row.params)}"
-        f"{rerun}"
+        f"{fmt_metric(row.value)}  epochs {len(row.history)}  {fmt_duration(row.seconds)}  "
+        f"{short_params(config, row.params)}{rerun}"
     )
 
 
-@dataclass(frozen=True)
-class Row:
-    """One trial as the leaderboard shows it, whether from the local store or from W&B."""
-
-    run_id: str
-    state: str
-    value: float | None
-    epochs: int | None
-    seconds: float | None
-    params: Params
-
-
-def rows_from_trials(config: dict[str, Any], trials: list[Trial]) -> list[Row]:
-    return [Row(t.run_id, t.label, best_value(config, t), len(t.history),
-                t.ended - t.started if t.ended and t.started else None, t.params) for t in trials]
-
-
-def ranked(config: dict[str, Any], rows: list[Row], complete: bool = False) -> list[Row]:
+def ranked(config: dict[str, Any], rows: list[TrialRow], complete: bool = False) -> list[TrialRow]:
     """Rows with a metric value, best first (with `complete`, none that was interrupted before its end)."""
-    scored = [r for r in rows if r.value is not None and math.isfinite(r.value)
-              and not (complete and r.state in INTERRUPTED_STATES)]
+    scored = [r for r in rows if r.value is not None and not (complete and r.state in INTERRUPTED_STATES)]
     return sorted(scored, key=lambda r: r.value, reverse=maximize(config))
 
 
-def leaderboard(config: dict[str, Any], rows: list[Row], top: int = 10) -> str:
-    """A table of the `top` best trials, then a count of those without a metric."""
-    best = ranked(config, rows)[:top]
+def reproduce(config: dict[str, Any], row: TrialRow) -> str:
+    """The command line that trains the row's configuration again (as `wandb agent` would start it)."""
+    return reproduce_command(config, {k: {"value": v} for k, v in row.params.items() if k in config["parameters"]})
+
+
+def leaderboard(config: dict[str, Any], rows: list[TrialRow], top: int = 10) -> str:
+    """A table of the `top` best trials (epochs `-` where unknown), then a count of those without a metric."""
+    best = ranked(config, rows)
     head = f"{'#':>3}  {'run':<10} {'state':<9} {short_metric(config):>12} {'epochs':>6} {'time':>7}  parameters"
     lines = [head, "-" * len(head)]
-    for i, r in enumerate(best, 1):
-        epochs = "-" if r.epochs is None else r.epochs
-        lines.append(
-            f"{i:>3}  {r.run_id:<10} {r.state:<9} {fmt_metric(r.value):>12} {epochs:>6} "
-            f"{fmt_duration(r.seconds):>7}  {short_params(config, r.params)}"
-        )
-    unscored = len(rows) - len(ranked(config, rows))
-    if unscored:
-        lines.append(f"({unscored} trial(s) without a {metric_name(config)} value: pending, running, failed, "
-                     "killed or crashed)")
+    for i, r in enumerate(best[:top], 1):
+        lines.append(f"{i:>3}  {r.run_id:<10} {r.state:<9} {fmt_metric(r.value):>12} {len(r.history) or '-':>6} "
+                     f"{fmt_duration(r.seconds):>7}  {short_params(config, r.params)}")
+    if len(rows) > len(best):
+        lines.append(f"({len(rows) - len(best)} trial(s) without a {metric_name(config)} value: pending, running, "
+                     "failed, killed or crashed)")
     return "\n".join(lines)
 
 
-def best_summary(config: dict[str, Any], rows: list[Row]) -> str:
+def best_summary(config: dict[str, Any], rows: list[TrialRow]) -> str:
     """The best trial's metric and the command (Hydra overrides) that reproduces its configuration."""
     best = ranked(config, rows, complete=True)
     if not best:
         return f"no trial that ran to its end has a {metric_name(config)} value yet"
-    top = best[0]
-    return (f"best: {metric_name(config)} = {fmt_metric(top.value)} (run {top.run_id}); reproduce with:\n"
-            f"  {reproduce_command(config, top.params)}")
+    return (f"best: {metric_name(config)} = {fmt_metric(best[0].value)} (run {best[0].run_id}); reproduce with:\n"
+            f"  {reproduce(config, best[0])}")

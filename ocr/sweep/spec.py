@@ -1,9 +1,8 @@
-"""The sweep YAML: loading, checking it against W&B's sweep schema and the Hydra config, command-line narrowing."""
+"""The sweep YAML: loading, checks against W&B's sweep schema and the Hydra config, command-line narrowing."""
 
 from __future__ import annotations
 
 import copy
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ def read_yaml_mapping(path: str | Path, what: str = "sweep config") -> dict[str,
 
 
 def load_sweep_config(path: str | Path) -> dict[str, Any]:
-    """Read a sweep YAML (W&B schema) and check it; raise `UserError` naming the file on any problem."""
+    """A checked sweep YAML (W&B schema); `UserError` naming the file on any problem."""
     config = read_yaml_mapping(path)
     check_sweep_config(config, str(path))
     return config
@@ -70,12 +69,11 @@ def check_parameter(name: str, spec: Any, where: str) -> None:
     if distribution is not None and distribution not in known_distributions():
         raise UserError(f"{where}: parameter {name!r}: unknown distribution {distribution!r} "
                         f"(known: {', '.join(known_distributions())})")
-    low, high = spec.get("min"), spec.get("max")
-    for end, value in (("min", low), ("max", high)):
-        if end in spec and not is_finite_number(value):
-            raise UserError(f"{where}: parameter {name!r}: {end} must be a finite number, got {value!r}")
-    if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low >= high:
-        raise UserError(f"{where}: parameter {name!r}: min {low} must be less than max {high}")
+    for end in ("min", "max"):
+        if end in spec and not is_finite_number(spec[end]):
+            raise UserError(f"{where}: parameter {name!r}: {end} must be a finite number, got {spec[end]!r}")
+    if "min" in spec and "max" in spec and spec["min"] >= spec["max"]:
+        raise UserError(f"{where}: parameter {name!r}: min {spec['min']} must be less than max {spec['max']}")
     if "values" in spec and (not isinstance(spec["values"], list) or not spec["values"]):
         raise UserError(f"{where}: parameter {name!r}: values must be a non-empty list")
     if import_sweeps().schema_violations_from_proposed_config({"method": "random", "parameters": {name: spec}}):
@@ -84,8 +82,8 @@ def check_parameter(name: str, spec: Any, where: str) -> None:
 
 
 def check_command(config: dict[str, Any], where: str) -> None:
-    """The command runs a module with `python -m` (`${program}` or the name itself) and hands the parameters to
-    Hydra as overrides: what a trial runs is `python -m ocr.train key=value ...`."""
+    """The command runs a module with `python -m` (`${program}` or its name) and hands it the parameters as Hydra
+    overrides (`python -m ocr.train key=value ...`)."""
     command = config.get("command")
     if not isinstance(command, list) or not any(str(c) in HYDRA_ARG_MACROS for c in command):
         raise UserError(f"{where}: 'command' must hand parameters to Hydra as overrides, e.g. {EXAMPLE_COMMAND}")
@@ -97,7 +95,8 @@ def check_command(config: dict[str, Any], where: str) -> None:
     what = f"command module {module!r}"
     if module == "${program}":
         if not config.get("program"):
-            raise UserError(f"{where}: the command runs -m ${{program}} but 'program' is not set: add program: ocr.train")
+            raise UserError(f"{where}: the command runs -m ${{program}} but 'program' is not set: "
+                            "add program: ocr.train")
         module, what = str(config["program"]), f"program {config['program']!r}"
     if not MODULE_NAME.fullmatch(module) or module.endswith(".py"):
         raise UserError(f"{where}: {what} is not a module name, and a trial runs it as `python -m {module}`: "
@@ -105,7 +104,7 @@ def check_command(config: dict[str, Any], where: str) -> None:
 
 
 def check_sweep_config(config: dict[str, Any], where: str) -> None:
-    """Schema, metric, command and a dry-run suggestion; raise `UserError` with the first problem found."""
+    """Schema, metric, command and a dry-run suggestion; `UserError` with the first problem found."""
     sweeps = import_sweeps()
     method = config.get("method")
     if method not in METHODS:
@@ -119,7 +118,7 @@ def check_sweep_config(config: dict[str, Any], where: str) -> None:
     if not isinstance(metric, dict) or not metric.get("name"):
         raise UserError(f"{where}: 'metric' needs a name, e.g. metric: {{name: val/cleval_hmean, goal: maximize}}")
     run_cap = config.get("run_cap")
-    if run_cap is not None and (not isinstance(run_cap, int) or isinstance(run_cap, bool) or run_cap < 1):
+    if run_cap is not None and not (is_finite_number(run_cap, integer=True) and run_cap >= 1):
         raise UserError(f"{where}: run_cap must be a positive integer, got {run_cap!r}")
     check_command(config, where)
     violations = sweeps.schema_violations_from_proposed_config(engine_view(config))
@@ -154,8 +153,8 @@ def sweep_parameters(config: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def check_against_training(config: dict[str, Any], where: str, configs_dir: Path = DEFAULT_CONFIGS_DIR) -> None:
-    """The sweep's parameters and the overrides fixed in its command are keys or group options of the Hydra
-    config with values training accepts (ranges probed at `PROBE_QUANTILES`), and its metric is one a run logs."""
+    """Parameters and fixed command overrides are Hydra keys or group options with values training accepts (ranges
+    probed at `PROBE_QUANTILES`), and the metric is one a run logs."""
     parameters = sweep_parameters(config, where)
     check_parameters(parameters, where, configs_dir)
     for name, spec in parameters.items():
@@ -171,19 +170,25 @@ def check_against_training(config: dict[str, Any], where: str, configs_dir: Path
 
 
 def metric_name(config: dict[str, Any]) -> str:
-    """The metric the sweep optimises."""
     return str(config["metric"]["name"])
 
 
 def maximize(config: dict[str, Any]) -> bool:
-    """True when the sweep's goal is to maximise the metric (W&B's default is minimise)."""
+    """True when the sweep maximises its metric (W&B's default: minimise)."""
     return config["metric"].get("goal", "minimize") == "maximize"
+
+
+def best_value(config: dict[str, Any], records: list[dict[str, Any]]) -> float | None:
+    """The best finite value of the sweep metric in `records` (epoch records, final record), or None."""
+    name = metric_name(config)
+    values = [float(r[name]) for r in records if is_finite_number(r.get(name))]
+    return (max if maximize(config) else min)(values) if values else None
 
 
 def target_reached(config: dict[str, Any], value: float | None) -> bool:
     """True when `value` meets `metric.target` (no new trials after that)."""
     target = config["metric"].get("target")
-    if target is None or value is None or not math.isfinite(value):
+    if target is None or not is_finite_number(value):
         return False
     return value >= target if maximize(config) else value <= target
 
@@ -191,7 +196,6 @@ def target_reached(config: dict[str, Any], value: float | None) -> bool:
 @dataclass(frozen=True)
 class Narrowing:
     """Command-line replacements for parts of the sweep YAML (None, or no entry: keep the YAML's)."""
-
     method: str | None = None
     run_cap: int | None = None
     parameters: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # Hydra key -> its new values

@@ -1,9 +1,6 @@
-"""Local sweeps on disk: one folder per sweep, its trials in one JSON file guarded by a file lock.
-
-Layout of `<root>/<sweep_id>/`: `sweep.json` (the sweep config, project, entity; written once),
-`state.json` (every trial, rewritten atomically under `state.lock`) and `trials/<run_id>/` (the trial's
-parameter file, metrics file, stop file, output log and run directory).
-"""
+"""Local sweeps on disk. `<root>/<sweep_id>/` holds `sweep.json` (config, project, entity; written once),
+`state.json` (every trial, replaced atomically under `state.lock`) and `trials/<run_id>/` (the trial's parameter,
+metrics, stop and output files and its run directory)."""
 
 from __future__ import annotations
 
@@ -24,18 +21,15 @@ from ocr.utils.errors import UserError
 
 DEFAULT_ROOT = Path(".sweeps")
 LOCAL_PREFIX = "local-"
-# Ended by the agent's fate, not by the parameters: the engine ignores them, run_cap does not count them, and a
-# resumed sweep replaces them.
+# Ended by the agent's fate, not the parameters: ignored by the engine and run_cap, resumed by the sweep.
 INTERRUPTED_STATES = ("killed", "crashed")
 
 
 @dataclass
 class Trial:
-    """A reserved suggestion and everything learnt about it (JSON-serialisable).
-
-    `state` is a W&B run state: pending (reserved by an agent), running, finished (exit status 0; `stopped` when
-    hyperband ended it early), failed (non-zero exit), killed (its agent was interrupted) or crashed (its agent
-    died: dead pid or stale heartbeat)."""
+    """A reserved suggestion and all learnt about it. `state` is a W&B run state: pending (reserved), running,
+    finished (exit 0; `stopped` if hyperband ended it), failed (exit != 0), killed (its agent was interrupted) or
+    crashed (its agent died: dead pid or stale heartbeat)."""
 
     run_id: str
     number: int
@@ -78,7 +72,6 @@ class Trial:
 @dataclass(frozen=True)
 class LocalSweep:
     """A sweep in the store; trials are read and changed only through `transaction()` or `trials()`."""
-
     dir: Path
     id: str
     config: dict[str, Any]
@@ -99,8 +92,8 @@ class LocalSweep:
         with FileLock(str(self.dir / "state.lock")):
             trials = self.trials()
             yield trials
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".state.json.", suffix=".tmp")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:  # replaced whole: readers never see half a file
+            tmp = self.dir / ".state.json.tmp"  # written under the lock, then replaces the state file whole
+            with tmp.open("w", encoding="utf-8") as fh:
                 json.dump({"trials": [asdict(t) for t in trials]}, fh, indent=1)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -131,6 +124,16 @@ def sweep_ids(root: Path) -> list[str]:
     found = [p for p in root.iterdir() if (p / "sweep.json").is_file() and not p.name.startswith(".")]
     created = {p.name: json.loads((p / "sweep.json").read_text(encoding="utf-8"))["created"] for p in found}
     return sorted(created, key=created.get)
+
+
+def sweep_id_or_newest(root: Path, sweep_id: str | None) -> str:
+    """`sweep_id`, else the id of the newest local sweep in `root`; `UserError` when there is none."""
+    if sweep_id:
+        return sweep_id
+    known = sweep_ids(root)
+    if not known:
+        raise UserError(f"no local sweep in {root}/: pass --sweep-id ID (a W&B sweep path or a local- id)")
+    return known[-1]
 
 
 def has_sweep(root: Path, sweep_id: str) -> bool:

@@ -31,7 +31,7 @@ class DBCollate:
             if polygons is None:
                 block[:, i].fill(0)
                 continue
-            make_db_targets(polygons, height, width, *self.params, out=out)
+            make_db_targets(polygons, height, width, *self.params, ignore=sample.get("ignore"), out=out)
         maps = torch.from_numpy(block)
         return {
             "images": images,

@@ -16,8 +16,7 @@ is the point (x=j, y=i); outlines are rasterised at 1/256 px.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numba
 import numpy as np
@@ -25,12 +24,10 @@ import numpy as np
 from ocr.targets.polygons import PolygonBatch, fill_polygons, fill_rectangles, pixel_boxes, prepare_polygons
 from ocr.utils.errors import UserError, require_number
 
-FIELDS = ("prob_map", "prob_mask", "thresh_map", "thresh_mask")
 F32 = np.float32
 
 
-@dataclass
-class DBTargets:
+class DBTargets(NamedTuple):
     """DB training targets, each (H, W) float32."""
 
     prob_map: np.ndarray
@@ -39,19 +36,19 @@ class DBTargets:
     thresh_mask: np.ndarray
 
 
+FIELDS = DBTargets._fields
+
+
 def check_target_params(shrink_ratio: float, thresh_min: float, thresh_max: float, min_text_size: float) -> None:
     """Raise ``UserError`` for target parameters outside their meaningful range."""
-    values = {"shrink_ratio": shrink_ratio, "thresh_min": thresh_min, "thresh_max": thresh_max,
-              "min_text_size": min_text_size}
-    for name, value in values.items():
+    values = (shrink_ratio, thresh_min, thresh_max, min_text_size)
+    for name, value in zip(("shrink_ratio", "thresh_min", "thresh_max", "min_text_size"), values):
         require_number(value, f"collate_fn.{name}")
     if not 0.0 <= shrink_ratio < 1.0:
         raise UserError(f"collate_fn.shrink_ratio={shrink_ratio} must be in [0, 1); DBNet uses 0.4")
     if not 0.0 <= thresh_min <= thresh_max <= 1.0:
-        raise UserError(
-            f"collate_fn.thresh_min={thresh_min}, thresh_max={thresh_max} must satisfy "
-            "0 <= thresh_min <= thresh_max <= 1; DBNet uses 0.3 and 0.7"
-        )
+        raise UserError(f"collate_fn.thresh_min={thresh_min}, thresh_max={thresh_max} must satisfy "
+                        "0 <= thresh_min <= thresh_max <= 1; DBNet uses 0.3 and 0.7")
     if min_text_size < 0:
         raise UserError(f"collate_fn.min_text_size={min_text_size} must be >= 0; DBNet uses 8")
 
@@ -70,20 +67,16 @@ def rasterise(batch: PolygonBatch, out: DBTargets) -> None:
     fill_rectangles(out.prob_mask, batch.rects[batch.is_rect & batch.ignored], 0.0)
     fill_rectangles(out.prob_map, batch.kernel_rects[kept_rect], 1.0)
     fill_rectangles(out.thresh_mask, batch.rects[kept_rect], 1.0)
-    ignored = batch.ignored.tolist()
     for i in np.flatnonzero(~batch.is_rect).tolist():
         outline = batch.outlines[i]
-        if outline is None:
-            continue
-        if ignored[i]:
+        if outline is not None and batch.ignored[i]:
             fill_polygons(out.prob_mask, [outline], 0.0)
-        else:
+        elif outline is not None:
             fill_polygons(out.prob_map, batch.kernels[i], 1.0)
             fill_polygons(out.thresh_mask, [outline], 1.0)
 
 
-@dataclass(frozen=True)
-class EdgeTable:
+class EdgeTable(NamedTuple):
     """Non-degenerate edges of P closed polygons, from the lexicographically smaller endpoint: float32 (E,)
     start ``ax, ay``, unit direction ``ux, uy`` and ``length``; polygon p's edges are ``first[p]:first[p + 1]``."""
 
@@ -101,8 +94,7 @@ def edge_table(points: np.ndarray, counts: np.ndarray) -> EdgeTable:
     start = points.astype(np.float64)
     begin = np.cumsum(counts) - counts
     nxt = np.arange(len(start)) + 1
-    last = begin + counts - 1
-    nxt[last[counts > 0]] = begin[counts > 0]
+    nxt[(begin + counts - 1)[counts > 0]] = begin[counts > 0]
     end = start[nxt]
     swap = (end[:, 0] < start[:, 0]) | ((end[:, 0] == start[:, 0]) & (end[:, 1] < start[:, 1]))
     start, end = np.where(swap[:, None], end, start), np.where(swap[:, None], start, end)
@@ -110,12 +102,9 @@ def edge_table(points: np.ndarray, counts: np.ndarray) -> EdgeTable:
     length = np.hypot(delta[:, 0], delta[:, 1])
     keep = length > 0
     poly = np.repeat(np.arange(len(counts)), counts)[keep]
-    start, delta, length = start[keep], delta[keep], length[keep]
-    return EdgeTable(
-        start[:, 0].astype(F32), start[:, 1].astype(F32),
-        (delta[:, 0] / length).astype(F32), (delta[:, 1] / length).astype(F32),
-        length.astype(F32), np.searchsorted(poly, np.arange(len(counts) + 1)),
-    )
+    start, unit = start[keep].astype(F32), (delta[keep] / length[keep, None]).astype(F32)
+    first = np.searchsorted(poly, np.arange(len(counts) + 1))
+    return EdgeTable(start[:, 0], start[:, 1], unit[:, 0], unit[:, 1], length[keep].astype(F32), first)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -199,14 +188,12 @@ def make_db_targets(
     """DB targets of an (height, width) image with (N, 2) float32 ``polygons``; ``ignore[i]`` flags polygon i,
     ``out`` (returned) holds (H, W) float32 arrays to write into. Never raises on degenerate polygons."""
     check_target_params(shrink_ratio, thresh_min, thresh_max, min_text_size)
-    if out is None:
-        out = allocate_targets(height, width)
-    for name in FIELDS:
-        array = getattr(out, name)
+    out = allocate_targets(height, width) if out is None else out
+    for name, array in zip(FIELDS, out):
         if array.shape != (height, width) or array.dtype != np.float32 or not array.flags.writeable:
             raise ValueError(f"out.{name} must be a writeable ({height}, {width}) float32 array")
     # the compiled steps take C-contiguous maps: strided ``out`` arrays get a copy of the result
-    contiguous = all(getattr(out, name).flags.c_contiguous for name in FIELDS)
+    contiguous = all(array.flags.c_contiguous for array in out)
     target = out if contiguous else allocate_targets(height, width)
     batch = prepare_polygons(polygons, ignore, shrink_ratio, min_text_size)
     rasterise(batch, target)
@@ -214,11 +201,10 @@ def make_db_targets(
     target.thresh_map.fill(low)
     edges, boxes, offsets = border_input(batch, height, width)
     if len(boxes):
-        _draw_borders(edges.ax, edges.ay, edges.ux, edges.uy, edges.length, edges.first, boxes, offsets, low, span,
-                      target.thresh_map, target.thresh_mask)
+        _draw_borders(*edges, boxes, offsets, low, span, target.thresh_map, target.thresh_mask)
     if not contiguous:
-        for name in FIELDS:
-            getattr(out, name)[...] = getattr(target, name)
+        for array, result in zip(out, target):
+            array[...] = result
     return out
 
 

@@ -1,8 +1,7 @@
 """Per-polygon geometry for DB targets: validity, offset distance D, shrunk outlines, pixel boxes, fills.
 
-Outlines are in fixed point (``FIXED_SHIFT`` fractional bits) for pyclipper and ``cv2.fillPoly``;
-axis-aligned rectangles are shrunk and filled in closed form, with pyclipper's and cv2.fillPoly's result.
-"""
+Outlines are in fixed point (``FIXED_SHIFT`` fractional bits) for pyclipper and ``cv2.fillPoly``; axis-aligned
+rectangles are shrunk and filled in closed form, with pyclipper's and cv2.fillPoly's result."""
 
 from __future__ import annotations
 
@@ -72,10 +71,6 @@ def _as_points(polygon: np.ndarray) -> np.ndarray:
 
 def _outlines(points: np.ndarray, counts: np.ndarray) -> tuple[list[np.ndarray | None], np.ndarray, np.ndarray]:
     """``outlines``, ``is_rect`` and ``rects`` of ``PolygonBatch`` for flat ``points`` / ``counts``."""
-    is_rect = np.zeros(len(counts), dtype=bool)
-    rects = np.zeros((len(counts), 4), dtype=np.int64)
-    if not len(points):
-        return [None] * len(counts), is_rect, rects
     in_range = np.abs(points) <= MAX_COORD  # False for NaN and inf
     valid_point = in_range[:, 0] & in_range[:, 1]
     ends = np.cumsum(counts)
@@ -84,23 +79,20 @@ def _outlines(points: np.ndarray, counts: np.ndarray) -> tuple[list[np.ndarray |
     valid = (invalid_before[ends] == invalid_before[starts]) & (counts > 0)
     fixed = np.rint(np.where(valid_point[:, None], points, 0) * np.float32(FIXED_ONE)).astype(np.int32)
     outlines = [fixed[a:b] if ok else None for a, b, ok in zip(starts.tolist(), ends.tolist(), valid.tolist())]
+    # rectangles: axis-aligned quads of positive area, their four closed steps alternately horizontal and vertical
     quads = np.flatnonzero(valid & (counts == 4))
-    if len(quads):
-        corners = fixed[starts[quads, None] + np.arange(4)]
-        rect = _rectangles(corners)
-        is_rect[quads[rect]] = True
-        rects[quads[rect]] = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)[rect]
-    return outlines, is_rect, rects
-
-
-def _rectangles(outlines: np.ndarray) -> np.ndarray:
-    """(K,) bool: which (K, 4, 2) closed outlines are axis-aligned rectangles of positive area."""
-    step = outlines[:, [1, 2, 3, 0]] - outlines
+    corners = fixed[starts[quads, None] + np.arange(4)]
+    step = corners[:, [1, 2, 3, 0]] - corners
     horizontal = (step[:, :, 1] == 0) & (step[:, :, 0] != 0)
     vertical = (step[:, :, 0] == 0) & (step[:, :, 1] != 0)
     alternating = horizontal[:, 0] == horizontal[:, 2]
     alternating &= (horizontal[:, 1] == horizontal[:, 3]) & (horizontal[:, 0] != horizontal[:, 1])
-    return np.all(horizontal | vertical, axis=1) & alternating
+    rect = np.all(horizontal | vertical, axis=1) & alternating
+    is_rect = np.zeros(len(counts), dtype=bool)
+    rects = np.zeros((len(counts), 4), dtype=np.int64)
+    is_rect[quads[rect]] = True
+    rects[quads[rect]] = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)[rect]
+    return outlines, is_rect, rects
 
 
 def inset_rectangles(bounds: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,50 +108,11 @@ def inset_rectangles(bounds: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarra
     return sides, (sides[:, 0] < sides[:, 2]) & (sides[:, 1] < sides[:, 3])
 
 
-def _candidates(
-    point_list: list[np.ndarray], usable: np.ndarray, shrink_ratio: float, min_text_size: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(P,) bool: usable polygons with D >= ``MIN_OFFSET`` and a minAreaRect at least ``min_text_size`` wide;
-    (P,) D = area * (1 - r^2) / perimeter of those."""
-    candidate = np.zeros(len(point_list), dtype=bool)
-    offsets = np.zeros(len(point_list), dtype=np.float64)
-    for i in np.flatnonzero(usable).tolist():
-        points = point_list[i]
-        perimeter = cv2.arcLength(points, True)
-        area = abs(cv2.contourArea(points))
-        offset = area * (1.0 - shrink_ratio * shrink_ratio) / perimeter if perimeter > 0.0 else 0.0
-        if offset >= MIN_OFFSET and min(cv2.minAreaRect(points)[1]) >= min_text_size:
-            candidate[i], offsets[i] = True, offset
-    return candidate, offsets
-
-
-def _kernels(
-    outlines: list[np.ndarray | None], is_rect: np.ndarray, rects: np.ndarray, candidate: np.ndarray,
-    offsets: np.ndarray,
-) -> tuple[np.ndarray, list[tuple[np.ndarray, ...]], np.ndarray]:
-    """The candidates shrunk by their D: (P,) bool ``kept`` (something is left), ``kernels``, ``kernel_rects``."""
-    kept = np.zeros(len(outlines), dtype=bool)
-    kernel_rects = np.zeros_like(rects)
-    rect_index = np.flatnonzero(candidate & is_rect)
-    insets, nonempty = inset_rectangles(rects[rect_index], offsets[rect_index])
-    kept[rect_index[nonempty]] = True
-    kernel_rects[rect_index[nonempty]] = insets[nonempty]
-    kernels: list[tuple[np.ndarray, ...]] = [()] * len(outlines)
-    others = np.flatnonzero(candidate & ~is_rect).tolist()
-    if others:
-        clipper = new_clipper(FIXED_SHIFT)
-        for i in others:
-            clipper.Clear()
-            clipper.AddPath(outlines[i].tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
-            kernels[i] = tuple(np.array(path, dtype=np.int32) for path in clipper.Execute(-offsets[i] * FIXED_ONE))
-            kept[i] = bool(kernels[i])
-    return kept, kernels, kernel_rects
-
-
 def prepare_polygons(
     polygons: Sequence[np.ndarray], ignore: Sequence[bool] | None, shrink_ratio: float, min_text_size: float,
 ) -> PolygonBatch:
-    """Validate polygons, compute D and the shrunk outlines (``ignore``, same length, flags polygons)."""
+    """Validate polygons, compute D and the shrunk outlines (``ignore``, same length, flags polygons). A polygon is
+    kept when usable, with D >= ``MIN_OFFSET``, a minAreaRect at least ``min_text_size`` wide and a shrunk outline."""
     flags = np.zeros(len(polygons), dtype=bool) if ignore is None else np.array([bool(f) for f in ignore], bool)
     if len(flags) != len(polygons):
         raise ValueError(f"ignore has {len(flags)} flags for {len(polygons)} polygons")
@@ -167,9 +120,26 @@ def prepare_polygons(
     counts = np.array([len(p) for p in point_list], dtype=np.int64)
     points = np.concatenate(point_list) if point_list else np.zeros((0, 2), dtype=np.float32)
     outlines, is_rect, rects = _outlines(points, counts)
-    drawable = np.array([outline is not None for outline in outlines], dtype=bool)
-    candidate, offsets = _candidates(point_list, drawable & ~flags & (counts >= 3), shrink_ratio, min_text_size)
-    kept, kernels, kernel_rects = _kernels(outlines, is_rect, rects, candidate, offsets)
+    usable = np.array([outline is not None for outline in outlines], dtype=bool) & ~flags & (counts >= 3)
+    kept = np.zeros(len(polygons), dtype=bool)
+    offsets = np.zeros(len(polygons), dtype=np.float64)
+    kernels: list[tuple[np.ndarray, ...]] = [()] * len(polygons)
+    clipper = new_clipper(FIXED_SHIFT)
+    for i in np.flatnonzero(usable).tolist():
+        perimeter = cv2.arcLength(point_list[i], True)
+        area = abs(cv2.contourArea(point_list[i]))
+        offset = area * (1.0 - shrink_ratio * shrink_ratio) / perimeter if perimeter > 0.0 else 0.0
+        if not (offset >= MIN_OFFSET and min(cv2.minAreaRect(point_list[i])[1]) >= min_text_size):
+            continue
+        offsets[i] = offset
+        if not is_rect[i]:  # rectangles are shrunk together below
+            clipper.Clear()
+            clipper.AddPath(outlines[i].tolist(), pyclipper.JT_ROUND, pyclipper.ET_CLOSEDPOLYGON)
+            kernels[i] = tuple(np.array(path, dtype=np.int32) for path in clipper.Execute(-offset * FIXED_ONE))
+            kept[i] = bool(kernels[i])
+    rect_index = np.flatnonzero(is_rect & (offsets > 0))
+    kernel_rects = np.zeros_like(rects)
+    kernel_rects[rect_index], kept[rect_index] = inset_rectangles(rects[rect_index], offsets[rect_index])
     offsets[~kept] = 0.0
     return PolygonBatch(points, counts, outlines, is_rect, rects, ~kept, offsets, kernels, kernel_rects)
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ocr.config.checks import BATCH_SIZE_KEY, DEFAULT_CONFIGS_DIR, IMAGE_SIZE_KEY, MODEL_KEY, discrete_values
+from ocr.config.checks import (BATCH_SIZE_KEY, CROP_KEY, DEFAULT_CONFIGS_DIR, IMAGE_SIZE_KEY, MODEL_KEY, discrete_values,
+                               train_size)
 from ocr.training.memory import Footprint, footprint
 
 # Share of free GPU memory left out of the plan: allocator fragmentation, cuDNN workspaces, the gradients of
@@ -62,7 +63,7 @@ def initial_plan(cfg: DictConfig) -> BatchPlan:
     if free is None:
         return plan_batch(cfg.batch_size, None)
     model = footprint(OmegaConf.to_container(cfg.models, resolve=True), cfg.trainer.precision, log.info)
-    plan = plan_batch(cfg.batch_size, batch_cap(model, cfg.image_size, free * 2**30))
+    plan = plan_batch(cfg.batch_size, batch_cap(model, train_size(cfg), free * 2**30))
     if plan.used < plan.requested:
         log.info("batch_size=%d capped to %d x %d accumulation steps for %.1f GiB of free GPU memory",
                  plan.requested, plan.used, plan.accumulate, free)
@@ -71,27 +72,30 @@ def initial_plan(cfg: DictConfig) -> BatchPlan:
 
 def cap_table(params: dict[str, Any], free_gib: float | None, device: str | None,
               configs_dir: Path = DEFAULT_CONFIGS_DIR) -> str:
-    """Batch caps for every model x image size (x precision, when swept) of a sweep (`params`: its parameters and
-    fixed overrides) on the visible GPU, or on reference cards when none is visible."""
+    """Batch caps for every model x training input size (the crop size when crops are on, else the image size) (x
+    precision, when swept) of a sweep (`params`: its parameters and fixed overrides) on the visible GPU, or on
+    reference cards when none is visible."""
     cfg = sweep_base_config(params, configs_dir)
     values = lambda key, default: discrete_values(params.get(key, {})) or [default]  # noqa: E731
     precisions = values(PRECISION_KEY, cfg.trainer.precision)
+    crops = [c for c in values(CROP_KEY, cfg.data.augment.get("crop_size")) if c is not None]
+    sizes, size_name = (crops, "crop_size") if crops else (values(IMAGE_SIZE_KEY, cfg.image_size), "image_size")
     swept = ["precision"] if len(precisions) > 1 else []
     batches = [int(b) for b in values(BATCH_SIZE_KEY, cfg.batch_size)]
     cards = [free_gib] if free_gib is not None else list(REFERENCE_CARDS_GIB)
     if free_gib is not None:
         head = (f"batch caps for {device} ({free_gib:.1f} GiB free) from the memory model, margin {MARGIN:.0%}; "
                 "a larger batch runs as cap x accumulation:")
-        rows = [["model", "image_size", *swept, "fixed GiB", "GiB/image", "cap", *(f"bs {b} ->" for b in batches)]]
+        rows = [["model", size_name, *swept, "fixed GiB", "GiB/image", "cap", *(f"bs {b} ->" for b in batches)]]
     else:
         head = ("no CUDA GPU visible: trials on the CPU use the requested batch size; the caps the memory model "
                 f"gives on cards of {' and '.join(f'{c:g}' for c in cards)} GiB (margin {MARGIN:.0%}):")
-        rows = [["model", "image_size", *swept, "fixed GiB", "GiB/image", *(f"{c:g} GiB" for c in cards)]]
+        rows = [["model", size_name, *swept, "fixed GiB", "GiB/image", *(f"{c:g} GiB" for c in cards)]]
     base = OmegaConf.to_container(cfg.models, resolve=True)
     for name in values(MODEL_KEY, cfg.models.encoder.model_name):
         for precision in precisions:
             model = footprint({**base, "encoder": {**base["encoder"], "model_name": name}}, precision, say_stderr)
-            for size in map(int, values(IMAGE_SIZE_KEY, cfg.image_size)):
+            for size in map(int, sizes):
                 caps = [batch_cap(model, size, gib * 2**30) for gib in cards]
                 plans = [plan_batch(b, caps[0]) for b in batches] if free_gib is not None else []
                 gib = [f"{model.training(size, 0) / 2**30:.2f}", f"{model.per_pixel * size**2 / 2**30:.2f}"]

@@ -34,10 +34,11 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         raise cause if isinstance(cause, UserError) else err
 
 
-def build_model(models: DictConfig) -> DBNet:
-    """DBNet from the `models` config group (decoder and head are partials completed with channel counts), its
-    weights in channels-last layout when `models.channels_last` is set."""
-    model = build_dbnet(build(models.encoder), build(models.decoder), build(models.head))
+def build_model(models: DictConfig, pretrained: bool = True) -> DBNet:
+    """DBNet from the `models` config group (decoder and head are partials completed with channel counts), in
+    channels-last layout when `models.channels_last` is set; `pretrained=False`: random encoder, no download."""
+    encoder = build(models.encoder) if pretrained else build(models.encoder, pretrained=False, weights_file=None)
+    model = build_dbnet(encoder, build(models.decoder), build(models.head))
     return model.to(memory_format=torch.channels_last) if models.get("channels_last") else model
 
 
@@ -70,8 +71,7 @@ def build_logger(cfg: DictConfig, run_dir: Path) -> L.pytorch.loggers.Logger | b
 
 
 def log_interval(trainer: DictConfig, batches: int) -> int:
-    """`trainer.log_every_n_steps`, lowered to the training batches of an epoch (after `limit_train_batches`)
-    so that every epoch logs its training steps."""
+    """`trainer.log_every_n_steps`, at most an epoch's training batches (after `limit_train_batches`)."""
     limit = trainer.get("limit_train_batches")
     if isinstance(limit, float):
         batches = int(batches * limit)

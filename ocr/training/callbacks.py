@@ -1,5 +1,5 @@
-"""Callbacks that let a sweep controller watch and stop a run through files (see docs/ARCHITECTURE.md); under DDP
-rank zero writes, and the ranks stop together."""
+"""Callbacks through which a sweep controller watches and stops a run (files, see docs/ARCHITECTURE.md), and the
+epoch log line; under DDP rank zero writes, and the ranks stop together."""
 
 from __future__ import annotations
 
@@ -31,9 +31,8 @@ def append_json_line(path: Path, record: dict) -> None:
 
 
 class MetricsFile(L.Callback):
-    """Appends `{"epoch": n, <metrics>}` after every validation of `fit` (no-op when `path` is None), on rank zero.
-    A fit resumed from a checkpoint first appends `{"restart": true, "from_epoch": n}`: readers drop the epochs
-    from its first epoch n on, logged before the interruption after the checkpoint was written."""
+    """Appends `{"epoch": n, <metrics>}` after every validation of `fit` to `path` (if given). A resumed fit first
+    appends `{"restart": true, "from_epoch": n}`: readers drop the epochs from n on, logged before the interruption."""
 
     def __init__(self, path: str | None = None) -> None:
         self.path = Path(path) if path else None
@@ -49,9 +48,8 @@ class MetricsFile(L.Callback):
 
 
 class StopFile(L.Callback):
-    """Stops training once `path` exists, checked before every training step and after each validation, so a run
-    stops within one step of a sweep controller's decision; the stopped epoch's few steps are not validated (its
-    best checkpoint is). Under DDP every rank stops at the same step once one of them sees the file."""
+    """Stops training within one step once `path` exists (checked before every training step and after validation,
+    on every rank at once); the stopped epoch's few steps are not validated."""
 
     def __init__(self, path: str | None = None) -> None:
         self.path = Path(path) if path else None

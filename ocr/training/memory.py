@@ -1,6 +1,5 @@
 """Memory model of DBNet training: fp32 weights, gradients and Adam's two moments, plus the activations autograd
-saves for backward, measured on the CPU at two small sizes (linear in pixel count) and cached per model, precision,
-timm and torch version."""
+saves for backward, measured on the CPU at two small sizes and cached per model, precision, timm and torch version."""
 
 from __future__ import annotations
 
@@ -15,8 +14,7 @@ from typing import Any
 
 PROBE_SIZES = (64, 128)  # multiples of 32 (HRNet's coarsest stride): saved bytes are then linear in pixel count
 PARAM_BYTES = 4 * 4  # fp32 per parameter: the weight, its gradient, Adam's (or AdamW's) two moments
-# autocast: half-width activations for its low-precision ops; other precisions are measured as fp32 (for bf16-true
-# and 16-true an upper bound)
+# autocast: half-width activations for its low-precision ops; others are measured as fp32 (for *-true an upper bound)
 MIXED = {"bf16-mixed", "16-mixed", "bf16", "16"}
 CACHE_ENV = "OCR_MEMORY_CACHE"  # path of the cache file (default ~/.cache/ocr-hrnet-sweep/memory.json)
 
@@ -101,8 +99,8 @@ def read_cache() -> dict[str, Any]:
 
 
 def footprint(models: dict[str, Any], precision: Any, say: Callable[[str], None] | None = None) -> Footprint:
-    """The cached footprint of the DBNet of `models` (a resolved `models` config) at `precision`; measured on the
-    CPU (a few seconds, `say` tells) and cached when not there yet."""
+    """The footprint of the DBNet of `models` (a resolved `models` config) at `precision`, from the cache, else
+    measured on the CPU (a few seconds, `say` tells) and cached."""
     key = cache_key(models, precision)
     if key in (cached := read_cache()):
         return Footprint(**cached[key])
@@ -114,10 +112,9 @@ def footprint(models: dict[str, Any], precision: Any, say: Callable[[str], None]
     if say:
         say(f"measuring the training memory of {models['encoder']['model_name']} ({precision}) on the CPU, "
             f"once (cached in {cache_path()})")
-    plain = {**models, "encoder": {**models["encoder"], "pretrained": False, "weights_file": None}}
     with torch.random.fork_rng(devices=[]):  # the run's seeded weights do not depend on the cache
-        node = OmegaConf.create(plain)
-        found = fit(build_model(node), build(node.loss), is_mixed(precision))
+        node = OmegaConf.create(models)
+        found = fit(build_model(node, pretrained=False), build(node.loss), is_mixed(precision))
     path = cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,9 @@
 """Lightning module: DB loss in training, post-processing + CLEval (mean of per-image scores) in validation.
-
-Under DDP each rank post-processes and scores its share of the validation images; the per-image scores of every
-rank are gathered, so each rank logs the same CLEval figures, those of one device."""
+Under DDP the per-image scores of every rank are gathered, so each rank logs those of one device."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -21,16 +19,14 @@ from ocr.models.dbnet import DBNet
 from ocr.models.loss import DBLoss
 
 
-def probability_maps(prob_logits: torch.Tensor) -> np.ndarray:
-    """(B,1,H,W) logits -> (B,H,W) float32 probabilities on the CPU, rounded through float16 on the device:
-    the precision maps are cached at, so a cached map post-processes to the same polygons."""
-    return torch.sigmoid(prob_logits.float()).squeeze(1).half().float().cpu().numpy()
-
-
-def crop_valid(prob: np.ndarray, meta: dict) -> np.ndarray:
-    """The unpadded region of one probability map (a view)."""
-    h, w = meta["valid_hw"]
-    return prob[:h, :w]
+def postprocess_batch(prob_logits: torch.Tensor, metas: Sequence[dict], postprocess: Callable
+                      ) -> Iterator[tuple[dict, np.ndarray, list[np.ndarray]]]:
+    """(meta, float32 probability map cropped to the image, polygons) per image of a batch. The maps are rounded
+    through float16 on the device, the precision they are cached at, so a cached map gives the same polygons."""
+    probs = torch.sigmoid(prob_logits.float()).squeeze(1).half().float().cpu().numpy()
+    for prob, meta in zip(probs, metas):
+        h, w = meta["valid_hw"]
+        yield meta, prob[:h, :w], postprocess(prob[:h, :w], meta["scale"], orig_hw=meta["orig_hw"])[0]
 
 
 def denormalize(chw: np.ndarray) -> np.ndarray:
@@ -39,9 +35,8 @@ def denormalize(chw: np.ndarray) -> np.ndarray:
     return np.clip(hwc * 255.0, 0, 255).astype(np.uint8)
 
 
-def draw_polygons(
-    rgb: np.ndarray, true: Sequence[np.ndarray], predicted: Sequence[np.ndarray], scale: float = 1.0
-) -> np.ndarray:
+def draw_polygons(rgb: np.ndarray, true: Sequence[np.ndarray], predicted: Sequence[np.ndarray], scale: float = 1.0
+                  ) -> np.ndarray:
     """Copy of `rgb` with `true` in green and `predicted` in red; polygons are multiplied by `scale` first."""
     canvas = np.ascontiguousarray(rgb).copy()
     thickness = max(1, round(max(canvas.shape[:2]) / 500))
@@ -54,15 +49,9 @@ def draw_polygons(
 class DBNetModule(L.LightningModule):
     """Trains `model` with `loss`; validation logs val/loss* and val/cleval_{recall,precision,hmean}."""
 
-    def __init__(
-        self,
-        model: DBNet,
-        loss: DBLoss,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
-        metric_workers: int = 1,
-        log_val_images: int = 4,
-    ) -> None:
+    def __init__(self, model: DBNet, loss: DBLoss, optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None, metric_workers: int = 1,
+                 log_val_images: int = 4) -> None:
         super().__init__()
         self.model, self.loss = model, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -74,14 +63,9 @@ class DBNetModule(L.LightningModule):
         self.checkpoint_epoch: int | None = None
 
     def _log_losses(self, stage: str, losses: dict[str, torch.Tensor], batch_size: int) -> None:
-        self.log_dict(
-            {f"{stage}/{name}": value.detach() for name, value in losses.items()},
-            on_step=stage == "train",
-            on_epoch=True,
-            prog_bar=False,
-            batch_size=batch_size,
-            sync_dist=True,  # the mean over every rank's batches (nothing to sync on one device)
-        )
+        # sync_dist: the mean over every rank's batches (nothing to sync on one device)
+        self.log_dict({f"{stage}/{name}": value.detach() for name, value in losses.items()}, on_step=stage == "train",
+                      on_epoch=True, prog_bar=False, batch_size=batch_size, sync_dist=True)
         self.log(f"{stage}_loss", losses["loss"].detach(), prog_bar=True, logger=False, batch_size=batch_size,
                  sync_dist=True)
 
@@ -97,12 +81,10 @@ class DBNetModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self.model(batch["images"], with_threshold=True)
         self._log_losses("val", self.loss(out, batch), len(batch["images"]))
-        postprocess = self.model.head.postprocess
         samples = []
-        for i, (prob, meta) in enumerate(zip(probability_maps(out["prob_logits"]), batch["meta"])):
-            cropped = crop_valid(prob, meta)
-            polygons, _ = postprocess(cropped, meta["scale"], orig_hw=meta["orig_hw"])
-            self.val_maps.append((meta, cropped.astype(np.float16) if self.keep_maps else None))  # exact
+        images = postprocess_batch(out["prob_logits"], batch["meta"], self.model.head.postprocess)
+        for i, (meta, prob, polygons) in enumerate(images):
+            self.val_maps.append((meta, prob.astype(np.float16) if self.keep_maps else None))  # exact
             samples.append((meta["gt_polygons"], meta["gt_texts"], polygons))
             if len(self.val_images) < self.log_val_images:
                 h, w = meta["valid_hw"]
@@ -147,4 +129,5 @@ class DBNetModule(L.LightningModule):
         optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"}}
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

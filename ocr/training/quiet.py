@@ -11,14 +11,13 @@ LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "ligh
 LIGHTNING_INFO = "lightning.pytorch.utilities.rank_zero"  # the logger of Lightning's info lines (devices, tips)
 
 
-def _not_a_tip(record: logging.LogRecord) -> bool:
-    """False for Lightning's "💡 Tip: ... try installing litlogger / litmodels" advertisements."""
+def _not_a_tip(record: logging.LogRecord) -> bool:  # "💡 Tip: ... try installing litlogger / litmodels"
     return not str(record.msg).startswith("💡 Tip:")
 
 
 def quiet_lightning() -> None:
-    """Lightning's lines through the root logger's handlers (Hydra's console and train.log) when it has some;
-    no litlogger/litmodels tips; no `LeafSpec` deprecation warning from Lightning's own code."""
+    """Lightning's lines through the root logger's handlers (Hydra's console and train.log) when it has some; no
+    tips; no `LeafSpec` deprecation warning from Lightning's own code."""
     if logging.getLogger().handlers:
         for name in LIGHTNING_LOGGERS:  # the plain stderr handlers Lightning adds on import
             logger = logging.getLogger(name)

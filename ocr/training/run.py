@@ -1,7 +1,5 @@
 """One training run from a composed config: instantiate, fit, validate the best checkpoint, write the outputs.
-
-Under DDP (`trainer.devices` > 1) every rank runs `train`; the run's files, the W&B summary and `after_fit` are
-rank zero's."""
+Under DDP every rank runs `train`; the run's files, the W&B summary and `after_fit` are rank zero's."""
 
 from __future__ import annotations
 
@@ -32,7 +30,7 @@ from ocr.utils.errors import UserError
 log = logging.getLogger(__name__)
 AfterFit = Callable[[Path, Any], dict[str, Any]]
 RESUME_ENV = "OCR_RESUME"  # 1: a sweep agent starts an interrupted trial again in its run directory
-LAST_CHECKPOINT = BEST_CHECKPOINT.parent / "last.ckpt"  # ModelCheckpoint(save_last=True): the latest validated epoch
+LAST_CHECKPOINT = BEST_CHECKPOINT.parent / "last.ckpt"  # ModelCheckpoint(save_last=True): the last validated epoch
 
 
 def train(cfg: DictConfig, run_dir: Path, after_fit: AfterFit | None = None) -> dict[str, Any]:
@@ -68,8 +66,7 @@ def write_outputs(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], logge
         metrics.update(after_fit(run_dir, logger))
     metrics["wandb_run_id"] = logger.version if logger else None  # post-training commands log to this run
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    if cfg.callbacks.get("metrics_file") and cfg.callbacks.metrics_file.path:
-        append_json_line(Path(cfg.callbacks.metrics_file.path), {"final": True, **metrics})
+    append_to_metrics_file(cfg, {"final": True, **metrics})
     if logger:
         logger.experiment.summary.update({k: v for k, v in metrics.items() if v is not None})
 
@@ -77,7 +74,8 @@ def write_outputs(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], logge
 def fit_with_oom_retry(cfg: DictConfig, run_dir: Path, logger: Any, datamodule: ReceiptDataModule) -> dict[str, Any]:
     """`fit` (from the last checkpoint when resuming), retried from scratch with half the batch (and twice the
     accumulation) after each out-of-memory error."""
-    plan, ckpt_path = initial_plan(cfg), resume_checkpoint(run_dir)
+    plan, last = initial_plan(cfg), run_dir / LAST_CHECKPOINT
+    ckpt_path = str(last) if os.environ.get(RESUME_ENV) == "1" and last.is_file() else None
     while True:
         try:
             return fit(cfg, run_dir, plan, logger, datamodule, ckpt_path)
@@ -86,22 +84,16 @@ def fit_with_oom_retry(cfg: DictConfig, run_dir: Path, logger: Any, datamodule: 
                 raise
             smaller = halve(plan)
             if smaller is None:
-                raise UserError(
-                    f"CUDA out of memory at batch 1 with image_size={cfg.image_size} and "
-                    f"{cfg.models.encoder.model_name}; use a smaller image_size or model, or precision=bf16-mixed"
-                ) from None
+                raise UserError(f"CUDA out of memory at batch 1 with image_size={cfg.image_size} and "
+                                f"{cfg.models.encoder.model_name}; use a smaller image_size or model, or "
+                                "precision=bf16-mixed") from None
             log.warning("CUDA out of memory at batch %d: retrying with batch %d x %d accumulation steps",
                         plan.used, smaller.used, smaller.accumulate)
             plan, ckpt_path = smaller, None
-            restart_metrics_file(cfg, plan)
+            # readers of the metrics file drop the failed attempt's epochs: the retry logs from epoch 0
+            append_to_metrics_file(cfg, {"restart": True, "batch/used": plan.used})
             garbage_collection_cuda()
             L.seed_everything(cfg.seed, workers=True, verbose=False)
-
-
-def resume_checkpoint(run_dir: Path) -> str | None:
-    """The run directory's last checkpoint when `OCR_RESUME=1` and there is one; else None (train from scratch)."""
-    last = run_dir / LAST_CHECKPOINT
-    return str(last) if os.environ.get(RESUME_ENV) == "1" and last.is_file() else None
 
 
 def caused_by_oom(err: BaseException | None) -> bool:
@@ -116,15 +108,16 @@ def caused_by_oom(err: BaseException | None) -> bool:
 
 
 @rank_zero_only
-def restart_metrics_file(cfg: DictConfig, plan: BatchPlan) -> None:
-    """Mark the metrics file so that its readers drop the failed attempt's epochs: the retry logs from epoch 0."""
+def append_to_metrics_file(cfg: DictConfig, record: dict[str, Any]) -> None:
+    """Append `record` to the metrics file a sweep controller reads, when the run has one."""
     if cfg.callbacks.get("metrics_file") and cfg.callbacks.metrics_file.path:
-        append_json_line(Path(cfg.callbacks.metrics_file.path), {"restart": True, "batch/used": plan.used})
+        append_json_line(Path(cfg.callbacks.metrics_file.path), record)
 
 
 def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule: ReceiptDataModule,
         ckpt_path: str | None = None) -> dict[str, Any]:
-    """Train with `plan` (continuing from `ckpt_path` if given), then validate the best checkpoint (caching its maps when asked); its metrics."""
+    """Train with `plan` (from `ckpt_path` if given), then validate the best checkpoint (caching its maps when asked);
+    returns its metrics."""
     datamodule.batch_size = plan.used
     module = build_module(cfg)
     trainer = build_trainer(cfg, run_dir, plan, logger, len(datamodule.datasets["train"]))
@@ -150,20 +143,19 @@ def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule
                 final = trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
     if module.keep_maps:
         write_rank_caches(run_dir, module.val_maps, trainer.strategy)
-    stop = next((cb for cb in trainer.callbacks if isinstance(cb, StopFile)), None)
+    stopped = terminated or any(isinstance(cb, StopFile) and cb.stopped_early for cb in trainer.callbacks)
     return {
         **{k: float(v) for k, v in final.items() if k.startswith("val/")},
         "best_epoch": module.checkpoint_epoch if best else None,
         "epochs_run": trainer.current_epoch,
         "best_checkpoint": best,
-        "stopped_early": terminated or bool(stop and stop.stopped_early),
+        "stopped_early": stopped,
         **batch,
     }
 
 
 def with_absolute_data_paths(cfg: DictConfig) -> DictConfig:
-    """A resolved copy of `cfg` whose dataset folders are absolute, so that a run directory's config.yaml finds
-    its data from any working directory (`tune-postprocess`, `predict`, ...)."""
+    """A resolved copy of `cfg` with absolute dataset folders: a run's config.yaml finds its data from anywhere."""
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     for key in ("dataset_base_path", "data.dataset_base_path", "data.synthetic.dir"):
         value = OmegaConf.select(out, key, default=None)

@@ -1,6 +1,6 @@
-"""The validation cache (RUN_DIR/val_cache/): ``maps.f16``, the best checkpoint's probability maps (float16, as
-validation rounds them, cropped to the image) concatenated; ``index.json``, per image its name, offset and shape
-there, ``scale``, ``orig_hw``, ground-truth polygons (original image coordinates) and transcriptions."""
+"""The validation cache (RUN_DIR/val_cache/): ``maps.f16``, the best checkpoint's probability maps (float16, cropped
+to the image) concatenated; ``index.json``, per image its name, offset and shape there, ``scale``, ``orig_hw``,
+ground-truth polygons (original image coordinates) and transcriptions."""
 
 from __future__ import annotations
 
@@ -41,8 +41,8 @@ def cache_dir(run_dir: Path) -> Path:
 
 
 def write_val_cache(run_dir: Path, items: Iterable[tuple[dict, np.ndarray]]) -> Path:
-    """Write `items` = (meta, float16 map cropped to ``meta["valid_hw"]``) as `run_dir`'s cache, replacing any
-    older one at once (written under a temporary name, then renamed); returns its dir."""
+    """Write `items` = (sample meta, map cropped to the image) as `run_dir`'s cache, replacing any older one at once
+    (written under a temporary name, then renamed); returns its dir."""
     target = cache_dir(run_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{CACHE_DIR}-", dir=target.parent))
@@ -51,18 +51,11 @@ def write_val_cache(run_dir: Path, items: Iterable[tuple[dict, np.ndarray]]) -> 
         with (tmp / MAPS_FILE).open("wb") as fh:
             for meta, prob in items:
                 prob = np.ascontiguousarray(prob, dtype=np.float16)
-                if prob.ndim != 2:
-                    raise ValueError(f"{meta.get('image_name')}: map must be (h, w), got shape {prob.shape}")
                 fh.write(prob.tobytes())
-                entries.append({
-                    "name": str(meta["image_name"]),
-                    "offset": offset,
-                    "shape": list(prob.shape),
-                    "scale": float(meta["scale"]),
-                    "orig_hw": [int(v) for v in meta["orig_hw"]],
-                    "gt_polygons": [np.float32(p).reshape(-1, 2).tolist() for p in meta["gt_polygons"]],  # exact
-                    "gt_texts": [t if isinstance(t, str) else None for t in meta["gt_texts"]],
-                })
+                entries.append({"name": str(meta["image_name"]), "offset": offset, "shape": list(prob.shape),
+                                "scale": float(meta["scale"]), "orig_hw": [int(v) for v in meta["orig_hw"]],
+                                "gt_polygons": [np.float32(p).reshape(-1, 2).tolist() for p in meta["gt_polygons"]],
+                                "gt_texts": [t if isinstance(t, str) else None for t in meta["gt_texts"]]})
                 offset += prob.size
         index = {"format": FORMAT_VERSION, "dtype": "float16", "images": entries}
         (tmp / INDEX_FILE).write_text(json.dumps(index), encoding="utf-8")
@@ -77,16 +70,9 @@ def write_val_cache(run_dir: Path, items: Iterable[tuple[dict, np.ndarray]]) -> 
     return target
 
 
-def sample_meta(image: CachedImage) -> dict:
-    """The sample metadata `write_val_cache` reads, of a cached image."""
-    return {"image_name": image.name, "scale": image.scale, "orig_hw": image.orig_hw,
-            "gt_polygons": image.gt_polygons, "gt_texts": image.gt_texts}
-
-
 def write_rank_caches(run_dir: Path, items: Iterable[tuple[dict, np.ndarray]], strategy: Any) -> None:
-    """`write_val_cache` under a Lightning `strategy` of one or more ranks on one machine: each rank writes its images
-    to RUN_DIR/.rank<r>/; after a barrier rank zero merges them into the cache (each image once, sorted by name, as
-    one device writes it) and removes the parts."""
+    """`write_val_cache` under a Lightning `strategy`: each rank writes its images to RUN_DIR/.rank<r>/, then rank
+    zero merges them into the cache (each image once, sorted by name, as one device writes it)."""
     if strategy.world_size == 1:
         write_val_cache(run_dir, items)
         return
@@ -95,7 +81,8 @@ def write_rank_caches(run_dir: Path, items: Iterable[tuple[dict, np.ndarray]], s
     strategy.barrier()
     if strategy.is_global_zero:
         images = {image.name: image for part in parts for image in load_val_cache(part)}
-        write_val_cache(run_dir, ((sample_meta(image), image.prob) for _, image in sorted(images.items())))
+        # the sample meta write_val_cache reads: a cached image's fields, its name as `image_name`
+        write_val_cache(run_dir, (({**vars(im), "image_name": name}, im.prob) for name, im in sorted(images.items())))
         for part in parts:
             shutil.rmtree(part)
 
@@ -103,10 +90,10 @@ def write_rank_caches(run_dir: Path, items: Iterable[tuple[dict, np.ndarray]], s
 def load_val_cache(run_dir: Path) -> list[CachedImage]:
     """The cached images of `run_dir`; maps are read-only memory maps (cheap to open in many worker processes)."""
     path = cache_dir(run_dir)
-    index_path, maps_path = path / INDEX_FILE, path / MAPS_FILE
-    if not (index_path.is_file() and maps_path.is_file()) and not (Path(run_dir) / BEST_CHECKPOINT).is_file():
-        raise UserError(f"no validation cache in {path}, and the run has no checkpoint ({Path(run_dir) / BEST_CHECKPOINT} "
-                        "is missing: the run failed or is still running); pass a run that finished a validation epoch")
+    index_path, maps_path, checkpoint = path / INDEX_FILE, path / MAPS_FILE, Path(run_dir) / BEST_CHECKPOINT
+    if not (index_path.is_file() and maps_path.is_file()) and not checkpoint.is_file():
+        raise UserError(f"no validation cache in {path}, and the run has no checkpoint ({checkpoint} is missing: the "
+                        "run failed or is still running); pass a run that finished a validation epoch")
     if not (index_path.is_file() and maps_path.is_file()):
         raise UserError(f"no validation cache in {path}: build it from the run's best checkpoint with "
                         f"`python wandb_sweep.py build-cache {run_dir}` (runs one validation pass)")
@@ -114,23 +101,16 @@ def load_val_cache(run_dir: Path) -> list[CachedImage]:
         index = json.loads(index_path.read_text(encoding="utf-8"))
         if index.get("format") != FORMAT_VERSION:
             raise ValueError(f"format {index.get('format')!r}, expected {FORMAT_VERSION}")
-        total = sum(int(np.prod(e["shape"])) for e in index["images"])
+        total = sum(e["shape"][0] * e["shape"][1] for e in index["images"])
         flat = np.memmap(maps_path, dtype=np.float16, mode="r") if total else np.zeros(0, np.float16)
         if flat.size != total:
             raise ValueError(f"{MAPS_FILE} holds {flat.size} values, the index expects {total}")
-        images = [
-            CachedImage(
-                name=e["name"],
-                prob=flat[e["offset"] : e["offset"] + e["shape"][0] * e["shape"][1]].reshape(e["shape"]),
-                scale=float(e["scale"]),
-                orig_hw=(int(e["orig_hw"][0]), int(e["orig_hw"][1])),
-                gt_polygons=[np.asarray(p, dtype=np.float32).reshape(-1, 2) for p in e["gt_polygons"]],
-                gt_texts=list(e["gt_texts"]),
-            )
-            for e in index["images"]
-        ]
+        images = []
+        for e in index["images"]:
+            prob = flat[e["offset"] : e["offset"] + e["shape"][0] * e["shape"][1]].reshape(e["shape"])
+            polygons = [np.asarray(p, dtype=np.float32).reshape(-1, 2) for p in e["gt_polygons"]]
+            images.append(CachedImage(e["name"], prob, float(e["scale"]), tuple(e["orig_hw"]), polygons, e["gt_texts"]))
     except (ValueError, KeyError, TypeError) as err:
-        raise UserError(
-            f"validation cache {path} is unreadable ({err}); rebuild it with `python wandb_sweep.py build-cache {run_dir}`"
-        ) from None
+        raise UserError(f"validation cache {path} is unreadable ({err}); rebuild it with "
+                        f"`python wandb_sweep.py build-cache {run_dir}`") from None
     return images

@@ -1,15 +1,9 @@
 """What a dataset allows before any training: counts and problems, text size, and the hmean ceiling per image size.
 
-The *ceiling* at an image size is the CLEval score of a perfect model: each image's ground-truth probability map
-(the DB targets' own shrunk kernels, ``ocr.targets``, at that size) through the real post-processing
-(``ocr.postprocess``) and CLEval (``ocr.metrics``), averaged over the images as validation does. It is computed for
-the post-processing settings of a sweep config (each swept range at its ends and middle, listed values as they
-are), in polygon and in box mode. Words the targets leave out (shorter side under ``min_text_size``, or nothing
-left after shrinking) are *lost*: no model trained on these targets learns to find them.
-
-Images are read as the training dataset reads them (``load_split``, ``load_resized``, EXIF orientation, resize so
-the longest side is the image size); the maps are cropped to the unpadded region. A ground-truth map is 0 or 1,
-so every ``thresh`` in [0, 1) binarises it alike: one ``thresh`` is evaluated and its scores stand for all.
+The *ceiling* at an image size is the CLEval score of a perfect model: each image's ground-truth map (the DB targets'
+shrunk kernels) through the real post-processing and CLEval, averaged over the images as validation does, for the
+post-processing settings of a sweep config, in polygon and box mode. Images are read as the training dataset reads
+them. Words the targets leave out (too small, or nothing left after shrinking) are *lost*: no model learns them.
 """
 
 from __future__ import annotations
@@ -33,13 +27,12 @@ from ocr.data.transforms import ImageDecodeError, fit_scale, load_resized, orien
 from ocr.inference.tuned import PREFIX
 from ocr.metrics.cleval import ImageScore, mean_scores, prepare_ground_truth
 from ocr.metrics.scorer import process_context
-from ocr.postprocess.db_postprocess import PostprocessParams
 from ocr.sweep.engine import plain
 from ocr.targets.db_targets import allocate_targets, rasterise
 from ocr.targets.polygons import prepare_polygons
 from ocr.training.val_cache import CachedImage
 from ocr.tuning.evaluate import ImageState, score_shard
-from ocr.tuning.space import default_config_path, read_yaml, search_config, spread_values
+from ocr.tuning.space import check_values, default_config_path, ends_and_middle, read_yaml, search_config
 from ocr.utils.display import shown_path
 from ocr.utils.errors import UserError
 
@@ -55,8 +48,7 @@ Task = tuple[str, str, list[Word] | None]  # split, image path, its words (None:
 
 @dataclass(frozen=True)
 class Settings:
-    """What the ceiling is computed with: the training config's post-processing (`base`) and targets, and the
-    values a sweep config tries for each swept post-processing key (`swept`: range ends and middle)."""
+    """The training config's post-processing (`base`) and targets; the values the sweep tries per swept key."""
 
     config_path: Path
     base: dict[str, Any]
@@ -94,45 +86,23 @@ def training_config(configs_dir: Path = DEFAULT_CONFIGS_DIR) -> dict[str, Any]:
         raise UserError(f"{configs_dir}: Hydra cannot compose {CONFIG_NAME!r}: {str(err).splitlines()[0]}") from None
     finally:
         GlobalHydra.instance().clear()
-    node = OmegaConf.masked_copy(cfg, ["models", "collate_fn", "data"])
-    return OmegaConf.to_container(node, resolve=False)
-
-
-def range_values(name: str, spec: dict[str, Any], where: str) -> list[Any]:
-    """A sweep parameter's listed values, or its range's two ends and middle (geometric for log ranges;
-    integers for an integer range)."""
-    listed = discrete_values(spec)
-    if listed:
-        return listed
-    if "min" not in spec or "max" not in spec:
-        raise UserError(f"{where}: parameter {name!r} has no min/max to take ends and middle from: give min and max, "
-                        "or list values")
-    values = spread_values(spec, 3)
-    if all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("min", "max")):
-        values = sorted({int(round(v)) for v in values})
-    return values
+    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["models", "collate_fn", "data"]), resolve=False)
 
 
 def load_settings(config_path: Path | None = None, configs_dir: Path = DEFAULT_CONFIGS_DIR) -> Settings:
     """The settings of the sweep YAML at `config_path` (default: `sweep_config.yaml`) over the training config; target
     parameters the sweep fixes (one listed value) replace the training values, swept ones do not."""
     config_path = Path(config_path) if config_path else default_config_path()
-    raw = read_yaml(config_path)
-    where = str(config_path)
+    raw, where = read_yaml(config_path), str(config_path)
     cfg = training_config(configs_dir)
     base = {k: v for k, v in cfg["models"]["head"]["postprocess"].items() if not k.startswith("_")}
     parameters = raw.get("parameters") if isinstance(raw.get("parameters"), dict) else {}
     chosen = {str(k)[len(PREFIX):]: spec for k, spec in parameters.items() if str(k).startswith(PREFIX)}
     if chosen:
         search_config(raw, where, set(base), method="random")  # keys, specs and the engine's own checks
-    swept = {key: range_values(PREFIX + key, spec, where) for key, spec in chosen.items()}
+    swept = {key: ends_and_middle(PREFIX + key, spec, where) for key, spec in chosen.items()}
+    check_values(swept, base, where)
     modes = tuple(dict.fromkeys(bool(v) for v in swept.get("use_polygon", [base["use_polygon"]])))
-    for key, values in swept.items():
-        for value in values:
-            try:
-                PostprocessParams(**{**base, key: value})
-            except (UserError, TypeError) as err:
-                raise UserError(f"{where}: parameter {PREFIX + key!r}: {err}") from None
     targets = {}
     for key in TARGET_KEYS:
         fixed = discrete_values(parameters.get(f"collate_fn.{key}") or {})
@@ -177,24 +147,27 @@ class Job:
 
 @dataclass
 class ImageResult:
-    """One image: its decode error (None if it decodes) and decoder warnings; for a labelled image of the
-    inspected split, per size: its words in input pixels, each one's shorter and longer minAreaRect side, which
-    words the targets leave out, and the (recall, precision, hmean) of every setting of the job."""
+    """One image: its decode error and warnings; for the inspected split, its words (original pixels) and their
+    minAreaRect sides, and per size: the scale, the words the targets leave out, the scores of every setting."""
 
     split: str
     name: str
     error: str | None = None
     notes: list[str] = field(default_factory=list)
-    polygons: list[list[np.ndarray]] = field(default_factory=list)
-    heights: list[np.ndarray] = field(default_factory=list)
-    lengths: list[np.ndarray] = field(default_factory=list)
+    words: list[np.ndarray] = field(default_factory=list)
+    sides: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))  # (words, 2): shorter, longer
+    scales: list[float] = field(default_factory=list)
     lost: list[np.ndarray] = field(default_factory=list)
     scores: np.ndarray | None = None  # (sizes, settings, 3)
 
+    def polygons(self, k: int) -> list[np.ndarray]:
+        """The words in input pixels at the `k`-th size, as the dataset has them."""
+        return [(p * np.float32(self.scales[k])).astype(np.float32) for p in self.words]
+
 
 def measure_image(job: Job, task: Task) -> ImageResult:
-    """Decode the image of the (split, path, words) `task` at the smallest size (the decode check); with words, measure
-    and score it at each size (an undecodable image as validation scores it: a blank map without words)."""
+    """Decode the image of `task` at the smallest size (the decode check); with words, measure and score it at each
+    size (an undecodable image as validation scores it: a blank map without words)."""
     split, path, words = task
     path = Path(path)
     result = ImageResult(split, path.name)
@@ -205,45 +178,34 @@ def measure_image(job: Job, task: Task) -> ImageResult:
             result.error, loaded = str(err), None
     if words is None:
         return result
-    # the words in original pixels of the upright (EXIF-oriented) image, then in input pixels, as the dataset has them
-    gt = [orient_points(w.points, loaded.header.orientation, loaded.header.size) for w in words] if loaded else []
+    if loaded:  # the words in original pixels of the upright (EXIF-oriented) image
+        result.words = [orient_points(w.points, loaded.header.orientation, loaded.header.size) for w in words]
+        result.sides = np.array([sorted(cv2.minAreaRect(p)[1]) for p in result.words], np.float32).reshape(-1, 2)
     texts = [w.text for w in words] if loaded else []
-    truth = prepare_ground_truth(gt, texts)  # one prepared ground truth serves every size
+    truth = prepare_ground_truth(result.words, texts)  # one prepared ground truth serves every size
     scores = []
-    for size in job.sizes:
-        if loaded is None:
-            prob, scale, orig_hw, polygons, lost = np.zeros((size, size), np.float32), 1.0, (size, size), [], []
-        else:
-            scale = fit_scale(loaded.orig_hw, size)
-            polygons = [(p * np.float32(scale)).astype(np.float32) for p in gt]
-            batch = prepare_polygons(polygons, None, job.shrink_ratio, job.min_text_size)
-            maps = allocate_targets(*scaled_hw(loaded.orig_hw, scale))
-            rasterise(batch, maps)
-            prob, orig_hw, lost = maps.prob_map, loaded.orig_hw, batch.ignored
-            if not np.all((prob == 0) | (prob == 1)):
-                raise AssertionError("a ground-truth probability map must hold only 0 and 1")
-        sides = np.array([sorted(cv2.minAreaRect(p)[1]) for p in polygons], np.float32).reshape(-1, 2)
-        result.polygons.append(polygons)
-        result.heights.append(sides[:, 0])
-        result.lengths.append(sides[:, 1])
-        result.lost.append(np.asarray(lost, bool))
-        state = ImageState(CachedImage(path.name, prob, scale, orig_hw, gt, texts))
-        vars(state)["truth"] = truth  # the cached property
-        scores.append(score_shard([state], job.settings)[:, 0])
+    for k, size in enumerate(job.sizes):
+        orig_hw = loaded.orig_hw if loaded else (size, size)
+        result.scales.append(fit_scale(orig_hw, size))
+        batch = prepare_polygons(result.polygons(k), None, job.shrink_ratio, job.min_text_size)
+        maps = allocate_targets(*scaled_hw(orig_hw, result.scales[k]))
+        rasterise(batch, maps)  # a map of 0 and 1
+        result.lost.append(np.asarray(batch.ignored, bool))
+        image = CachedImage(path.name, maps.prob_map, result.scales[k], orig_hw, result.words, texts)
+        scores.append(score_shard([ImageState(image, truth)], job.settings)[:, 0])
     result.scores = np.stack(scores)
     return result
 
 
-def measure_all(tasks: list[Task], job: Job, workers: int,
-                progress: Progress | None = None) -> list[ImageResult]:
+def measure_all(tasks: list[Task], job: Job, workers: int, progress: Progress | None = None) -> list[ImageResult]:
     """`measure_image` of every (split, path, words) task, in order, over `workers` processes (1: here)."""
     workers = max(1, min(workers, len(tasks)))
     results = []
     with ExitStack() as stack:
+        mapper = map
         if workers > 1:  # workers fork from a server with the imports (and compiled kernels) done
-            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=process_context(__name__)))
-        # in order; a worker that dies raises BrokenProcessPool here
-        for result in (pool.map if workers > 1 else map)(partial(measure_image, job), tasks):
+            mapper = stack.enter_context(ProcessPoolExecutor(workers, mp_context=process_context(__name__))).map
+        for result in mapper(partial(measure_image, job), tasks):  # in order; a dead worker raises BrokenProcessPool
             results.append(result)
             if progress:
                 progress()
@@ -310,10 +272,7 @@ class Recommendation:
 
 
 def recommend(ceilings: dict[int, float], margin: float = DEFAULT_MARGIN) -> Recommendation:
-    """Sizes (of `ceilings`: image size -> best ceiling hmean) within `margin` of the best (the smallest best
-    size wins a tie)."""
-    if not ceilings:
-        raise ValueError("recommend needs at least one image size")
+    """Sizes (of `ceilings`: image size -> best hmean) within `margin` of the best (the smallest wins a tie)."""
     ordered = sorted(ceilings)
     best_size = max(ordered, key=lambda s: ceilings[s])
     sizes = tuple(s for s in ordered if ceilings[s] >= ceilings[best_size] - margin - 1e-12)
@@ -337,9 +296,7 @@ class Inspection:
         """The figures as plain JSON values."""
         s = self.settings
         return plain({
-            "dataset": str(self.root),
-            "split": self.split,
-            "counts": [asdict(c) for c in self.counts],
+            "dataset": str(self.root), "split": self.split, "counts": [asdict(c) for c in self.counts],
             "targets": {"shrink_ratio": s.shrink_ratio, "min_text_size": s.min_text_size},
             "postprocess": {"config": str(s.config_path), "base": s.base, "swept": s.swept,
                             "modes": [MODES[m] for m in s.modes]},
@@ -413,6 +370,7 @@ def inspect_dataset(root: Path, split: str, sizes: Sequence[int], settings: Sett
         raise UserError(f"the {split} split has no labelled words ({json_path} with words for the images in "
                         f"{image_dir}): choose a split with labels, e.g. --split val")
 
+    # a ground-truth map is 0 or 1: every thresh in [0, 1) binarises it alike, so one thresh stands for all
     grids = {mode: settings.grid(mode) for mode in MODES}
     thresh = min(float(c["thresh"]) for grid in grids.values() for c in grid)
     unique: dict[tuple, int] = {}
@@ -432,8 +390,8 @@ def inspect_dataset(root: Path, split: str, sizes: Sequence[int], settings: Sett
     images = [r for r in results if r.split == split]
     figures = []
     for k, size in enumerate(sizes):
-        heights, lengths, lost = (np.concatenate([getattr(r, name)[k] for r in images])
-                                  for name in ("heights", "lengths", "lost"))
+        heights, lengths = np.concatenate([r.sides * np.float32(r.scales[k]) for r in images]).T
+        lost = np.concatenate([r.lost[k] for r in images])
         table = np.stack([r.scores[k] for r in images], axis=1)  # (settings, images, 3)
         ceiling = {MODES[mode]: _mode_ceiling(table[index[mode]], grids[mode], settings.keys(mode)) for mode in MODES}
         n = len(heights)
@@ -453,9 +411,8 @@ def describe_settings(settings: Settings) -> str:
         grid = len(settings.grid(mode))
         unclip = "polygon_unclip_ratio" if mode else "box_unclip_ratio"
         keys = settings.keys(mode) + ([] if unclip in settings.swept else [unclip])
-        values = {k: settings.swept.get(k, [settings.base[k]]) for k in keys}
-        shown = ", ".join(f"{k} " + "/".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vs)
-                          for k, vs in values.items())
+        shown = ", ".join(f"{k} " + "/".join(f"{v:g}" if isinstance(v, float) else str(v)
+                                             for v in settings.swept.get(k, [settings.base[k]])) for k in keys)
         parts.append(f"{MODES[mode]} mode {grid} setting{'s' * (grid != 1)} ({shown})")
     return f"post-processing of {shown_path(settings.config_path)}: " + "; ".join(parts)
 
@@ -504,7 +461,7 @@ def lost_overlays(ins: Inspection, count: int = 3) -> list[tuple[str, np.ndarray
         image = load_resized(image_dir / r.name, size).image
         canvas = cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
         for lost in (False, True):
-            chosen = [np.round(p * 2).astype(np.int32) for p, gone in zip(r.polygons[0], r.lost[0]) if gone == lost]
+            chosen = [np.round(p * 2).astype(np.int32) for p, gone in zip(r.polygons(0), r.lost[0]) if gone == lost]
             cv2.polylines(canvas, chosen, True, (230, 0, 0) if lost else (0, 170, 0), 2 if lost else 1, cv2.LINE_AA)
         out.append((r.name, canvas))
     return out

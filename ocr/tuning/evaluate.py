@@ -1,22 +1,18 @@
 """Mean per-image CLEval of post-processing parameters on a run's cached validation maps, sharing work where the
-result is identical: an image's candidates (stage 1) are kept per `candidate_key`; `box_thresh` only drops candidates
-scored below it, so per `output_key` they are expanded once with the lowest `box_thresh` wanted and higher ones filter
-the scores; an image's score is memoised on (output key, survivors). One worker process per balanced shard of images.
+result is identical: candidates are kept per `candidate_key`; per `output_key` they are expanded once with the lowest
+`box_thresh` wanted (higher ones only filter the scores); scores are memoised. One worker process per shard of images.
 """
 
 from __future__ import annotations
 
 import gc
 import heapq
-import multiprocessing
 import time
-import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from contextlib import suppress
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -63,21 +59,18 @@ class Output:
 
 @dataclass
 class ImageState:
-    """One cached image and the work already done on it: its map as float32 (converted once: numpy's
-    float16 conversion costs milliseconds), its prepared ground truth, candidates, outputs and scores."""
+    """One cached image and the work already done on it: its prepared ground truth (made on first use unless
+    given), candidates, outputs and scores."""
 
     image: CachedImage
+    truth: GroundTruth | None = None
     found: OrderedDict[tuple, Candidates] = field(default_factory=OrderedDict)
     outputs: OrderedDict[tuple, Output] = field(default_factory=OrderedDict)
     scores: dict[tuple, tuple[float, float, float]] = field(default_factory=dict)
 
     @cached_property
-    def prob(self) -> np.ndarray:
+    def prob(self) -> np.ndarray:  # converted once: numpy's float16 conversion costs milliseconds
         return np.asarray(self.image.prob, dtype=np.float32)
-
-    @cached_property
-    def truth(self) -> GroundTruth:
-        return prepare_ground_truth(self.image.gt_polygons, self.image.gt_texts)
 
     def _candidates(self, params: dict[str, Any]) -> Candidates:
         key = candidate_key(params)
@@ -103,6 +96,8 @@ class ImageState:
         """(recall, precision, hmean) of this image post-processed with `params`."""
         memo, output, kept = self.survivors(params, floor)
         if memo not in self.scores:
+            if self.truth is None:
+                self.truth = prepare_ground_truth(self.image.gt_polygons, self.image.gt_texts)
             if output.measured is None:
                 output.measured = prepare_detections(self.truth, output.polygons)
             score = score_prepared(self.truth, output.measured, kept)
@@ -123,16 +118,12 @@ def _recent(cache: OrderedDict, key: tuple, size: int, make: Callable[[], Any], 
 
 def score_shard(states: Sequence[ImageState], batch: Sequence[dict[str, Any]]) -> np.ndarray:
     """(len(batch), len(states), 3) per-image scores of every combination in `batch`."""
+    keys = [output_key(params) for params in batch]
     floors: dict[tuple, float] = {}
-    for params in batch:
-        key = output_key(params)
+    for key, params in zip(keys, batch):
         floors[key] = min(floors.get(key, 1.0), float(params["box_thresh"]))
-    out = np.empty((len(batch), len(states), 3), dtype=np.float64)
-    for c, params in enumerate(batch):
-        floor = floors[output_key(params)]
-        for i, state in enumerate(states):
-            out[c, i] = state.score(params, floor)
-    return out
+    scores = [[state.score(params, floors[key]) for state in states] for key, params in zip(keys, batch)]
+    return np.array(scores, dtype=np.float64).reshape(len(batch), len(states), 3)
 
 
 def balanced_shards(costs: Sequence[float], n: int) -> list[list[int]]:
@@ -146,22 +137,23 @@ def balanced_shards(costs: Sequence[float], n: int) -> list[list[int]]:
     return [sorted(s) for s in shards if s]
 
 
-def _worker(conn: Connection, run_dir: str, indices: list[int]) -> None:
-    """Worker loop: receive batches of parameter dicts, answer with this shard's per-image scores."""
-    try:
-        images = load_val_cache(Path(run_dir))
-        states = [ImageState(images[i]) for i in indices]
-        gc.freeze()  # what the worker holds for the whole search stays out of the collector's full passes
-        while (batch := conn.recv()) is not None:
-            conn.send(("ok", score_shard(states, batch), time.process_time()))
-    except EOFError:
-        return
-    except BaseException:  # noqa: BLE001 - any failure is reported to the parent, which raises it
-        conn.send(("error", traceback.format_exc(), time.process_time()))
+_shard: list[ImageState] = []  # a worker process's images
+
+
+def _load_shard(run_dir: str, indices: list[int]) -> None:
+    """Worker initializer: the shard's images, kept for the whole search."""
+    images = load_val_cache(Path(run_dir))
+    _shard.extend(ImageState(images[i]) for i in indices)
+    gc.freeze()  # what the worker holds for the whole search stays out of the collector's full passes
+
+
+def _score_loaded(batch: list[dict[str, Any]]) -> tuple[np.ndarray, float]:
+    """This worker's per-image scores of `batch`, and the CPU seconds it has used so far."""
+    return score_shard(_shard, batch), time.process_time()
 
 
 class CacheEvaluator:
-    """Mean per-image CLEval of parameter combinations on `run_dir`'s cache, over `workers` processes
+    """Mean per-image CLEval of parameter combinations on `run_dir`'s cache, over `workers` processes, one per shard
     (started on entering the context, stopped on leaving; one worker scores in-process)."""
 
     def __init__(self, run_dir: Path, workers: int = 1) -> None:
@@ -173,49 +165,28 @@ class CacheEvaluator:
         costs = [im.prob.size / 5000.0 + len(im.gt_polygons) for im in images]  # map pixels (contours) + words (CLEval)
         self.shards = balanced_shards(costs, max(1, min(workers, self.n_images)))
         self._local = [ImageState(im) for im in images] if len(self.shards) == 1 else None
-        self._workers: list[tuple[multiprocessing.Process, Connection]] = []
+        self._workers: list[ProcessPoolExecutor] = []
         self.worker_cpu_s: list[float] = []  # CPU seconds each worker process has used so far
 
     def __enter__(self) -> CacheEvaluator:
         if self._local is None:
             context = process_context("__main__", __name__)  # workers fork with the imports done
-            for shard in self.shards:
-                parent, child = context.Pipe()
-                process = context.Process(target=_worker, args=(child, str(self.run_dir), shard), daemon=True)
-                process.start()
-                child.close()
-                self._workers.append((process, parent))
+            self._workers = [ProcessPoolExecutor(1, mp_context=context, initializer=_load_shard,
+                                                 initargs=(str(self.run_dir), shard)) for shard in self.shards]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for _, conn in self._workers:
-            with suppress(OSError):
-                conn.send(None)
-            conn.close()
-        for process, _ in self._workers:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
+        for worker in self._workers:
+            worker.shutdown(cancel_futures=True)
         self._workers = []
 
     def _score(self, batch: list[dict[str, Any]]) -> list[np.ndarray]:
         """Per-image scores of `batch` from every shard, in shard order."""
         if self._local is not None:
             return [score_shard(self._local, batch)]
-        for _, conn in self._workers:
-            conn.send(batch)
-        answers, cpu = [], []
-        for process, conn in self._workers:
-            try:
-                status, answer, cpu_s = conn.recv()
-            except EOFError:
-                raise RuntimeError(f"a scoring worker (pid {process.pid}) died (exit code {process.exitcode})") from None
-            if status != "ok":
-                raise RuntimeError(f"a scoring worker failed:\n{answer}")
-            answers.append(answer)
-            cpu.append(cpu_s)
-        self.worker_cpu_s = cpu
-        return answers
+        answers = [future.result() for future in [worker.submit(_score_loaded, batch) for worker in self._workers]]
+        self.worker_cpu_s = [cpu for _, cpu in answers]
+        return [scores for scores, _ in answers]
 
     def evaluate(self, params_list: Sequence[dict[str, Any]], progress: Progress | None = None) -> list[dict[str, float]]:
         """Mean per-image recall, precision and hmean of each combination (the validation aggregate)."""

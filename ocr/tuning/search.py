@@ -1,4 +1,5 @@
-"""The search loop: the `sweeps` engine's suggestions of post-processing values, scored in batches."""
+"""The search loop: the `sweeps` engine's suggestions of post-processing values; grid and random ones are scored as
+one batch (sharing work), bayes asks after every result as a W&B agent would."""
 
 from __future__ import annotations
 

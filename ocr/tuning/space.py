@@ -11,6 +11,7 @@ import numpy as np
 
 from ocr.config.checks import cleval_name, discrete_values
 from ocr.inference.tuned import PREFIX
+from ocr.postprocess.db_postprocess import PostprocessParams
 from ocr.sweep.engine import plain
 from ocr.sweep.spec import METHODS, check_parameter, read_yaml_mapping
 from ocr.utils.compat import import_sweeps
@@ -20,8 +21,7 @@ METRIC = cleval_name("hmean")
 GRID_DISTRIBUTIONS = ("categorical", "constant", "int_uniform", "q_uniform")
 # Continuous ranges that `--method grid` spreads over evenly spaced values (linear, and geometric for log).
 SPREAD_DISTRIBUTIONS = ("uniform", "log_uniform_values")
-MAX_SPREAD = 1000  # values per spread range at most (sweep_config.yaml's thresh range in 1000 steps is already finer
-# than the float16 maps resolve: 6e-5 against 2**-13 = 1.2e-4 near 0.2)
+MAX_SPREAD = 1000  # values per spread range at most: finer than the float16 maps resolve (6e-5 vs 1.2e-4 near 0.2)
 DEFAULT_CONFIG_NAME = "sweep_config.yaml"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,13 +37,17 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return read_yaml_mapping(path, what="search config")
 
 
+def _int_range(spec: dict[str, Any]) -> bool:
+    """Whether the spec's min and max are both integers."""
+    return all(isinstance(spec.get(k), int) and not isinstance(spec.get(k), bool) for k in ("min", "max"))
+
+
 def _distribution(spec: dict[str, Any]) -> str | None:
     """The spec's distribution as the engine reads it (min/max without one: int_uniform for ints, else uniform)."""
     if "distribution" in spec:
         return spec["distribution"]
     if "min" in spec and "max" in spec:
-        ints = all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("min", "max"))
-        return "int_uniform" if ints else "uniform"
+        return "int_uniform" if _int_range(spec) else "uniform"
     return None
 
 
@@ -79,6 +83,18 @@ def spread_values(spec: dict[str, Any], n: int) -> list[float]:
     low, high = float(spec["min"]), float(spec["max"])
     space = np.geomspace if _distribution(spec) == "log_uniform_values" else np.linspace
     return list(dict.fromkeys(round(float(v), 6) for v in space(low, high, n)))
+
+
+def ends_and_middle(name: str, spec: dict[str, Any], where: str) -> list[Any]:
+    """A sweep parameter's listed values, or its range's ends and middle (geometric for log ranges, integers for an
+    integer range)."""
+    if listed := discrete_values(spec):
+        return listed
+    if "min" not in spec or "max" not in spec:
+        raise UserError(f"{where}: parameter {name!r} has no min/max to take ends and middle from: give min and max, "
+                        "or list values")
+    values = spread_values(spec, 3)
+    return sorted({int(round(v)) for v in values}) if _int_range(spec) else values
 
 
 def _as_grid(chosen: dict[str, dict[str, Any]], where: str, count: int) -> dict[str, dict[str, Any]]:
@@ -130,6 +146,18 @@ def search_config(
     except (ValueError, TypeError, KeyError) as err:
         raise UserError(f"{where}: the sweep engine refuses these parameters: {err}") from None
     return config
+
+
+def check_values(values: dict[str, list[Any]], base: dict[str, Any], where: str) -> None:
+    """Refuse values (post-processing key -> values) the post-processing rejects (e.g. thresh above 1)."""
+    for key, listed in values.items():
+        for value in listed:
+            try:
+                PostprocessParams(**{**base, key: value})
+            except UserError as err:
+                raise UserError(f"{where}: parameter {PREFIX + key!r}: {err}") from None
+            except TypeError:
+                raise UserError(f"{where}: parameter {PREFIX + key!r}: {value!r} is not a valid value") from None
 
 
 def suggestion_values(run_config: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,5 @@
 """`tune-postprocess`: search post-processing parameters on a run's cached validation maps; the result goes to
-RUN/tuned_postprocess.txt (Hydra overrides), RUN/tune_postprocess.json (every trial) and the run's W&B run.
-
-The search loop asks the `sweeps` engine for suggestions: grid and random ones are drawn up front and scored as one
-batch (sharing work), bayes asks after every result as a W&B agent would."""
+RUN/tuned_postprocess.txt (Hydra overrides), RUN/tune_postprocess.json (every trial) and the run's W&B run."""
 
 from __future__ import annotations
 
@@ -24,11 +21,13 @@ from ocr.postprocess.db_postprocess import DBPostProcessor
 from ocr.training.val_cache import cache_dir
 from ocr.tuning.evaluate import CacheEvaluator, Progress
 from ocr.tuning.search import Trial, run_search
-from ocr.tuning.space import default_config_path, read_yaml, search_config
+from ocr.tuning.space import check_values, default_config_path, read_yaml, search_config
 from ocr.utils.errors import UserError, is_finite_number
 
 RESULT_FILE = "tune_postprocess.json"
 log = logging.getLogger(__name__)
+
+
 @dataclass
 class TuneResult:
     """What a search found, and where it was written."""
@@ -91,8 +90,12 @@ def search(
     cfg = load_run_config(run_dir)
     defaults = run_params(cfg)
     config_path = Path(config_path) if config_path else default_config_path()
-    config = search_config(read_yaml(config_path), str(config_path), set(defaults), method, grid_count=count)
-    check_values(config, defaults, str(config_path))
+    where = str(config_path)
+    config = search_config(read_yaml(config_path), where, set(defaults), method, grid_count=count)
+    # listed values and range ends are refused before any work (a log range's min and max may be exponents)
+    values = {name.removeprefix(PREFIX): [*discrete_values(spec), *(spec[k] for k in ("min", "max") if k in spec)]
+              for name, spec in config["parameters"].items() if "log" not in str(spec.get("distribution", ""))}
+    check_values(values, defaults, where)
     start = time.perf_counter()
     with CacheEvaluator(run_dir, workers) as evaluator:
         default = Trial({}, evaluator.evaluate([defaults])[0])
@@ -106,19 +109,6 @@ def search(
                         default, trials, best, tuned, improved, seconds)
     result.files = write_results(result)
     return result
-
-
-def check_values(config: dict[str, Any], defaults: dict[str, Any], where: str) -> None:
-    """Refuse listed values and range ends that DBPostProcessor rejects (e.g. thresh above 1), before any work."""
-    for name, spec in config["parameters"].items():
-        ends = [spec[k] for k in ("min", "max") if k in spec and "log" not in str(spec.get("distribution", ""))]
-        for value in [*discrete_values(spec), *ends]:
-            try:
-                DBPostProcessor(**{**defaults, name.removeprefix(PREFIX): value})
-            except UserError as err:
-                raise UserError(f"{where}: parameter {name!r}: {err}") from None
-            except TypeError:
-                raise UserError(f"{where}: parameter {name!r}: {value!r} is not a valid value") from None
 
 
 def write_results(result: TuneResult) -> list[Path]:

@@ -1,10 +1,8 @@
 """Pausing Python's cyclic garbage collector around work that makes many short-lived lists.
 
-pyclipper takes and returns polygons as lists of ``[x, y]`` lists: a few thousand containers per image.
-Made while the collector runs, they trigger young-generation passes that promote them, and every so
-often a full pass over every object of the process (hundreds of thousands once torch is loaded), which
-then lands on one image. Such work makes no reference cycles, so pausing the collector frees nothing
-late: reference counting frees the lists as before. Usable as a decorator.
+pyclipper takes and returns polygons as lists of ``[x, y]`` lists, thousands per image: made while the collector
+runs, they trigger passes that now and then scan every object of the process. Such work makes no reference cycles,
+so reference counting still frees the lists as before. Usable as a decorator.
 """
 
 from __future__ import annotations

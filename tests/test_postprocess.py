@@ -234,18 +234,6 @@ def test_polygon_candidates_serve_every_min_size(receipt_maps: list) -> None:
     assert len(counts) > 1  # min_size did act
 
 
-@pytest.mark.parametrize("use_polygon", [True, False])
-def test_first_equals_a_smaller_max_candidates(receipt_maps: list, use_polygon: bool) -> None:
-    prob, _ = receipt_maps[1]
-    every = candidates(prob, 0.3, 1000, use_polygon, 3)
-    assert len(every) > 20
-    for count in (1, 7, 20, 1000):
-        small, cut = candidates(prob, 0.3, count, use_polygon, 3), every.first(count)
-        assert len(cut) == len(small) <= count
-        for name in ("outlines", "starts", "ranks", "scores", "areas", "perimeters"):
-            np.testing.assert_array_equal(getattr(cut, name), getattr(small, name))
-
-
 def test_expand_leaves_its_candidates_unchanged() -> None:
     prob = blobs((60, 100), [(10, 10, 80, 22), (10, 35, 60, 50)])
     found = candidates(prob, 0.3, 1000, False, 3)
@@ -303,8 +291,6 @@ def test_stage_keys_are_checked() -> None:
         expand(found, 0.5, -1.0, 3)
     with pytest.raises(ValueError, match="scale"):
         expand(found, 0.5, 1.5, 3, float("nan"))
-    with pytest.raises(UserError, match="max_candidates"):
-        found.first(0)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

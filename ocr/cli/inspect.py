@@ -25,7 +25,7 @@ from ocr.sweep.online import DEFAULT_PROJECT
 from ocr.tuning.ceiling import (
     DEFAULT_MARGIN, DEFAULT_SIZES, Inspection, inspect_dataset, load_settings, lost_overlays, report,
 )
-from ocr.utils.display import sync_command, write_pngs
+from ocr.utils.display import pyplot, save_figure, sync_command, write_pngs
 from ocr.utils.env import load_env, wandb_mode
 from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
 
@@ -79,13 +79,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 def figure_png(ins: Inspection, path: Path) -> Path:
     """Text-height histograms per size (min_text_size marked) and the ceiling curve per mode, as one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    minimum = ins.settings.min_text_size
+    plt, minimum = pyplot(), ins.settings.min_text_size
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
     every = np.concatenate([f.heights for f in ins.sizes] + [[minimum / 2, minimum * 2]])
     bins = np.geomspace(max(float(every.min()) * 0.95, 0.5), float(every.max()) * 1.05, 50)
@@ -112,10 +108,7 @@ def figure_png(ins: Inspection, path: Path) -> Path:
               title="hmean ceiling of ground-truth maps (band: worst to best setting)")
     right.grid(alpha=0.3)
     right.legend(fontsize=8, loc="lower right")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def log_to_wandb(ins: Inspection, png: Path, overlays: list[tuple[str, Path]], mode: str) -> str:

@@ -38,7 +38,6 @@ class Candidates:
     use_polygon: bool
     outlines: np.ndarray  # int32 (P, 2): polygons in map pixels, or quads (top-left first) at FIXED_SHIFT bits
     starts: np.ndarray  # int64 (K + 1,)
-    ranks: np.ndarray  # int64 (K,): position of each candidate's contour in the area order
     scores: np.ndarray  # float64 (K,): mean probability inside (NaN counting 0, +inf 1, -inf 0)
     areas: np.ndarray  # float64 (K,): the unclip distance is areas * unclip_ratio / perimeters px
     perimeters: np.ndarray
@@ -46,16 +45,6 @@ class Candidates:
 
     def __len__(self) -> int:
         return len(self.scores)
-
-    def first(self, max_candidates: int) -> Candidates:
-        """What ``candidates`` with this smaller ``max_candidates`` would have returned."""
-        check_param("max_candidates", max_candidates)
-        count = int(np.searchsorted(self.ranks, max_candidates))
-        end = int(self.starts[count])
-        return Candidates(
-            self.use_polygon, self.outlines[:end], self.starts[: count + 1], self.ranks[:count],
-            self.scores[:count], self.areas[:count], self.perimeters[:count], self.map_hw,
-        )
 
 
 def candidates(prob: np.ndarray, thresh: float, max_candidates: int, use_polygon: bool, min_size: float) -> Candidates:
@@ -68,22 +57,18 @@ def candidates(prob: np.ndarray, thresh: float, max_candidates: int, use_polygon
     order = np.argsort(-areas, kind="stable")[:max_candidates].tolist()
     if not use_polygon:  # ordered minAreaRect quads whose shorter side is >= min_size
         rects = list(map(cv2.minAreaRect, [contours[i] for i in order]))
-        ranks = [rank for rank, (_, size, _) in enumerate(rects) if min(size) >= min_size]
-        quads = ordered_quads(box_points(rect_array([rects[rank] for rank in ranks])))
-        return _packed(prob, False, list(quad_to_fixed(quads)), ranks, BOX_SHIFT, quads.reshape(-1, 2))
+        quads = ordered_quads(box_points(rect_array([rect for rect in rects if min(rect[1]) >= min_size])))
+        return _packed(prob, False, list(quad_to_fixed(quads)), BOX_SHIFT, quads.reshape(-1, 2))
     # approxPolyDP polygons of >= 4 points
-    ranks = [rank for rank, i in enumerate(order) if len(contours[i]) >= 4]
-    chosen = [contours[order[rank]] for rank in ranks]
+    chosen = [contours[i] for i in order if len(contours[i]) >= 4]
     epsilons = [APPROX_EPSILON * length for length in map(cv2.arcLength, chosen, repeat(True))]
     approximated = list(map(cv2.approxPolyDP, chosen, epsilons, repeat(True)))
-    kept = [k for k, points in enumerate(approximated) if len(points) >= 4]
-    polygons = [approximated[k].reshape(-1, 2) for k in kept]
-    return _packed(prob, True, polygons, [ranks[k] for k in kept], POLYGON_SHIFT, None)
+    polygons = [points.reshape(-1, 2) for points in approximated if len(points) >= 4]
+    return _packed(prob, True, polygons, POLYGON_SHIFT, None)
 
 
 def _packed(
-    prob: np.ndarray, use_polygon: bool, outlines: list[np.ndarray], ranks: list[int], shift: int,
-    measured: np.ndarray | None,
+    prob: np.ndarray, use_polygon: bool, outlines: list[np.ndarray], shift: int, measured: np.ndarray | None,
 ) -> Candidates:
     """Candidates from int32 outlines, measured on ``measured`` float32 points (default: the outlines)."""
     starts = np.zeros(len(outlines) + 1, np.int64)
@@ -93,8 +78,7 @@ def _packed(
     areas, perimeters = outline_measures(measured, starts)
     boxes = pixel_boxes(points, starts, shift, prob.shape[0], prob.shape[1])
     return Candidates(
-        use_polygon, points, starts, np.array(ranks, np.int64), region_scores(prob, outlines, boxes, shift),
-        areas, perimeters, prob.shape,
+        use_polygon, points, starts, region_scores(prob, outlines, boxes, shift), areas, perimeters, prob.shape,
     )
 
 

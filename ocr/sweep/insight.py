@@ -10,6 +10,7 @@ from typing import Any
 from ocr.config.checks import EPOCHS_KEY
 from ocr.sweep.spec import best_value, command_overrides, maximize, metric_name
 from ocr.sweep.store import Trial
+from ocr.utils.display import pyplot, save_figure
 from ocr.utils.errors import is_finite_number
 
 MIN_TRIALS = 10  # fewer finished trials than this: the importance is a hint, not a finding
@@ -145,24 +146,8 @@ def cost(rows: list[TrialRow]) -> Cost:
     return Cost(dict(Counter(r.state for r in rows)), trained, full, sum(r.seconds for r in timed), span)
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    _plt().close(fig)
-    return path
-
-
 def importance_png(imp: Importance, metric: str, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, sharey=True, figsize=(10, 0.45 * len(imp.keys) + 1.6),
                                       constrained_layout=True)
     y = list(range(len(imp.keys)))[::-1]
@@ -171,14 +156,14 @@ def importance_png(imp: Importance, metric: str, path: Path) -> Path:
     right.barh(y, imp.correlation, color=["tab:green" if c >= 0 else "tab:red" for c in imp.correlation])
     right.set(xlim=(-1, 1), xlabel="correlation with the metric", title="Pearson correlation")
     right.axvline(0, color="black", linewidth=0.8)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=90)
 
 
 def parallel_png(config: dict[str, Any], rows: list[TrialRow], path: Path) -> Path:
     """Every finished trial as a line across its parameters (log axes for log distributions) and the metric."""
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     done, metric, keys = finished(rows), metric_name(config), varying(config)
     fig, ax = plt.subplots(figsize=(max(6.0, 2.2 * len(keys) + 2), 4.5), constrained_layout=True)
     cols = []
@@ -197,12 +182,12 @@ def parallel_png(config: dict[str, Any], rows: list[TrialRow], path: Path) -> Pa
     ax.set(xticks=range(len(cols)), xticklabels=[k.rsplit(".", 1)[-1] for k in [*keys, metric]], yticks=[],
            title=f"{len(done)} finished trials, coloured by {metric}")
     fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label=metric)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=90)
 
 
 def curves_png(config: dict[str, Any], rows: list[TrialRow], path: Path) -> Path:
     """The metric per logged epoch of every trial; a cross where hyperband stopped one; its checks as dotted lines."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5), constrained_layout=True)
     done = [r.value for r in finished(rows)]
     norm = plt.Normalize(min(done), max(done))
@@ -222,4 +207,4 @@ def curves_png(config: dict[str, Any], rows: list[TrialRow], path: Path) -> Path
     ax.set(xlabel="epochs logged", ylabel=metric_name(config), title="learning curves (colour: best value)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=90)

@@ -1,9 +1,10 @@
 """What a dataset allows before any training: counts and problems, text size, and the hmean ceiling per image size.
 
-The *ceiling* at an image size is the CLEval score of a perfect model: each image's ground-truth map (the DB targets'
-shrunk kernels) through the real post-processing and CLEval, averaged over the images as validation does, for the
+The *ceiling* at an image size is the CLEval score of a model that reproduces its training targets exactly: each
+image's ground-truth map (the DB targets' shrunk kernels) through the real post-processing and CLEval, averaged over the images as validation does, for the
 post-processing settings of a sweep config, in polygon and box mode. Images are read as the training dataset reads
-them. Words the targets leave out (too small, or nothing left after shrinking) are *lost*: no model learns them.
+them. Words the targets leave out (too small, or nothing left after shrinking) are *lost*: training never shows them
+as text, though a network may still find some of them, generalising from larger words.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""How results are shown to users: paths relative to the working directory when they lie below it, images as PNGs,
-the command that uploads an offline W&B run."""
+"""How results are shown to users: paths relative to the working directory when they lie below it, images and
+figures as PNGs, the command that uploads an offline W&B run."""
 
 from __future__ import annotations
 
@@ -30,6 +30,24 @@ def write_pngs(out_dir: Path, images: Iterable[tuple[str, Any]]) -> list[Path]:
             raise UserError(f"could not write {path}: check that the folder is writable")
         paths.append(path)
     return paths
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (figures are written to files, never shown)."""
+    import matplotlib  # deferred: only the figure-writing commands need it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path, dpi: int) -> Path:
+    """Write matplotlib `fig` to `path` (folders created) and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
 
 
 def sync_command(run: Any) -> str | None:

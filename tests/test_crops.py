@@ -59,7 +59,7 @@ def test_a_crop_has_the_targets_of_the_whole_image_with_its_cut_words_ignored(se
     flags = dict(zip(source, crop.ignore))
     whole = targets(words, h, w, [flags.get(i, False) for i in range(len(words))])
     x, y = origin
-    vh, vw = crop.valid_hw
+    vh, vw = crop.image.shape[:2]
     assert (vh, vw) == (min(size, h - y), min(size, w - x))
     got = targets(crop.polygons, size, size, crop.ignore)
     expected = whole[:, y:y + vh, x:x + vw]
@@ -84,7 +84,7 @@ def test_a_word_cut_by_the_edge_is_masked_out_and_one_at_the_image_border_is_kep
     cut = np.array([[40, 50], [110, 50], [110, 70], [40, 70]], np.float32)  # crosses the window's edge x = 72
     at_the_border = np.array([[150, 100], [205, 100], [205, 120], [150, 120]], np.float32)  # the image ends at 200
     crop = crop_at(np.zeros((300, 200, 3), np.uint8), [inside, cut, at_the_border], 128, (72, 0))
-    assert crop.ignore == [False, True, False] and crop.valid_hw == (128, 128)
+    assert crop.ignore == [False, True, False] and crop.image.shape[:2] == (128, 128)
     maps = make_db_targets(crop.polygons, 128, 128, ignore=crop.ignore)
     assert maps.prob_mask[52:68, 1:37].max() == 0 and maps.prob_map[52:68, 1:37].max() == 0  # the cut word
     assert maps.prob_mask[100:120, 80:128].min() == 1 and maps.prob_map[108:112, 86:126].min() == 1

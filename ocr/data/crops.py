@@ -126,23 +126,20 @@ def window_origin(spans: np.ndarray, length: int, size: int, anchor: float | Non
 
 
 class Crop(NamedTuple):
-    """A training crop: `image` (size, size, 3), `polygons` in its pixels, `ignore` per polygon (cut by the edge),
-    `valid_hw` (the part that holds image; the rest is zero padding)."""
+    """A training crop: `image`, the part of the window inside the image (at most size x size, to be padded bottom
+    and right like a whole image), `polygons` in its pixels, `ignore` per polygon (cut by the window's edge)."""
 
     image: np.ndarray
     polygons: list[np.ndarray]
     ignore: list[bool]
-    valid_hw: tuple[int, int]
 
 
 def crop_at(image: np.ndarray, polygons: list[np.ndarray], size: int, origin: tuple[int, int]) -> Crop:
-    """The `size` window at `origin` = (x, y) of `image`, zero-padded, with the polygons that can touch its targets
+    """The `size` window at `origin` = (x, y) of `image`, with the polygons that can touch its targets
     (a polygon's border region reaches at most half its shorter bounding-box side beyond it)."""
     h, w = image.shape[:2]
     x, y = origin
     window = image[y:y + size, x:x + size]
-    valid_hw = window.shape[:2]
-    padded = cv2.copyMakeBorder(window, 0, size - valid_hw[0], 0, size - valid_hw[1], cv2.BORDER_CONSTANT, value=0)
     kept, ignore = [], []
     for points in polygons:
         (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
@@ -154,7 +151,7 @@ def crop_at(image: np.ndarray, polygons: list[np.ndarray], size: int, origin: tu
         touches = x1 > x and x0 < x + size and y1 > y and y0 < y + size
         kept.append((points - np.array([x, y], np.float32)).astype(np.float32))
         ignore.append(bool(touches and (cut_x or cut_y)))
-    return Crop(padded, kept, ignore, valid_hw)
+    return Crop(window, kept, ignore)
 
 
 def random_crop(image: np.ndarray, polygons: list[np.ndarray], spec: CropSpec) -> Crop:

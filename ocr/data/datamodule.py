@@ -62,30 +62,29 @@ class ReceiptDataset(Dataset):
                 self._warned.add(name)
                 log.warning(f"{path} cannot be decoded ({err}); using a blank image without words instead")
             size = (self.side, self.side)
-            return self._sample(name, np.zeros((*size, 3), np.uint8), [], [], size, 1.0, size, [], [], corrupt=True)
+            return self._sample(name, np.zeros((*size, 3), np.uint8), [], [], 1.0, size, [], [], corrupt=True)
         words = self.words[name]
         gt = [orient_points(w.points, loaded.header.orientation, loaded.header.size) for w in words]
         image, polygons = loaded.image, [(p * np.float32(loaded.scale)).astype(np.float32) for p in gt]
-        ignore, valid_hw = [False] * len(polygons), image.shape[:2]
+        ignore = [False] * len(polygons)
         if self.crop:
-            image, polygons, ignore, valid_hw = random_crop(image, polygons, self.crop)
+            image, polygons, ignore = random_crop(image, polygons, self.crop)
         if self.train:
             jitter = sample_brightness_contrast(self.brightness_limit, self.contrast_limit, self.brightness_contrast_p)
             if jitter is not None:
                 image = brightness_contrast(image, *jitter)
         texts = [w.text for w in words]
-        return self._sample(name, image, polygons, ignore, valid_hw, loaded.scale, loaded.orig_hw, gt, texts)
+        return self._sample(name, image, polygons, ignore, loaded.scale, loaded.orig_hw, gt, texts)
 
-    def _sample(self, name: str, image: np.ndarray, polygons: list[np.ndarray], ignore: list[bool],
-                valid_hw: tuple[int, int], scale: float, orig_hw: tuple[int, int], gt: list[np.ndarray],
-                texts: list[str | None], corrupt: bool = False) -> dict:
+    def _sample(self, name: str, image: np.ndarray, polygons: list[np.ndarray], ignore: list[bool], scale: float,
+                orig_hw: tuple[int, int], gt: list[np.ndarray], texts: list[str | None], corrupt: bool = False) -> dict:
         return {
             "image": to_tensor(pad_square(image, self.side)),
             "polygons": polygons,
             "ignore": ignore,
             "image_name": name,
             "scale": scale,
-            "valid_hw": valid_hw,
+            "valid_hw": image.shape[:2],
             "orig_hw": orig_hw,
             "gt_polygons": gt,
             "gt_texts": texts,

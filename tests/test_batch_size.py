@@ -164,3 +164,16 @@ def test_halving_keeps_effective_batch_until_one() -> None:
 def test_bad_batch_is_refused() -> None:
     with pytest.raises(ValueError):
         plan_batch(0, None)
+
+
+def test_halving_keeps_the_validation_cap() -> None:
+    assert halve(bs.BatchPlan(8, 8, 1, val_cap=2)) == bs.BatchPlan(8, 4, 2, val_cap=2)
+
+
+def test_a_rank_started_by_rank_zero_runs_its_plan(monkeypatch) -> None:
+    cfg = compose_train(["batch_size=32", "image_size=1024", "trainer.accelerator=cpu"])
+    with bs.shared_with_ranks(bs.BatchPlan(32, 4, 8)):
+        assert initial_plan(cfg) == bs.BatchPlan(32, 32, 1), "rank zero itself plans"
+        monkeypatch.setattr(os, "getppid", os.getpid)  # as the ranks Lightning starts see rank zero
+        assert initial_plan(cfg) == bs.BatchPlan(32, 4, 8)
+    assert bs.PLAN_ENV not in os.environ and initial_plan(cfg) == bs.BatchPlan(32, 32, 1)

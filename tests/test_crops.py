@@ -15,7 +15,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
-from ocr.config.checks import check_config, check_parameters, train_size
+from ocr.config.checks import check_combination, check_config, check_parameters, train_size
 from ocr.data.crops import CropSpec, crop_at, crop_spec, random_crop, rotate, window_origin
 from ocr.data.datamodule import ReceiptDataModule, ReceiptDataset
 from ocr.sweep.spec import check_against_training, check_sweep_config
@@ -154,8 +154,18 @@ def test_batches_are_crops_and_validation_stays_whole(synthetic: Path) -> None:
 ])
 def test_bad_crop_settings_are_one_line(augment: dict, expected: str) -> None:
     with pytest.raises(UserError) as err:
-        crop_spec(1024, augment)
+        check_combination({"image_size": 1024, **{f"data.augment.{k}": v for k, v in augment.items()}})
     assert expected in str(err.value) and "\n" not in str(err.value)
+    overrides = [f"data.augment.{k}={v}".replace(" ", "") for k, v in augment.items()]
+    with pytest.raises(UserError) as err:
+        check_config(compose_train(["image_size=1024", *overrides]))
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_augment_mapping_gives_the_crop_spec() -> None:
+    assert crop_spec({"crop_size": None, "brightness_limit": 0.2}) is None
+    spec = crop_spec({"crop_size": 320, "scale": [0.75, 1.25], "rotate": 5, "crops_per_image": 2, "p": 0.5})
+    assert spec == CropSpec(320, (0.75, 1.25), 5.0, 2) and crop_spec({"crop_size": 640}) == CropSpec(640)
 
 
 def compose_train(overrides: list[str]):

@@ -15,8 +15,10 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from ocr.config.checks import AUGMENT_KEYS, check_value
 from ocr.data.annotations import load_split
-from ocr.data.datamodule import ReceiptDataModule, ReceiptDataset
+from ocr.data.crops import CROP_KEYS
+from ocr.data.datamodule import JITTER_KEYS, ReceiptDataModule, ReceiptDataset
 from ocr.data.paths import dataset_root, resolve_dataset_root
 from ocr.data.transforms import (
     EXIF_ORIENTATION,
@@ -430,8 +432,11 @@ def test_datamodule_loader_settings(clean_env: Path) -> None:
 
 
 def test_datamodule_config_mistakes(clean_env: Path) -> None:
-    with pytest.raises(UserError, match=r"data.augment has unknown keys \['brightness'\]"):
-        ReceiptDataModule(None, 64, 2, augment={"brightness": 0.2})
+    with pytest.raises(UserError, match=r"data.augment has unknown keys \['brightness'\]; allowed: \['brightness_"):
+        check_value("data.augment", {"brightness": 0.2})
+    with pytest.raises(UserError, match=r"data.synthetic has unknown keys \['n_tran'\]; allowed: \['dir'"):
+        check_value("data.synthetic", {"n_tran": 5})
+    assert set(AUGMENT_KEYS) == {*JITTER_KEYS, *CROP_KEYS}  # what the config allows is what the datamodule reads
     with pytest.raises(UserError, match="does not exist"):
         ReceiptDataModule(str(clean_env / "missing"), 64, 2)
     assert math.isclose(ReceiptDataModule(None, 64, 2, augment={"p": 0.25}).jitter["brightness_contrast_p"], 0.25)
@@ -450,7 +455,9 @@ def test_an_empty_split_is_one_clear_line(clean_env: Path) -> None:
 
 @pytest.mark.parametrize("split", ["train", "val"])
 @pytest.mark.parametrize("value", [0, -1, 2.5, "abc", True])
-def test_a_limit_that_is_not_a_positive_integer_is_one_clear_line(clean_env: Path, split: str, value: object) -> None:
+def test_a_limit_that_is_not_a_positive_integer_is_one_clear_line(split: str, value: object) -> None:
     message = f"data.limit_{split}={value!r} must be null (every image) or an integer >= 1 (the first N images by name)"
-    with pytest.raises(UserError, match=re.escape(message)):
-        ReceiptDataModule(None, image_size=64, batch_size=1, **{f"limit_{split}": value})
+    with pytest.raises(UserError, match=re.escape(message)) as err:
+        check_value(f"data.limit_{split}", value)
+    assert "\n" not in str(err.value)
+    check_value(f"data.limit_{split}", None)

@@ -3,16 +3,21 @@ every validation image cached once, no traceback on any rank, the run's files an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from ocr.inference.maps import build_val_cache
@@ -67,3 +72,98 @@ def test_two_processes_score_like_one(tmp_path: Path) -> None:
     assert (one / "val_cache" / "index.json").read_bytes() == (run / "val_cache" / "index.json").read_bytes()
     maps = [np.fromfile(path / "val_cache" / "maps.f16", np.float16).astype(np.float32) for path in (one, run)]
     np.testing.assert_allclose(*maps, rtol=0, atol=1e-3)  # other batches, other float rounding: a few ulps
+
+
+def small_ddp_run(tmp_path: Path, *, path: list[Path] = (), **extra: object) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of a two-process CPU run of a small model on 64 px synthetic receipts (W&B disabled);
+    `path`: folders put first on PYTHONPATH (the tests' folder always follows the repo)."""
+    overrides = {
+        "models.encoder.model_name": "hrnet_w18_small", "models.encoder.pretrained": "false",
+        "models.decoder.inner_channels": 64, "models.decoder.smooth_channels": 16, "image_size": 64,
+        "batch_size": 2, "scheduler": "none", "trainer.max_epochs": 1, "data.synthetic.dir": tmp_path / "synthetic",
+        "data.synthetic.n_train": 8, "data.synthetic.n_val": 3, "data.synthetic.n_test": 1, "dataset_base_path": "null",
+        "data.num_workers": 0, "metric.workers": 1, "log_val_images": 0, "cache_val_maps": "false",
+        "trainer.enable_progress_bar": "false", "trainer.accelerator": "cpu", "trainer.devices": 2,
+        "trainer.strategy": "ddp", "hydra.run.dir": tmp_path / "run", **extra,
+    }
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [*path, REPO, REPO / "tests"])), "WANDB_MODE": "disabled"}
+    return [sys.executable, "-m", "ocr.train", *(f"{k}={v}" for k, v in overrides.items())], env
+
+
+@pytest.mark.slow
+def test_sigterm_to_rank_zero_stops_every_rank_cleanly(tmp_path: Path) -> None:
+    """W&B's agent stops a trial (hyperband) with SIGTERM to the process it started, rank zero, and SIGKILL 30 s on."""
+    argv, env = small_ddp_run(tmp_path, **{"trainer.max_epochs": 100})
+    metrics_file = tmp_path / "metrics.jsonl"
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", OCR_METRICS_FILE=str(metrics_file))
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (metrics_file.is_file() and metrics_file.read_text().count("\n")) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no epoch logged in 300 s"
+            time.sleep(0.2)
+        proc.terminate()
+        start = time.monotonic()
+        output = proc.communicate(timeout=30)[0]
+        print(f"ended {time.monotonic() - start:.1f} s after SIGTERM")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # every rank, should one hang
+    assert proc.returncode == 0 and "Traceback" not in output, output[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["stopped_early"] is True and metrics["epochs_run"] < 100 and metrics["best_checkpoint"]
+    assert 0.0 <= metrics["val/cleval_hmean"] <= 1.0
+
+
+class OOMAboveOne(L.Callback):
+    """A simulated CUDA out-of-memory error on every rank for batches of more than one image."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx) -> None:
+        if len(batch["images"]) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+
+
+@pytest.mark.slow
+def test_every_rank_retries_an_out_of_memory_error_with_half_the_batch(tmp_path: Path) -> None:
+    argv, env = small_ddp_run(tmp_path, batch_size=4, **{"+callbacks.oom._target_": f"{__name__}.OOMAboveOne"})
+    proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Traceback" not in output, output[-3000:]
+    assert len(re.findall(r"CUDA out of memory at batch (4|2): retrying", output)) == 4, "twice on each rank"
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert (metrics["batch/used"], metrics["batch/accumulate"]) == (1, 4) and metrics["best_checkpoint"]
+
+
+SITECUSTOMIZE = '''"""Test double started with every rank: a GPU whose free memory depends on the rank."""
+import os
+
+from ocr.training import batch_size
+from ocr.training.memory import Footprint
+
+batch_size.footprint = lambda *args, **kwargs: Footprint(0, 0.0, 20000.0)  # 4 images of 64 px per 0.5 GiB
+batch_size.visible_gpu = lambda: (0.5 if os.environ.get("LOCAL_RANK", "0") == "0" else 0.25, "a test double")
+'''
+
+
+class RecordPlan(L.Callback):
+    """Writes each rank's first training batch size and accumulation to `rank<N>.json` in the working directory."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            Path(f"rank{trainer.global_rank}.json").write_text(
+                json.dumps([len(batch["images"]), trainer.accumulate_grad_batches]))
+
+
+@pytest.mark.slow
+def test_every_rank_runs_rank_zeros_batch_plan(tmp_path: Path) -> None:
+    """Rank zero's GPU holds 4 images, rank one's 2: both run 4 x 2 accumulation steps, as rank zero planned."""
+    (tmp_path / "double").mkdir()
+    (tmp_path / "double" / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    argv, env = small_ddp_run(tmp_path, path=[tmp_path / "double"], batch_size=8, **{
+        "data.synthetic.n_train": 16, "trainer.accelerator": "auto",  # auto: the test double's GPU is planned for
+        "+callbacks.plan._target_": f"{__name__}.RecordPlan"})
+    proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # apart: a hang
+    assert proc.returncode == 0 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    plans = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert plans == [[4, 2], [4, 2]]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-
 import re
 
 import pytest
 import timm
 import torch
 
+from ocr.config.checks import check_combination
 from ocr.models.dbnet import build_dbnet
 from ocr.models.decoder import FPNDecoder
 from ocr.models.encoder import TimmEncoder
@@ -140,12 +141,17 @@ def test_untrained_head_predicts_background() -> None:
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"negative_ratio": -3}, "models.loss.negative_ratio=-3 must be a finite number >= 0"),
-    ({"negative_ratio": 0}, "models.loss.negative_ratio=0 must be > 0"),
-    ({"prob_map_loss_weight": float("nan")}, "models.loss.prob_map_loss_weight=nan"),
-    ({"thresh_map_loss_weight": "10"}, "models.loss.thresh_map_loss_weight='10'"),
-    ({"prob_map_loss_weight": 0, "thresh_map_loss_weight": 0, "binary_map_loss_weight": 0}, "all 0"),
+    ({"negative_ratio": -3}, "models.loss.negative_ratio=-3 must be > 0 (hard negatives per positive; DBNet uses 3)"),
+    ({"negative_ratio": 0}, "models.loss.negative_ratio=0 must be > 0 (hard negatives per positive; DBNet uses 3)"),
+    ({"negative_ratio": "3"}, "models.loss.negative_ratio='3' must be a finite number"),
+    ({"prob_map_loss_weight": float("nan")}, "models.loss.prob_map_loss_weight=nan must be a finite number >= 0"),
+    ({"thresh_map_loss_weight": "10"}, "models.loss.thresh_map_loss_weight='10' must be a finite number >= 0"),
+    ({"binary_map_loss_weight": -1}, "models.loss.binary_map_loss_weight=-1 must be a finite number >= 0"),
+    ({"prob_map_loss_weight": 0, "thresh_map_loss_weight": 0, "binary_map_loss_weight": 0},
+     "models.loss: the three map loss weights are all 0, so nothing would be learned"),
 ])
-def test_bad_loss_settings_are_user_errors(kwargs: dict, message: str) -> None:
-    with pytest.raises(UserError, match=re.escape(message)):
-        DBLoss(**kwargs)
+def test_bad_loss_settings_are_refused_by_the_config_rules(kwargs: dict, message: str) -> None:
+    defaults = {name: p.default for name, p in inspect.signature(DBLoss).parameters.items()}
+    with pytest.raises(UserError, match=re.escape(message)) as err:
+        check_combination({f"models.loss.{k}": v for k, v in {**defaults, **kwargs}.items()})
+    assert "\n" not in str(err.value)

@@ -5,6 +5,7 @@ it stands for (pyclipper offsets, OpenCV measures, corners and masked means)."""
 from __future__ import annotations
 
 import gc
+import re
 from pathlib import Path
 
 import cv2
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ocr.config.checks import RULES, check_value
 from ocr.postprocess.db_postprocess import DBPostProcessor, PostprocessParams
 from ocr.postprocess.geometry import polygon_score, quad_to_fixed, sanitised
 from ocr.postprocess.packed import (
@@ -136,9 +138,11 @@ def test_float16_rounded_maps_work() -> None:
     [{"thresh": 1.0}, {"box_thresh": -0.1}, {"max_candidates": 0}, {"max_candidates": 2.5},
      {"box_unclip_ratio": -1}, {"polygon_unclip_ratio": float("nan")}, {"min_size": -2}],
 )
-def test_bad_parameters_are_user_errors(kwargs: dict) -> None:
-    with pytest.raises(UserError, match="models.head.postprocess"):
-        DBPostProcessor(**kwargs)
+def test_bad_parameters_are_refused_by_the_config_rules(kwargs: dict) -> None:
+    [(key, value)] = kwargs.items()
+    with pytest.raises(UserError, match=re.escape(f"models.head.postprocess.{key}={value!r} must be")) as err:
+        check_value(f"models.head.postprocess.{key}", value)
+    assert "\n" not in str(err.value)
 
 
 def test_bad_inputs_raise() -> None:
@@ -279,16 +283,16 @@ def test_polygon_unclip_runs_with_the_collector_paused(monkeypatch: pytest.Monke
 
 
 def test_stage_keys_are_checked() -> None:
-    prob = np.zeros((10, 10), np.float32)
-    with pytest.raises(UserError, match="thresh"):
-        candidates(prob, 1.0, 10, True, 3)
-    with pytest.raises(UserError, match="max_candidates"):
-        candidates(prob, 0.3, 0, True, 3)
-    found = candidates(prob, 0.3, 10, False, 3)
-    with pytest.raises(UserError, match="box_thresh"):
-        expand(found, 1.5, 1.5, 3)
-    with pytest.raises(UserError, match="box_unclip_ratio"):
-        expand(found, 0.5, -1.0, 3)
+    for name in ("thresh", "max_candidates", "min_size", "box_thresh", "box_unclip_ratio", "polygon_unclip_ratio"):
+        assert f"models.head.postprocess.{name}" in RULES  # every setting the stages take has a config rule
+    for name, value, rule in [("thresh", 1.0, "in [0, 1); DBNet uses 0.3"),
+                              ("max_candidates", 0, "an integer >= 1; DBNet uses 1000"),
+                              ("box_thresh", 1.5, "in [0, 1]; DBNet uses 0.7"),
+                              ("box_unclip_ratio", -1.0, "a finite number >= 0"),
+                              ("min_size", "3", "a finite number")]:
+        with pytest.raises(UserError, match=re.escape(f"models.head.postprocess.{name}={value!r} must be {rule}")):
+            check_value(f"models.head.postprocess.{name}", value)
+    found = candidates(np.zeros((10, 10), np.float32), 0.3, 10, False, 3)
     with pytest.raises(ValueError, match="scale"):
         expand(found, 0.5, 1.5, 3, float("nan"))
 

@@ -255,8 +255,17 @@ def test_narrowing_replaces_values_and_rechecks(tmp_path: Path) -> None:
         ({"optimizer.lr": {"min": -0.001, "max": 0.001}}, "must be > 0"),
         ({"trainer.precision": {"values": ["32-true", "fp8"]}}, "trainer.precision='fp8' is not a Lightning precision"),
         ({"image_sze": {"value": 640}}, "is not a key of the Hydra config"),
+        ({"models.head.postprocess.thresh": {"min": 0.5, "max": 1.2}},
+         "must be in [0, 1); DBNet uses 0.3 (a value this range produces)"),
+        ({"models.loss.negative_ratio": {"values": [3, 0]}}, "models.loss.negative_ratio=0 must be > 0"),
+        ({f"models.loss.{m}_map_loss_weight": {"value": 0} for m in ("prob", "thresh", "binary")},
+         "sweep.yaml: models.loss: the three map loss weights are all 0"),
+        ({"collate_fn.thresh_max": {"values": [0.9, 0.2]}},
+         "sweep.yaml: collate_fn.thresh_min=0.3, thresh_max=0.2 must satisfy 0 <= thresh_min <= thresh_max <= 1"),
+        ({"data.augment.rotate": {"value": 10}}, "act on training crops: set data.augment.crop_size too"),
     ],
-    ids=["listed", "int-range", "q-range", "epochs", "lr-range", "precision", "misspelt"],
+    ids=["listed", "int-range", "q-range", "epochs", "lr-range", "precision", "misspelt", "postprocess", "loss",
+         "loss-weights", "thresholds", "crops"],
 )
 def test_values_training_refuses_are_refused_before_the_sweep_exists(parameters: dict, expected: str) -> None:
     with pytest.raises(UserError) as err:

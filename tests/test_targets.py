@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import multiprocessing
+import re
 from pathlib import Path
 
 import cv2
@@ -15,6 +17,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ocr.config.checks import check_combination, check_parameters
 from ocr.postprocess.geometry import ARC_TOLERANCE_PX
 from ocr.targets.collate import DBCollate
 from ocr.targets.db_targets import DBTargets, make_db_targets
@@ -153,16 +156,27 @@ def test_shrink_ratio_zero_and_equal_thresholds() -> None:
     assert (t.thresh_map == np.float32(0.5)).all() and t.prob_map.max() == 1
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [{"shrink_ratio": 1.0}, {"shrink_ratio": -0.1}, {"thresh_min": 0.8}, {"thresh_max": 1.5}, {"min_text_size": -1},
-     {"shrink_ratio": "0.4"}, {"thresh_min": float("nan")}],
-)
-def test_bad_parameters_are_user_errors(kwargs: dict) -> None:
-    with pytest.raises(UserError, match="collate_fn"):
-        make_db_targets([rect(1, 1, 9, 9)], 10, 10, **kwargs)
-    with pytest.raises(UserError):
-        DBCollate(**kwargs)
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"shrink_ratio": 1.0}, "collate_fn.shrink_ratio=1.0 must be in [0, 1); DBNet uses 0.4"),
+    ({"shrink_ratio": -0.1}, "collate_fn.shrink_ratio=-0.1 must be in [0, 1); DBNet uses 0.4"),
+    ({"thresh_min": 0.8}, "collate_fn.thresh_min=0.8, thresh_max=0.7 must satisfy 0 <= thresh_min <= thresh_max <= 1"),
+    ({"thresh_max": 1.5}, "collate_fn.thresh_max=1.5 must be in [0, 1]; DBNet uses 0.7"),
+    ({"min_text_size": -1}, "collate_fn.min_text_size=-1 must be >= 0; DBNet uses 8"),
+    ({"shrink_ratio": "0.4"}, "collate_fn.shrink_ratio='0.4' must be a finite number"),
+    ({"thresh_min": float("nan")}, "collate_fn.thresh_min=nan must be a finite number"),
+])
+def test_bad_parameters_are_refused_by_the_config_rules(kwargs: dict, message: str) -> None:
+    defaults = {name: p.default for name, p in inspect.signature(DBCollate).parameters.items()}
+    with pytest.raises(UserError, match=re.escape(message)) as err:
+        check_combination({f"collate_fn.{k}": v for k, v in {**defaults, **kwargs}.items()})
+    assert "\n" not in str(err.value)
+
+
+def test_a_sweep_of_thresholds_is_checked_against_the_other_threshold() -> None:
+    with pytest.raises(UserError, match=re.escape("sweep.yaml: collate_fn.thresh_min=0.8, thresh_max=0.7 must")):
+        check_parameters({"collate_fn.thresh_min": {"values": [0.2, 0.8]}}, "sweep.yaml")
+    check_parameters({"collate_fn.thresh_min": {"values": [0.2, 0.8]}, "collate_fn.thresh_max": {"value": 0.9}},
+                     "sweep.yaml")
 
 
 def test_out_arrays_are_filled_and_checked() -> None:

@@ -22,9 +22,11 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from ocr.config.checks import check_config
+from ocr.training import batch_size as batch_size_lib
 from ocr.training import build as build_lib
 from ocr.training import module as module_lib
 from ocr.training.build import log_interval
+from ocr.training.memory import Footprint
 from ocr.training.quiet import LIGHTNING_INFO, LIGHTNING_LOGGERS, quiet_lightning
 from ocr.sweep.controller import read_metrics
 from ocr.training.run import caused_by_oom, train
@@ -270,6 +272,32 @@ def test_an_out_of_memory_retry_after_an_epoch_starts_a_clean_history(tmp_path: 
     history, final = read_metrics(tmp_path / "metrics.jsonl")
     assert [r["epoch"] for r in history] == [0, 1], "only the retry's epochs (two failed attempts logged epoch 0)"
     assert final["batch/used"] == 2
+
+
+class RecordBatches(L.Callback):
+    """Records the size of every training and validation batch."""
+
+    train: list[int] = []
+    val: list[int] = []
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx) -> None:
+        self.train.append(len(batch["images"]))
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+        self.val.append(len(batch["images"]))
+
+
+def test_with_crops_validation_batches_are_capped_for_the_whole_image(tmp_path: Path, synthetic_dir: Path,
+                                                                      monkeypatch) -> None:
+    # 20,000 bytes per pixel in 0.85 GiB: 8 crops of 64 px fit, 2 whole images of 128 px
+    monkeypatch.setattr(batch_size_lib, "footprint", lambda *args, **kwargs: Footprint(0, 0.0, 20000.0))
+    monkeypatch.setattr(batch_size_lib, "visible_gpu", lambda: (1.0, "a 1 GiB GPU"))
+    RecordBatches.train, RecordBatches.val = [], []
+    overrides = tiny_overrides(synthetic_dir, image_size=128, batch_size=4, **{
+        "data.augment.crop_size": 64, "trainer.max_epochs": 1, "+callbacks.record._target_": f"{__name__}.RecordBatches"})
+    metrics = train(compose_train(overrides), tmp_path / "run")
+    assert (metrics["batch/used"], metrics["batch/val"]) == (4, 2)
+    assert max(RecordBatches.train) == 4 and RecordBatches.val and max(RecordBatches.val) == 2
 
 
 def test_out_of_memory_at_batch_1_is_one_line_and_exit_code_2(tmp_path: Path, synthetic_dir: Path) -> None:

@@ -27,6 +27,11 @@ CONFIGS = Path(ocr.__file__).resolve().parents[1] / "configs"
         (["trainer.precision=bogus"], "trainer.precision='bogus' is not a Lightning precision"),
         (["image_size=250"], "image_size=250 must be a multiple of 32"),
         (["batch_size=2", "models.encoder.model_name=hrnet_w81"], "model_name='hrnet_w81' is not a timm model"),
+        (["models.loss.negative_ratio=-1"], "models.loss.negative_ratio=-1 must be > 0 (hard negatives per positive"),
+        (["models.head.postprocess.thresh=1"], "models.head.postprocess.thresh=1 must be in [0, 1); DBNet uses 0.3"),
+        (["collate_fn.shrink_ratio=1.5"], "collate_fn.shrink_ratio=1.5 must be in [0, 1); DBNet uses 0.4"),
+        (["collate_fn.thresh_min=0.8"], "collate_fn.thresh_min=0.8, thresh_max=0.7 must satisfy"),
+        (["data.limit_train=0"], "data.limit_train=0 must be null (every image) or an integer >= 1"),
     ],
 )
 def test_bad_overrides_are_one_line(words: list[str], expected: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import re
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,12 +25,13 @@ from ocr.inference.maps import (
     CSV_HEADER, build_val_cache, integer_points, pick_device, predict_split, write_csv, write_json,
 )
 from ocr.inference.runs import load_model, resolve_run
+from ocr.inference.tuned import parse_assignments
 from ocr.postprocess.db_postprocess import DBPostProcessor
 from ocr.training.build import build_module
 from ocr.training.val_cache import CachedImage, load_val_cache, write_val_cache
 from ocr.tuning.evaluate import CacheEvaluator, ImageState
-from ocr.tuning.space import REPO_ROOT, grid_points, read_yaml, search_config
-from ocr.tuning.tune import search
+from ocr.tuning.space import REPO_ROOT, check_values, grid_points, read_yaml, search_config
+from ocr.tuning.tune import edges_reached, search
 from ocr.utils.display import sync_command
 from ocr.utils.errors import UserError
 from reference.scoring import direct_scores
@@ -266,6 +268,29 @@ def test_a_best_value_at_an_end_of_its_range_gets_a_hint(
         assert hints == []
     else:
         assert len(hints) == 1 and hint in hints[0] and str(config) in hints[0] and "--config" in hints[0]
+
+
+def test_an_end_that_is_the_keys_own_limit_gets_no_hint() -> None:
+    key = "models.head.postprocess."
+    space = {key + "box_thresh": {"min": 0.5, "max": 1.0}, key + "thresh": {"values": [0.2, 0.3]},
+             key + "min_size": {"min": 0, "max": 4}}
+    tuned = {"thresh": 0.3, "box_thresh": 1.0, "min_size": 0}  # 1.0 and 0 are the rules' own ends
+    result = SimpleNamespace(space=space, tuned=tuned, improved=True)
+    assert edges_reached(result) == [("thresh", 0.3, "max")]
+
+
+def test_searched_and_edited_values_follow_the_config_rules() -> None:
+    base = {"thresh": 0.3, "box_thresh": 0.7, "max_candidates": 1000, "use_polygon": True, "box_unclip_ratio": 1.5,
+            "polygon_unclip_ratio": 2.0, "min_size": 3}
+    check_values({"thresh": [0.0, 0.99], "min_size": [0, 5]}, base, "s.yaml")
+    message = "s.yaml: parameter 'models.head.postprocess.thresh': models.head.postprocess.thresh=1.0 must be in [0, 1)"
+    with pytest.raises(UserError, match=re.escape(message)):
+        check_values({"thresh": [0.2, 1.0]}, base, "s.yaml")
+    assert parse_assignments(["thresh=0.25", "models.head.postprocess.min_size=0"], set(base), "--postprocess") == {
+        "thresh": 0.25, "min_size": 0}
+    with pytest.raises(UserError, match=re.escape("--postprocess: models.head.postprocess.max_candidates=0 must be an "
+                                                  "integer >= 1; DBNet uses 1000")):
+        parse_assignments(["max_candidates=0"], set(base), "--postprocess")
 
 
 @pytest.mark.parametrize("budget, spread, points", [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -25,9 +24,9 @@ from ocr.sweep.online import DEFAULT_PROJECT
 from ocr.tuning.ceiling import (
     DEFAULT_MARGIN, DEFAULT_SIZES, Inspection, inspect_dataset, load_settings, lost_overlays, report,
 )
-from ocr.utils.display import pyplot, save_figure, sync_command, write_pngs
-from ocr.utils.env import load_env, wandb_mode
-from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
+from ocr.utils.display import pyplot, run_where, save_figure, wandb_images, wandb_run, write_pngs
+from ocr.utils.env import subcommand_main
+from ocr.utils.errors import ArgumentParser, UserError, list_of, positive_int
 
 COMMAND = "inspect-data"
 CONSOLE = "ocr-inspect"
@@ -37,14 +36,6 @@ examples:
   %(prog)s                                    # the dataset the sweep would use, val split
   %(prog)s --data ../shared/data/receipts-sroie --image-sizes 800,1024 --json figures.json
 """
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    """argparse type: comma-separated positive integers."""
-    items = [s.strip() for s in text.split(",") if s.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected image sizes such as 640,800,1024,1280")
-    return tuple(positive_int(s) for s in items)
 
 
 def _margin(text: str) -> float:
@@ -61,8 +52,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, metavar="DIR",
                         help=f"dataset root (images/ + jsons/); default: {ENV_VAR} (environment or .env), else the "
                              "synthetic receipts training would use")
-    parser.add_argument("--image-sizes", type=_sizes, default=DEFAULT_SIZES, metavar="N,...",
-                        help=f"image sizes to inspect (default {','.join(map(str, DEFAULT_SIZES))})")
+    parser.add_argument("--image-sizes", type=list_of(positive_int, "image sizes"), default=DEFAULT_SIZES,
+                        metavar="N,...", help=f"image sizes to inspect (default {','.join(map(str, DEFAULT_SIZES))})")
     parser.add_argument("--split", default="val", help="split whose text size and ceiling are measured (default val)")
     parser.add_argument("--config", type=Path, metavar="PATH",
                         help="sweep YAML whose models.head.postprocess.* ranges give the settings (ends and middle) "
@@ -111,27 +102,22 @@ def figure_png(ins: Inspection, path: Path) -> Path:
     return save_figure(fig, path, dpi=100)
 
 
-def log_to_wandb(ins: Inspection, png: Path, overlays: list[tuple[str, Path]], mode: str) -> str:
-    """One W&B run (job_type inspect-data) with the figure, the overlays and the per-size table; what was done."""
-    import wandb
+def log_to_wandb(ins: Inspection, png: Path, overlays: list[tuple[str, Path]]) -> None:
+    """The figure, the overlays and the per-size table in a W&B run of job type inspect-data."""
+    import wandb  # deferred: only logging needs it
 
-    project = os.environ.get("WANDB_PROJECT") or ins.settings.project or DEFAULT_PROJECT
     config = {"dataset": str(ins.root), "split": ins.split, "image_sizes": [f.image_size for f in ins.sizes],
               "min_text_size": ins.settings.min_text_size, "shrink_ratio": ins.settings.shrink_ratio,
               "sweep_config": str(ins.settings.config_path)}
-    run = wandb.init(mode=mode, job_type="inspect-data", project=project, config=config)
-    try:
+    project = os.environ.get("WANDB_PROJECT") or ins.settings.project or DEFAULT_PROJECT
+    with wandb_run("inspect-data", project=project, config=config) as run:
+        if run is None:
+            return
         columns, rows = ins.rows()
-        logged = {"inspect/figures": wandb.Image(str(png)), "inspect/sizes": wandb.Table(columns=columns, data=rows)}
-        logged.update({f"inspect/lost_{Path(name).stem}": wandb.Image(str(path), caption=f"{name}: words lost at "
-                       f"{ins.sizes[0].image_size} px (red)") for name, path in overlays})
-        run.log(logged)
+        run.log({"inspect/figures": wandb.Image(png), "inspect/sizes": wandb.Table(columns=columns, data=rows),
+                 **wandb_images("inspect/lost", overlays, f"words lost at {ins.sizes[0].image_size} px (red)")})
         run.summary["recommended_image_sizes"] = list(ins.recommendation.sizes)
-        sync = sync_command(run)
-        where = f"offline run {run.id} (upload it with `{sync}`)" if sync else f"run {run.id} ({run.url})"
-    finally:
-        run.finish()
-    return f"W&B: logged the figure, {len(overlays)} overlays and the table to {where}"
+        print(f"W&B: logged the figure, {len(overlays)} overlays and the table to {run_where(run)}")
 
 
 def _dataset(data: Path | None, synthetic: dict[str, Any]) -> tuple[Path, str]:
@@ -147,8 +133,6 @@ def _dataset(data: Path | None, synthetic: dict[str, Any]) -> tuple[Path, str]:
 def run(args: argparse.Namespace) -> int:
     """Inspect, print, write the files, log to W&B."""
     start = time.perf_counter()
-    load_env()
-    mode = wandb_mode()
     settings = load_settings(args.config)
     root, source = _dataset(args.data, settings.synthetic)
     print(f"inspect-data: {root} ({source}), split {args.split}, image sizes {','.join(map(str, args.image_sizes))}",
@@ -169,21 +153,13 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps({**ins.as_json(), "png": str(png), "overlays": [str(p) for p in paths]},
                                         indent=1) + "\n", encoding="utf-8")
         print(f"figures as JSON: {args.json}")
-    if mode != "disabled":
-        print(log_to_wandb(ins, png, [(name, p) for (name, _), p in zip(drawn, paths)], mode))
+    log_to_wandb(ins, png, [(name, p) for (name, _), p in zip(drawn, paths)])
     return 0
 
 
 def main(argv: list[str] | None = None, prog: str = "python wandb_sweep.py") -> int:
-    """`inspect-data [options]` (the command word optional); a mistake prints one line and exits with status 2."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == [COMMAND]:
-        argv = argv[1:]
-    name = f"{prog} {COMMAND}"
-    args = build_parser(name).parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    with exit_on_user_error(name):
-        return run(args)
+    """`inspect-data [options]` (the command word optional); a mistake prints one line and gives status 2."""
+    return subcommand_main(COMMAND, build_parser, run, argv, prog)
 
 
 def cli() -> None:

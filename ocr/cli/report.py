@@ -17,11 +17,12 @@ from typing import Any
 
 from ocr.inference.tuned import TUNED_FILE
 from ocr.sweep import insight, online
-from ocr.sweep.report import fmt_duration, fmt_metric, reproduce
+from ocr.sweep.report import fmt_duration, fmt_metric, ranked, reproduce
 from ocr.sweep.spec import maximize, metric_name
 from ocr.sweep.store import DEFAULT_ROOT, LOCAL_PREFIX, has_sweep, open_sweep, sweep_id_or_newest, sweep_ids
-from ocr.utils.env import load_env, wandb_key_is_set, wandb_mode
-from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
+from ocr.utils.display import run_where, wandb_images, wandb_run
+from ocr.utils.env import subcommand_main, wandb_key_is_set
+from ocr.utils.errors import ArgumentParser, UserError, first_line, positive_int
 
 COMMAND = "report"
 OVERLAYS = 4
@@ -52,8 +53,7 @@ def load(args: argparse.Namespace) -> tuple[str, dict[str, Any], list[insight.Tr
     try:
         rows = insight.wandb_rows(remote)
     except Exception as err:  # noqa: BLE001 - network or server errors of any kind
-        first = (str(err).splitlines() or [type(err).__name__])[0]
-        raise UserError(f"could not read the runs of W&B sweep {sweep_id}: {first}") from None
+        raise UserError(f"could not read the runs of W&B sweep {sweep_id}: {first_line(err)}") from None
     return sweep_id, remote.config, rows, None, remote.project
 
 
@@ -92,7 +92,7 @@ def write_report(sweep_id: str, config: dict[str, Any], rows: list[insight.Trial
             "learning_curves": insight.curves_png(config, rows, out / "learning_curves.png")}
     if imp.keys:
         pngs = {"importance": insight.importance_png(imp, metric, out / "importance.png"), **pngs}
-    best = sorted(done, key=lambda r: r.value, reverse=maximize(config))[:top]
+    best = ranked(config, done)[:top]
     parts = [f"<h1>Sweep {html.escape(sweep_id)}</h1><p>{len(rows)} trials, {config.get('method')} search, "
              f"{html.escape(metric)} ({'maximize' if maximize(config) else 'minimize'})</p>",
              "<h2>Parameter importance</h2>" + (f"<p>{imp.trials} finished trials.</p>" if imp.keys else "") +
@@ -127,41 +127,24 @@ def write_report(sweep_id: str, config: dict[str, Any], rows: list[insight.Trial
     return page, pngs
 
 
-def log_to_wandb(sweep_id: str, project: str, pngs: dict[str, Path], out: Path, mode: str) -> str:
-    """One W&B run (job_type sweep-report) holding the figures; what was done."""
-    import wandb
-
-    try:
-        run = wandb.init(mode=mode, job_type="sweep-report", project=project, dir=str(out),
-                         config={"sweep_id": sweep_id}, settings=wandb.Settings(silent=True, init_timeout=30))
-    except Exception as err:  # noqa: BLE001 - wandb raises many types for network/auth problems
-        return f"W&B: not logged ({type(err).__name__}: {str(err).splitlines()[0][:120]})"
-    try:
-        run.log({f"sweep_report/{name}": wandb.Image(str(p)) for name, p in pngs.items()})
-        where = f"offline run {run.id} (upload: wandb sync {Path(run.dir).parent})" if run.offline else run.url
-    finally:
-        run.finish()
-    return f"W&B: logged {len(pngs)} figures to {where}"
+def run(args: argparse.Namespace) -> int:
+    """Read the sweep, write the page and its PNGs, log the figures to W&B."""
+    start = time.perf_counter()
+    sweep_id, config, rows, sweep_dir, project = load(args)
+    out = args.out or Path("outputs") / "sweep-report" / sweep_id.replace("/", "-")
+    page, pngs = write_report(sweep_id, config, rows, sweep_dir, out, args.top)
+    print(f"report of {sweep_id} ({len(rows)} trials): {page} and {len(pngs)} PNGs "
+          f"({time.perf_counter() - start:.1f} s)")
+    with wandb_run("sweep-report", project=project, dir=str(out), config={"sweep_id": sweep_id}) as wb:
+        if wb is not None:
+            wb.log(wandb_images("sweep_report", pngs.items()))
+            print(f"W&B: logged {len(pngs)} figures to {run_where(wb)}")
+    return 0
 
 
 def main(argv: list[str] | None = None, prog: str = "python wandb_sweep.py") -> int:
-    """`report [options]` (the leading command word is optional); a mistake is one line and exit status 2."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    argv = argv[1:] if argv[:1] == [COMMAND] else argv
-    name = f"{prog} {COMMAND}"
-    args = build_parser(name).parse_args(argv)
-    with exit_on_user_error(name):
-        start = time.perf_counter()
-        load_env()
-        mode = wandb_mode()
-        sweep_id, config, rows, sweep_dir, project = load(args)
-        out = args.out or Path("outputs") / "sweep-report" / sweep_id.replace("/", "-")
-        page, pngs = write_report(sweep_id, config, rows, sweep_dir, out, args.top)
-        print(f"report of {sweep_id} ({len(rows)} trials): {page} and {len(pngs)} PNGs "
-              f"({time.perf_counter() - start:.1f} s)")
-        if mode != "disabled":
-            print(log_to_wandb(sweep_id, project, pngs, out, mode))
-    return 0
+    """`report [options]` (the command word optional); a mistake prints one line and gives status 2."""
+    return subcommand_main(COMMAND, build_parser, run, argv, prog)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ocr.cli import inspect, report, tune
 from ocr.config.checks import (
@@ -27,20 +27,12 @@ from ocr.sweep.store import (
 )
 from ocr.training.batch_size import cap_table, visible_gpu
 from ocr.utils.env import load_env, wandb_key_is_set, wandb_mode
-from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error, positive_int
+from ocr.utils.errors import ArgumentParser, UserError, exit_on_user_error, list_of, positive_int
 
 PROG = "wandb_sweep.py"
 DEFAULT_CONFIG = Path("sweep_config.yaml")
 
 EPILOG = """\
-modes:
-  (no action)                      print the sweep that would be created, where it would go, and the
-                                   batch-size caps for the visible GPU
-  --create-sweep [--count N]       create the sweep (and, with --count or --gpus, run agents on it now)
-  --sweep-id ID [--count N]        run an agent on an existing sweep (each trial is its own process)
-  --sweep-id ID --rerun-failed     run the configurations of a local sweep's failed and crashed trials again
-  --best [--sweep-id ID]           the best trials and the Hydra overrides that reproduce the best one
-
 where sweeps run:
   W&B server     when an API key is set (WANDB_API_KEY or `wandb login`) and WANDB_MODE is not
                  offline/disabled; `wandb agent ENTITY/PROJECT/ID` works on these sweeps too.
@@ -69,24 +61,6 @@ NARROWING_OPTIONS = (
 )
 
 
-def _list_of(cast: Callable[[str], Any], name: str) -> Callable[[str], tuple[Any, ...]]:
-    kind = {int: "an integer", positive_int: "a positive integer"}.get(cast, "valid")
-
-    def parse(text: str) -> tuple[Any, ...]:
-        values = []
-        for item in (s.strip() for s in text.split(",") if s.strip()):
-            try:
-                values.append(cast(item))
-            except (ValueError, argparse.ArgumentTypeError):
-                raise argparse.ArgumentTypeError(f"{item!r} is not {kind} (in {text!r})") from None
-        if not values:
-            raise argparse.ArgumentTypeError(f"expected at least one {name}")
-        return tuple(values)
-
-    parse.__name__ = name  # argparse names the type in its messages
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     after = (f"\nbefore a sweep, on a dataset: {inspect.COMMAND}\nafter a sweep: {report.COMMAND}\n"
              f"after training, on a run directory: "
@@ -94,13 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog=PROG, epilog=EPILOG + after, formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Hyperparameter sweeps of DBNet + timm HRNet training (python -m ocr.train) on W&B "
                        "or offline.")
-    act = p.add_argument_group("actions (none: preview)")
+    act = p.add_argument_group("actions", "none: preview the sweep, where it would go, the visible GPU's batch caps")
     act.add_argument("--create-sweep", action="store_true",
                      help="create the sweep, print how to start agents (with --count/--gpus: run them now)")
-    act.add_argument("--sweep-id", metavar="ID", help="run an agent on sweep ID (W&B id or path, or a local- id)")
-    act.add_argument("--best", action="store_true", help="show the best trials of --sweep-id (default: newest local)")
+    act.add_argument("--sweep-id", metavar="ID", help="run an agent on sweep ID (W&B id or path, or a local- id); "
+                     "each trial is its own process")
+    act.add_argument("--best", action="store_true", help="show the best trials of --sweep-id (default: newest local) "
+                     "and the Hydra overrides that reproduce the best one")
     act.add_argument("--count", type=positive_int, metavar="N", help="trials per agent (default: until the sweep ends)")
-    act.add_argument("--gpus", type=_list_of(int, "GPU indices"), metavar="0,1", help="one agent per GPU index")
+    act.add_argument("--gpus", type=list_of(int, "GPU indices"), metavar="0,1", help="one agent per GPU index")
     act.add_argument("--gpus-per-trial", type=positive_int, default=1, metavar="N",
                      help="GPUs per trial (DDP; the trial gets trainer.devices=N): with --gpus, one agent per N GPUs")
     act.add_argument("--rerun-failed", action="store_true",
@@ -113,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--method", choices=METHODS, help="replace the YAML's search method")
     src.add_argument("--run-cap", type=positive_int, metavar="N", help="stop creating trials after N (sweep-wide)")
     for flag, cast, metavar, _, shown in NARROWING_OPTIONS:
-        src.add_argument(flag, type=_list_of(cast, flag[2:]), metavar=metavar, help=f"replace the values of {shown}")
+        src.add_argument(flag, type=list_of(cast, flag[2:]), metavar=metavar, help=f"replace the values of {shown}")
     src.add_argument("--configs-dir", type=Path, default=DEFAULT_CONFIGS_DIR, metavar="DIR",
                      help="Hydra configs the parameters are checked against (default: the repo's configs/)")
 
@@ -176,7 +152,7 @@ def destination(args: argparse.Namespace, config: dict[str, Any]) -> Destination
 
 def visible_gpus() -> int:
     """CUDA devices this process sees (0 without torch's CUDA)."""
-    import torch
+    import torch  # deferred: the launcher starts without torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
@@ -281,7 +257,7 @@ def run_local(args: argparse.Namespace, sweep: LocalSweep, trial_mode: str) -> i
 
 def cmd_preview(args: argparse.Namespace) -> int:
     config = sweep_definition(args)
-    create = shlex.join(["python", "wandb_sweep.py", *args.argv, "--create-sweep"])
+    create = shlex.join(["python", PROG, *args.argv, "--create-sweep"])
     dest = destination(args, config)  # a bad WANDB_MODE is one line before any cap is measured
     caps = cap_table(sweep_parameters(config, str(args.config)), *visible_gpu(), args.configs_dir)
     print(preview_text(config, str(args.config), dest, caps, create))

@@ -6,7 +6,6 @@ in their functions: the sweep launcher imports this module for its parser and st
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -19,9 +18,9 @@ from tqdm import tqdm
 from ocr.inference.tuned import choose_params, describe, run_params
 from ocr.sweep.spec import METHODS
 from ocr.training.val_cache import INDEX_FILE, cache_dir
-from ocr.utils.display import write_pngs
-from ocr.utils.env import load_env
-from ocr.utils.errors import ArgumentParser, UserError, positive_int
+from ocr.utils.display import wandb_images, write_pngs
+from ocr.utils.env import run_command
+from ocr.utils.errors import ArgumentParser, positive_int
 
 EXAMPLES = """\
 examples:
@@ -113,50 +112,38 @@ def cmd_build_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-def _where(run_dir: Path, run: Any) -> str:
-    """Where a post-training command's W&B run is, for the line that says what it logged."""
-    from ocr.inference.runs import sync_folders
-
-    group, folders = f"group {run.group}, job {run.job_type}", sync_folders(run_dir, run)
-    if folders:
-        return f"offline run {run.id} ({group}; upload with `wandb sync {' '.join(map(str, folders))}`)"
-    return f"run {run.id} ({group}; {run.url})"
-
-
-def _log_images(run: Any, key: str, images: list[tuple[str, Any]], caption: str) -> None:
-    """One W&B image per key `key/<image stem>` (receipts differ in size, which W&B's image lists do not allow)."""
-    import wandb
-
-    run.log({f"{key}/{Path(name).stem}": wandb.Image(rgb, caption=f"{name}: {caption}") for name, rgb in images})
+def _overlays(run_dir: Path, label: str, images: list[tuple[str, Any]]) -> None:
+    """Write the overlays of post-processing `label` as PNGs under RUN_DIR/overlays/<label>/ and say where."""
+    paths = write_pngs(run_dir / "overlays" / label, images)
+    print(f"overlays ({label}): {len(paths)} PNGs in {run_dir / 'overlays' / label}")
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from ocr.inference.maps import build_val_cache, cached_overlays
-    from ocr.inference.runs import post_training_run, load_run_config, resolve_run
+    from ocr.inference.runs import load_run_config, post_training_run, post_training_where, resolve_run
     from ocr.tuning.tune import log_to_wandb, report, search
 
-    run = resolve_run(args.run)
-    run_dir = run.run_dir
-    cfg = load_run_config(run_dir)
+    ref = resolve_run(args.run)
+    run_dir = ref.run_dir
     if args.build_cache and not (cache_dir(run_dir) / INDEX_FILE).is_file():
         print(f"building the validation cache of {run_dir} ...")
-        build_val_cache(run, args.data)
+        build_val_cache(ref, args.data)
     with ExitStack() as bars:
         result = search(run_dir, args.method, args.count, args.config, args.workers, args.seed,
                         progress_bars(bars, "tune-postprocess", "combination"))
     print(report(result))
-    params = {"default": run_params(cfg), "tuned": result.tuned}
+    params = {"default": run_params(load_run_config(run_dir)), "tuned": result.tuned}
     overlay_sets = cached_overlays(run_dir, args.data, params, None, args.overlays) if args.overlays > 0 else {}
     for label, images in overlay_sets.items():
-        paths = write_pngs(run_dir / "overlays" / label, images)
-        print(f"overlays ({label}): {len(paths)} PNGs in {paths[0].parent}")
-    with post_training_run(run_dir, cfg, "tune-postprocess") as run:
+        _overlays(run_dir, label, images)
+    with post_training_run(run_dir, "tune-postprocess") as run:
         if run is not None:
             log_to_wandb(result, run)
             for label, images in overlay_sets.items():
-                _log_images(run, f"overlays/{label}", images, f"{label} post-processing ({describe(params[label])})")
+                run.log(wandb_images(f"overlays/{label}", images, f"{label} post-processing ({describe(params[label])})"))
             hmean = result.tuned_scores["hmean"]
-            print(f"W&B: logged val/cleval_hmean_tuned={hmean:.4f} and the tuned values to {_where(run_dir, run)}")
+            print(f"W&B: logged val/cleval_hmean_tuned={hmean:.4f} and the tuned values to "
+                  f"{post_training_where(run_dir, run)}")
     return 0
 
 
@@ -164,13 +151,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import wandb
 
     from ocr.inference.maps import predict
-    from ocr.inference.runs import post_training_run, load_run_config
+    from ocr.inference.runs import post_training_run, post_training_where
 
     def progress(stream: Iterable[Any], total: int) -> Iterable[Any]:
         return tqdm(stream, total=total, desc=f"predict {args.split}", unit="image", dynamic_ncols=True)
 
     result = predict(args.run, args.split, args.postprocess, args.out, args.data, args.device, args.batch_size,
                      args.num_workers, args.overlays, progress)
+    run_dir = result.run.run_dir
     print(f"post-processing: {result.label} ({describe(result.params)})")
     print(f"predicted {result.n_images} images, {result.n_polygons} polygons: " + ", ".join(str(p) for p in result.files))
     if result.n_boxed:
@@ -178,10 +166,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if result.unreadable:
         print(f"warning: {len(result.unreadable)} unreadable images got empty predictions: {', '.join(result.unreadable)}",
               file=sys.stderr)
-    overlay_dir = (args.out or result.run.run_dir / "submissions") / f"overlays_{result.split}_{result.label}"
+    overlay_dir = (args.out or run_dir / "submissions") / f"overlays_{result.split}_{result.label}"
     if result.overlays:
         print(f"overlays: {len(write_pngs(overlay_dir, result.overlays))} PNGs in {overlay_dir}")
-    with post_training_run(result.run.run_dir, load_run_config(result.run.run_dir), "predict") as run:
+    with post_training_run(run_dir, "predict") as run:
         if run is not None:
             name = f"submission-{run.config['training_run_id']}"  # versions of one artifact per training run
             artifact = wandb.Artifact(name, type="submission",
@@ -190,27 +178,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 artifact.add_file(str(path))
             run.log_artifact(artifact)
             if result.overlays:
-                _log_images(run, f"predict/{result.split}", result.overlays, f"predicted ({result.label})")
+                run.log(wandb_images(f"predict/{result.split}", result.overlays, f"predicted ({result.label})"))
             print(f"W&B: {'saved' if run.offline else 'uploaded'} the submission as artifact {name} "
-                  f"to {_where(result.run.run_dir, run)}")
+                  f"to {post_training_where(run_dir, run)}")
     return 0
 
 
 def cmd_overlays(args: argparse.Namespace) -> int:
     from ocr.inference.maps import cached_overlays
-    from ocr.inference.runs import post_training_run, load_run_config, resolve_run
+    from ocr.inference.runs import load_run_config, post_training_run, post_training_where, resolve_run
 
     run_dir = resolve_run(args.run).run_dir
-    cfg = load_run_config(run_dir)
-    label, params = choose_params(args.postprocess, cfg, run_dir)
+    label, params = choose_params(args.postprocess, load_run_config(run_dir), run_dir)
     images = cached_overlays(run_dir, args.data, {label: params}, args.names, args.images)[label]
-    paths = write_pngs(run_dir / "overlays" / label, images)
     print(f"post-processing: {label} ({describe(params)})")
-    print(f"overlays: {len(paths)} PNGs in {run_dir / 'overlays' / label}")
-    with post_training_run(run_dir, cfg, "overlays") as run:
+    _overlays(run_dir, label, images)
+    with post_training_run(run_dir, "overlays") as run:
         if run is not None:
-            _log_images(run, f"overlays/{label}", images, f"{label} post-processing ({describe(params)})")
-            print(f"W&B: logged {len(images)} overlays to {_where(run_dir, run)}")
+            run.log(wandb_images(f"overlays/{label}", images, f"{label} post-processing ({describe(params)})"))
+            print(f"W&B: logged {len(images)} overlays to {post_training_where(run_dir, run)}")
     return 0
 
 
@@ -220,13 +206,7 @@ COMMANDS = {"build-cache": cmd_build_cache, "tune-postprocess": cmd_tune, "predi
 def main(argv: list[str] | None = None, prog: str = "ocr-tune") -> int:
     """Parse `argv` and run the subcommand; a user mistake prints one line and returns 2."""
     args = build_parser(prog).parse_args(argv)
-    load_env()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
-        return COMMANDS[args.command](args)
-    except UserError as err:
-        print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    return run_command(f"{prog} {args.command}", lambda: COMMANDS[args.command](args))
 
 
 def cli() -> None:

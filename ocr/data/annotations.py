@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ocr.utils.errors import UserError, is_finite_number
+from ocr.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -114,16 +114,6 @@ def parse_word(key: str, entry: object, size: tuple[int, int] | None) -> tuple[W
         return None, "zero area", False
     text = entry.get("transcription")
     return Word(pts.astype(np.float32), text if isinstance(text, str) else None, str(key)), None, clipped
-
-
-def checked_limit(split: str, value: object) -> int | None:
-    """`data.limit_<split>` as an int (None: every image); UserError unless it is null or an integer >= 1."""
-    if value is None:
-        return None
-    if not is_finite_number(value, integer=True) or value < 1:
-        raise UserError(f"data.limit_{split}={value!r} must be null (every image) or an integer >= 1 "
-                        "(the first N images by name)")
-    return int(value)
 
 
 def load_split(root: Path, split: str, labels: bool = True) -> dict[str, list[Word]]:

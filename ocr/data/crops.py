@@ -17,8 +17,6 @@ import cv2
 import numpy as np
 import torch
 
-from ocr.utils.errors import UserError, is_finite_number, require_number
-
 CROP_KEYS = ("crop_size", "scale", "rotate", "crops_per_image")
 
 
@@ -33,54 +31,14 @@ class CropSpec:
     per_image: int = 1
 
 
-def check_crop_size(value: Any) -> None:
-    """`data.augment.crop_size`: null (whole images) or a multiple of 32 >= 64."""
-    if value is not None and (not is_finite_number(value, integer=True) or value < 64 or value % 32):
-        raise UserError(f"data.augment.crop_size={value!r} must be null (whole images) or a multiple of 32 >= 64 "
-                        "(e.g. 320, 640)")
-
-
-def check_scale(value: Any) -> None:
-    """`data.augment.scale`: [min, max] with 0 < min <= max."""
-    try:
-        low, high = value
-    except (TypeError, ValueError):
-        low = high = None
-    if not (is_finite_number(low) and is_finite_number(high) and 0 < low <= high):
-        raise UserError(f"data.augment.scale={value!r} must be [min, max] with 0 < min <= max (x the whole-image "
-                        "fit, e.g. [0.75, 1.25])")
-
-
-def check_rotate(value: Any) -> None:
-    """`data.augment.rotate`: degrees in [0, 180]."""
-    require_number(value, "data.augment.rotate")
-    if not 0 <= value <= 180:
-        raise UserError(f"data.augment.rotate={value} must be in [0, 180] degrees (0: no rotation)")
-
-
-def check_crops_per_image(value: Any) -> None:
-    """`data.augment.crops_per_image`: an integer >= 1."""
-    if not is_finite_number(value, integer=True) or value < 1:
-        raise UserError(f"data.augment.crops_per_image={value!r} must be an integer >= 1")
-
-
-def crop_spec(image_size: int, augment: Mapping[str, Any]) -> CropSpec | None:
-    """The crops `augment` asks for at `image_size` (None: whole images); `UserError` for values training refuses."""
-    size, scale = augment.get("crop_size"), augment.get("scale", (1.0, 1.0))
-    rotate, per_image = augment.get("rotate", 0), augment.get("crops_per_image", 1)
-    check_crop_size(size)
-    check_scale(scale)
-    check_rotate(rotate)
-    check_crops_per_image(per_image)
+def crop_spec(augment: Mapping[str, Any]) -> CropSpec | None:
+    """The crops `augment` (`data.augment`, checked by `ocr.config`) asks for; None: whole images."""
+    size = augment.get("crop_size")
     if size is None:
-        if tuple(scale) != (1.0, 1.0) or rotate or per_image != 1:
-            raise UserError("data.augment.scale, rotate and crops_per_image act on training crops: set "
-                            "data.augment.crop_size too (or leave them at [1.0, 1.0], 0 and 1)")
         return None
-    if size > image_size * scale[0]:
-        raise UserError(f"data.augment.crop_size={size} is larger than the rescaled receipt (image_size={image_size} "
-                        f"x scale min {scale[0]} = {image_size * scale[0]:g} px): use a crop of at most that size")
-    return CropSpec(int(size), (float(scale[0]), float(scale[1])), float(rotate), int(per_image))
+    low, high = augment.get("scale", (1.0, 1.0))
+    return CropSpec(int(size), (float(low), float(high)), float(augment.get("rotate", 0)),
+                    int(augment.get("crops_per_image", 1)))
 
 
 def rotate(image: np.ndarray, polygons: list[np.ndarray], degrees: float) -> tuple[np.ndarray, list[np.ndarray]]:

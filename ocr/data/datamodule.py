@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ocr.data.annotations import checked_limit, load_split, split_paths
-from ocr.data.crops import CROP_KEYS, CropSpec, crop_spec, draw_scale, random_crop
-from ocr.data.paths import SYNTHETIC_DEFAULTS, dataset_root, resolve_dataset_root
+from ocr.data.annotations import load_split, split_paths
+from ocr.data.crops import CropSpec, crop_spec, draw_scale, random_crop
+from ocr.data.paths import dataset_root, resolve_dataset_root
 from ocr.data.transforms import (ImageDecodeError, brightness_contrast, load_resized, orient_points, pad_square,
                                  sample_brightness_contrast, to_tensor)
 from ocr.utils.errors import UserError
@@ -100,20 +100,11 @@ def stack_images(samples: list[dict]) -> dict[str, Any]:
     }
 
 
-def _checked(section: str, given: Mapping | None, allowed: Any) -> dict[str, Any]:
-    """`given` as a plain dict, refusing keys not in `allowed`."""
-    values = dict(given or {})
-    unknown = sorted(set(values) - set(allowed))
-    if unknown:
-        raise UserError(f"data.{section} has unknown keys {unknown}; allowed: {sorted(allowed)}")
-    return values
-
-
 class ReceiptDataModule(L.LightningDataModule):
     """Loaders for ROOT in the competition layout, or for synthetic receipts when no root is configured; `batch_size`
     is read whenever a loader is built (it can be lowered after an OOM), `val_batch_size` None follows it; `augment`
-    (train only) and `synthetic` (see `paths.dataset_root`) are checked for unknown keys; `limit_train` / `limit_val`
-    keep the first N images by name."""
+    (train only: jitter and crops) and `synthetic` (see `paths.dataset_root`) as `ocr.config` checks them;
+    `limit_train` / `limit_val` keep the first N images by name."""
 
     def __init__(self, dataset_base_path: str | None, image_size: int, batch_size: int, num_workers: int = 2,
                  collate_fn: Callable | None = None, val_batch_size: int | None = None, synthetic: Mapping | None = None,
@@ -123,11 +114,10 @@ class ReceiptDataModule(L.LightningDataModule):
         self.image_size, self.batch_size, self.num_workers = int(image_size), int(batch_size), int(num_workers)
         self.val_batch_size = val_batch_size
         self.collate_fn = collate_fn or stack_images
-        self.synthetic = _checked("synthetic", synthetic, SYNTHETIC_DEFAULTS)
-        augment = _checked("augment", augment, (*JITTER_KEYS, *CROP_KEYS))
+        self.synthetic, augment = dict(synthetic or {}), dict(augment or {})
         self.jitter = {JITTER_KEYS[k]: float(v) for k, v in augment.items() if k in JITTER_KEYS}
-        self.crop = crop_spec(self.image_size, {k: v for k, v in augment.items() if k in CROP_KEYS})
-        self.limits = {"train": checked_limit("train", limit_train), "val": checked_limit("val", limit_val)}
+        self.crop = crop_spec(augment)
+        self.limits = {"train": limit_train, "val": limit_val}
         self.datasets: dict[str, Dataset] = {}
 
     def dataset_root(self) -> Path:

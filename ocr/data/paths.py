@@ -42,7 +42,7 @@ def resolve_dataset_root(configured: str | os.PathLike | None) -> Path | None:
 def dataset_root(configured: str | os.PathLike | None, synthetic: Mapping | None = None) -> Path:
     """The folder to read: `resolve_dataset_root(configured)`, else the synthetic receipts `synthetic` describes (`dir`
     and `generate_dataset`'s counts, seed, size and text_height; defaults: SYNTHETIC_DEFAULTS), generated once per
-    parameter set, under a file lock, and published by renaming a finished folder."""
+    parameter set (also when several processes ask at once)."""
     root = resolve_dataset_root(configured)
     if root is not None:
         return root

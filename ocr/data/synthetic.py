@@ -1,7 +1,5 @@
 """Synthetic receipts in the competition layout, one tight box per text run, deterministic for a seed.
-
-CLI: ``python -m ocr.data.synthetic --out DIR [--train N --val N --test N --seed S --size MIN MAX --text-height MIN MAX]``
-"""
+CLI: ``python -m ocr.data.synthetic --out DIR`` (``--help`` lists the options)."""
 
 from __future__ import annotations
 
@@ -29,7 +27,8 @@ _NAMES = "MAJU JAYA SENTOSA MUTIARA BINTANG INDAH MEGA SINAR CAHAYA HARMONI PERM
 _SHOP = ("SDN BHD", "ENTERPRISE", "MART", "TRADING", "RESTAURANT", "BAKERY", "HARDWARE", "STATIONERY")
 _CITIES = "JOHOR BAHRU,KUALA LUMPUR,PETALING JAYA,SHAH ALAM,IPOH,MELAKA,KLANG,SEREMBAN".split(",")
 _TOTALS = ("SUBTOTAL", "TOTAL", "GST 6%", "ROUNDING", "CASH", "CHANGE", "DISCOUNT", "TOTAL QTY", "NET TOTAL")
-_FOOTERS = ("THANK YOU", "PLEASE COME AGAIN", "GOODS SOLD ARE NOT RETURNABLE", "HAVE A NICE DAY", "*** CUSTOMER COPY ***")
+_FOOTERS = ("THANK YOU", "PLEASE COME AGAIN", "GOODS SOLD ARE NOT RETURNABLE", "HAVE A NICE DAY",
+            "*** CUSTOMER COPY ***")
 DEFAULT_TEXT_HEIGHT = (0.022, 0.032)  # body text height / paper height: ~40 lines per receipt, like the real ones
 
 
@@ -270,7 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     for split, count in zip(SPLITS, (64, 16, 8)):
         parser.add_argument(f"--{split}", type=int, default=count, help=f"number of {split} images")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=int, nargs=2, default=(320, 640), metavar=("MIN", "MAX"), help="longest side range")
+    parser.add_argument("--size", type=int, nargs=2, default=(320, 640), metavar=("MIN", "MAX"),
+                        help="longest side range")
     parser.add_argument("--text-height", type=float, nargs=2, default=DEFAULT_TEXT_HEIGHT, metavar=("MIN", "MAX"),
                         help="body text height as a fraction of the paper's height (default 0.022 0.032)")
     args = parser.parse_args(argv)

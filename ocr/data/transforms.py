@@ -1,7 +1,5 @@
 """Image and point transforms: decode, EXIF orientation, resize + pad to a square, augmentation, tensor.
-
-Coordinates are continuous pixels (column j covers x in [j, j+1)): a flip maps x to W - x, resizing by s maps x to x * s.
-"""
+Coordinates are continuous pixels (column j covers x in [j, j+1)): a flip maps x to W - x, resizing by s to x * s."""
 
 from __future__ import annotations
 
@@ -89,7 +87,8 @@ def imread_quietly(path: Path, flags: int) -> tuple[np.ndarray | None, str]:
 
 
 def decode_bgr(path: Path, factor: int = 1) -> np.ndarray:
-    """Stored pixels (no EXIF orientation), BGR uint8, at about 1/`factor` size; decoder warnings logged once per file."""
+    """Stored pixels (no EXIF orientation), BGR uint8, at about 1/`factor` size; decoder warnings are logged once
+    per file."""
     flags = _REDUCED_FLAGS.get(factor, cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
     bgr, printed = imread_quietly(path, flags)
     said = "; ".join(line.strip() for line in printed.splitlines() if line.strip())
@@ -157,7 +156,8 @@ def brightness_contrast(image: np.ndarray, alpha: float, beta: float) -> np.ndar
 
 
 def sample_brightness_contrast(brightness_limit: float, contrast_limit: float, p: float) -> tuple[float, float] | None:
-    """(alpha, beta) drawn uniformly within the limits with probability `p`, else None (torch's RNG, seeded per worker)."""
+    """(alpha, beta) drawn uniformly within the limits with probability `p`, else None; torch's RNG, seeded per
+    worker."""
     u = torch.rand(3).tolist()
     if u[0] >= p:
         return None

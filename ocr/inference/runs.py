@@ -4,9 +4,7 @@ post-training command."""
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ocr.training.build import build_model
 from ocr.training.layout import BEST_CHECKPOINT, CONFIG_FILE, METRICS_FILE
-from ocr.utils.env import wandb_mode
+from ocr.utils.display import run_where, wandb_run
 from ocr.utils.errors import UserError, yaml_error_text
 
 MODEL_PREFIX = "model."
@@ -26,7 +24,6 @@ RUN_SEARCH_DEPTH = 4  # levels below a non-run folder searched for the run direc
 # what building the model, the data and the post-processing of a run reads from its config.yaml
 RUN_CONFIG_KEYS = ("models.encoder.model_name", "models.head.postprocess", "image_size", "data", "collate_fn",
                    "trainer")
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -133,44 +130,19 @@ def load_model(run: RunRef, cfg: DictConfig | None = None) -> torch.nn.Module:
     return model.eval()
 
 
-@contextmanager
-def post_training_run(run_dir: Path, cfg: DictConfig, job_type: str) -> Iterator[Any | None]:
-    """A new W&B run for a post-training command, grouped with the training run of metrics.json (never a resume, so
-    syncing cannot touch the training history); None when W&B is disabled, the run logged to none, or W&B cannot be
-    reached (a warning says so). Its offline files are complete when the context exits."""
+def post_training_run(run_dir: Path, job_type: str) -> AbstractContextManager[Any | None]:
+    """A new W&B run (`wandb_run`) for a post-training command, grouped with the training run of metrics.json (never
+    a resume, so syncing cannot touch the training history); None when that run logged to no W&B run."""
     run_id = load_run_metrics(run_dir).get("wandb_run_id")
-    mode = wandb_mode()
-    if run_id is None or mode == "disabled":
-        yield None
-        return
-    import wandb
-
-    logger = cfg.get("logger") or {}
-    try:
-        run = wandb.init(
-            mode=mode, dir=str(run_dir), job_type=job_type, group=logger.get("group") or run_id,
-            name=f"{job_type} {run_id}", project=logger.get("project"), entity=logger.get("entity"),
-            config={"training_run_id": run_id, "run_dir": str(run_dir)},
-            settings=wandb.Settings(quiet=True),  # no history/summary footer: the command prints what it logged
-        )
-    except Exception as err:  # noqa: BLE001 - wandb raises many types for network/auth problems
-        log.warning(f"could not start a W&B run for {job_type} ({type(err).__name__}: "
-                    f"{str(err).splitlines()[0][:120]}); results are only in {run_dir}. Set WANDB_MODE=offline to "
-                    "log offline and `wandb sync` later")
-        yield None
-        return
-    try:
-        yield run
-    finally:
-        run.finish()
-        wandb.teardown()  # finish() returns before wandb-core has written the offline .wandb file
+    if run_id is None:
+        return nullcontext()
+    logger = load_run_config(run_dir).get("logger") or {}
+    return wandb_run(job_type, dir=str(run_dir), group=logger.get("group") or run_id, name=f"{job_type} {run_id}",
+                     project=logger.get("project"), entity=logger.get("entity"),
+                     config={"training_run_id": run_id, "run_dir": str(run_dir)})
 
 
-def sync_folders(run_dir: Path, run: Any) -> list[Path]:
-    """The offline folders `wandb sync` must upload for `run`: the training run's (the first named with its id)
-    and `run`'s own; [] for an online run."""
-    if not run.offline:
-        return []
-    training_id = run.config.get("training_run_id")
-    training = sorted(Path(run_dir, "wandb").glob(f"offline-run-*-{training_id}"))[:1]
-    return [*training, Path(run.dir).parent]
+def post_training_where(run_dir: Path, run: Any) -> str:
+    """Where a post-training run logged to; offline, with the training run's folder, which `wandb sync` needs first."""
+    training = sorted(Path(run_dir, "wandb").glob(f"offline-run-*-{run.config['training_run_id']}"))[:1]
+    return run_where(run, f"group {run.group}, job {run.job_type}", training)

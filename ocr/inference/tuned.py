@@ -9,9 +9,10 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from ocr.config.checks import POSTPROCESS_KEY, check_value
 from ocr.utils.errors import UserError
 
-PREFIX = "models.head.postprocess."
+PREFIX = f"{POSTPROCESS_KEY}."
 TUNED_FILE = "tuned_postprocess.txt"
 CHOICES = ("default", "tuned")
 
@@ -58,7 +59,8 @@ def overrides(params: dict[str, Any]) -> list[str]:
 
 
 def parse_assignments(items: list[str], known_keys: set[str], where: str) -> dict[str, Any]:
-    """`KEY=VALUE` or `models.head.postprocess.KEY=VALUE` strings as {KEY: value} (values parsed as YAML)."""
+    """`KEY=VALUE` or `models.head.postprocess.KEY=VALUE` strings as {KEY: value} (values parsed as YAML, each one
+    that the config rules accept)."""
     out = {}
     for item in items:
         name, sep, text = item.partition("=")
@@ -69,4 +71,8 @@ def parse_assignments(items: list[str], known_keys: set[str], where: str) -> dic
             out[key] = yaml.safe_load(text)
         except yaml.YAMLError:
             raise UserError(f"{where}: {item!r}: cannot read the value {text!r}") from None
+        try:
+            check_value(PREFIX + key, out[key])
+        except UserError as err:
+            raise UserError(f"{where}: {err}") from None
     return out

@@ -278,8 +278,7 @@ def _pseudo_char_centres(quads: np.ndarray, counts: np.ndarray) -> tuple[np.ndar
 
 
 def _points_inside(points: np.ndarray, det: _Shapes) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs (point, detection) where the point is inside (Polygon3's even-odd crossing rule), among the points in
-    the detection's closed bounding box (its y-range looked up in the sorted y)."""
+    """Pairs (point, detection) where the point is inside (Polygon3's even-odd crossing rule)."""
     order, boxes = np.argsort(points[:, 1], kind="stable"), det.bounds
     y_sorted = points[order, 1]
     lo = np.searchsorted(y_sorted, boxes[:, 1], side="left")

@@ -19,7 +19,7 @@ class DBNet(nn.Module):
         super().__init__()
         self.encoder, self.decoder, self.head = encoder, decoder, head
 
-    def forward(self, images: torch.Tensor, with_threshold: bool | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, with_threshold: bool = False) -> dict[str, torch.Tensor]:
         return self.head(self.decoder(self.encoder(images)), with_threshold=with_threshold)
 
 

@@ -16,7 +16,8 @@ class ScaleFusion(nn.Module):
         super().__init__()
         self.num_scales = num_scales
         self.reduce = nn.Conv2d(channels * num_scales, channels, 3, padding=1, bias=False)
-        self.spatial = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(1, 1, 1), nn.Sigmoid())
+        self.spatial = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(1, 1, 1),
+                                     nn.Sigmoid())
         self.scale_weights = nn.Sequential(nn.Conv2d(channels, num_scales, 1), nn.Sigmoid())
 
     def forward(self, scales: list[torch.Tensor]) -> torch.Tensor:
@@ -29,9 +30,8 @@ class ScaleFusion(nn.Module):
 class FPNDecoder(nn.Module):
     """Fuses encoder features of strides (4, 8, 16, 32) into one stride-4 map of `out_channels`."""
 
-    def __init__(
-        self, in_channels: Sequence[int], inner_channels: int = 256, smooth_channels: int = 64, adaptive_fusion: bool = True
-    ) -> None:
+    def __init__(self, in_channels: Sequence[int], inner_channels: int = 256, smooth_channels: int = 64,
+                 adaptive_fusion: bool = True) -> None:
         super().__init__()
         self.laterals = nn.ModuleList(nn.Conv2d(c, inner_channels, 1, bias=False) for c in in_channels)
         self.smooth = nn.ModuleList(
@@ -45,7 +45,9 @@ class FPNDecoder(nn.Module):
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         laterals = [conv(f) for conv, f in zip(self.laterals, features)]
         for i in range(len(laterals) - 1, 0, -1):
-            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest")
+            finer = laterals[i - 1]
+            laterals[i - 1] = finer + F.interpolate(laterals[i], size=finer.shape[-2:], mode="nearest")
         size = laterals[0].shape[-2:]
-        scales = [F.interpolate(s(lat), size=size, mode="nearest") if i else s(lat) for i, (s, lat) in enumerate(zip(self.smooth, laterals))]
+        scales = [F.interpolate(s(lat), size=size, mode="nearest") if i else s(lat)
+                  for i, (s, lat) in enumerate(zip(self.smooth, laterals))]
         return self.fusion(scales) if self.fusion is not None else torch.cat(scales, dim=1)

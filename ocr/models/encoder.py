@@ -21,7 +21,8 @@ class TimmEncoder(nn.Module):
         check_model_name(model_name)
         overlay = {"file": str(Path(weights_file).expanduser())} if weights_file else None
         if overlay and not Path(overlay["file"]).is_file():
-            raise UserError(f"models.encoder.weights_file={weights_file!r} does not exist; give the path of a timm weights file")
+            raise UserError(
+                f"models.encoder.weights_file={weights_file!r} does not exist; give the path of a timm weights file")
         try:
             self.body = timm.create_model(model_name, pretrained=pretrained or bool(weights_file), features_only=True,
                                           out_indices=tuple(out_indices), pretrained_cfg_overlay=overlay)
@@ -29,9 +30,10 @@ class TimmEncoder(nn.Module):
             if not (pretrained or weights_file):
                 raise
             raise UserError(
-                f"could not load pretrained weights for {model_name} ({type(err).__name__}: {str(err).splitlines()[0][:160]}); "
-                "fix: connect to the Hugging Face hub (or set HF_ENDPOINT to a mirror), or download the weights and set "
-                "models.encoder.weights_file=PATH, or train from random init with models.encoder.pretrained=false"
+                f"could not load pretrained weights for {model_name} ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:160]}); fix: connect to the Hugging Face hub (or set HF_ENDPOINT to a "
+                "mirror), or download the weights and set models.encoder.weights_file=PATH, or train from random init "
+                "with models.encoder.pretrained=false"
             ) from None
         self.channels: list[int] = list(self.body.feature_info.channels())
 

@@ -34,11 +34,11 @@ class DBHead(nn.Module):
         nn.init.constant_(self.prob_branch[-1].bias, math.log(prior_prob / (1 - prior_prob)))
         self.postprocess = postprocess or DBPostProcessor()
 
-    def forward(self, features: torch.Tensor, with_threshold: bool | None = None) -> dict[str, torch.Tensor]:
-        """Logits of P always; T and binary logits when training (or when `with_threshold`)."""
+    def forward(self, features: torch.Tensor, with_threshold: bool = False) -> dict[str, torch.Tensor]:
+        """Logits of P always; T and binary logits when training or `with_threshold`."""
         prob_logits = self.prob_branch(features)
         out = {"prob_logits": prob_logits}
-        if self.training if with_threshold is None else with_threshold:
+        if self.training or with_threshold:
             out["thresh"] = thresh = torch.sigmoid(self.thresh_branch(features))
             out["binary_logits"] = self.k * (torch.sigmoid(prob_logits) - thresh)
         return out

@@ -6,8 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ocr.utils.errors import UserError, is_finite_number
-
 LOSS_KEYS = ("loss", "loss_prob", "loss_thresh", "loss_binary")  # the keys of DBLoss's output, in order
 
 
@@ -24,25 +22,12 @@ def balanced_bce(logits: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, neg
     return (pos_loss + neg_loss) / (pos_count + neg_count + eps)
 
 
-def check_loss_params(negative_ratio: float, prob_w: float, thresh_w: float, binary_w: float) -> None:
-    """Raise ``UserError`` for loss settings that would train nothing or the wrong way round."""
-    names = ("negative_ratio", "prob_map_loss_weight", "thresh_map_loss_weight", "binary_map_loss_weight")
-    for name, value in zip(names, (negative_ratio, prob_w, thresh_w, binary_w)):
-        if not is_finite_number(value) or value < 0:
-            raise UserError(f"models.loss.{name}={value!r} must be a finite number >= 0")
-    if negative_ratio <= 0:
-        raise UserError(f"models.loss.negative_ratio={negative_ratio} must be > 0 (hard negatives per positive; DBNet uses 3)")
-    if prob_w + thresh_w + binary_w <= 0:
-        raise UserError("models.loss: the three map loss weights are all 0, so nothing would be learned")
-
-
 class DBLoss(nn.Module):
     """prob_w * BCE-OHEM(P) + thresh_w * L1(T) + binary_w * Dice(B); safe under bf16/fp16 autocast."""
 
     def __init__(self, negative_ratio: float = 3.0, prob_map_loss_weight: float = 5.0, thresh_map_loss_weight: float = 10.0,
                  binary_map_loss_weight: float = 1.0, eps: float = 1e-6, fallback_negatives: int = 1000) -> None:
         super().__init__()
-        check_loss_params(negative_ratio, prob_map_loss_weight, thresh_map_loss_weight, binary_map_loss_weight)
         self.weights = (prob_map_loss_weight, thresh_map_loss_weight, binary_map_loss_weight)
         self.negative_ratio, self.eps, self.fallback_negatives = negative_ratio, eps, fallback_negatives
 

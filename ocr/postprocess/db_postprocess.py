@@ -24,13 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ocr.postprocess.geometry import check_param, check_scale
+from ocr.postprocess.geometry import check_scale
 from ocr.postprocess.stages import Result, candidates, expand
 
 
 @dataclass(frozen=True)
 class PostprocessParams:
-    """Post-processing settings (Hydra: ``models.head.postprocess.*``)."""
+    """Post-processing settings (Hydra: ``models.head.postprocess.*``, whose values ``ocr.config`` checks)."""
 
     thresh: float = 0.3
     box_thresh: float = 0.7
@@ -39,10 +39,6 @@ class PostprocessParams:
     box_unclip_ratio: float = 1.5
     polygon_unclip_ratio: float = 2.0
     min_size: float = 3
-
-    def __post_init__(self) -> None:
-        for name in ("thresh", "box_thresh", "max_candidates", "box_unclip_ratio", "polygon_unclip_ratio", "min_size"):
-            check_param(name, getattr(self, name))
 
     @property
     def unclip_ratio(self) -> float:

@@ -1,4 +1,4 @@
-"""Map and geometry steps of DB post-processing: checks, contours, polygon score, unclip, output mapping.
+"""Map and geometry steps of DB post-processing: input checks, contours, polygon score, unclip, output mapping.
 Integer coordinates carry ``shift`` fractional bits: box-mode quads ``FIXED_SHIFT``, polygon-mode contours 0."""
 
 from __future__ import annotations
@@ -10,19 +10,12 @@ import cv2
 import numpy as np
 import pyclipper
 
-from ocr.utils.errors import UserError, is_finite_number, require_number
-
 FIXED_SHIFT = 8
 FIXED_ONE = 1 << FIXED_SHIFT
 POLYGON_SHIFT = 0
 BOX_SHIFT = FIXED_SHIFT
 ARC_TOLERANCE_PX = 0.25  # pyclipper's JT_ROUND arc tolerance (its default 0.25 units, at pixel scale)
 APPROX_EPSILON = 0.002  # approxPolyDP tolerance, as a fraction of the contour's arc length
-KEY = "models.head.postprocess"
-# low, high, whether high is excluded, and the rule as a mistake names it (others: unclip ratios and min_size)
-RANGES = {"thresh": (0.0, 1.0, True, "in [0, 1); DBNet uses 0.3"),
-          "box_thresh": (0.0, 1.0, False, "in [0, 1]; DBNet uses 0.7")}
-NON_NEGATIVE = (0.0, math.inf, False, "a finite number >= 0")
 
 
 def polygon_score(prob: np.ndarray, points: np.ndarray, shift: int) -> float:
@@ -74,18 +67,6 @@ def default_orig_hw(shape: tuple[int, int], scale: float, orig_hw: tuple[int, in
     if orig_hw is not None:
         return int(orig_hw[0]), int(orig_hw[1])
     return round(shape[0] / scale), round(shape[1] / scale)
-
-
-def check_param(name: str, value: object) -> None:
-    """Raise ``UserError`` unless ``value`` is valid for the numeric setting ``name``."""
-    if name == "max_candidates":
-        if not is_finite_number(value, integer=True) or value < 1:
-            raise UserError(f"{KEY}.max_candidates={value!r} must be an integer >= 1; DBNet uses 1000")
-        return
-    low, high, high_open, rule = RANGES.get(name, NON_NEGATIVE)
-    require_number(value, f"{KEY}.{name}")
-    if not (low <= value and (value < high if high_open else value <= high)):
-        raise UserError(f"{KEY}.{name}={value!r} must be {rule}")
 
 
 def check_scale(scale: float) -> None:

@@ -1,11 +1,8 @@
 """OpenCV's per-outline results (area, perimeter, pixel box, box corners and their order, masked mean) for many
 outlines at once, with the same values (same float32 / double arithmetic and order of summation), and pyclipper's
-JT_ROUND offset (Clipper 6.4.2) of many convex integer quads, point for point.
-
-Outlines are packed: (P, 2) points plus (K + 1,) start offsets, outline ``i`` being ``points[starts[i]:starts[i + 1]]``.
-A quad's raw offset path is built with Clipper's double-precision steps; when it is strictly convex, Clipper's union
-only drops repeated and collinear points and ends it at its top-most, then right-most, corner. Quads that this cannot
-vouch for are left to pyclipper.
+JT_ROUND offset (Clipper 6.4.2) of many convex integer quads, point for point (the quads it cannot vouch for are
+left to pyclipper). Outlines are packed: (P, 2) points and (K + 1,) start offsets, outline ``i`` being
+``points[starts[i]:starts[i + 1]]``.
 """
 
 from __future__ import annotations

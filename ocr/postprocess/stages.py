@@ -15,7 +15,7 @@ import numpy as np
 import pyclipper
 
 from ocr.postprocess.geometry import (
-    APPROX_EPSILON, ARC_TOLERANCE_PX, BOX_SHIFT, FIXED_ONE, POLYGON_SHIFT, as_map, check_param, check_scale,
+    APPROX_EPSILON, ARC_TOLERANCE_PX, BOX_SHIFT, FIXED_ONE, POLYGON_SHIFT, as_map, check_scale,
     default_orig_hw, grow, new_clipper, outer_contours, quad_to_fixed, to_original,
 )
 from ocr.postprocess.packed import (
@@ -49,8 +49,6 @@ class Candidates:
 
 def candidates(prob: np.ndarray, thresh: float, max_candidates: int, use_polygon: bool, min_size: float) -> Candidates:
     """Stage 1: the candidates of a float32 (h, w) map (see the module docstring)."""
-    for name, value in (("thresh", thresh), ("max_candidates", max_candidates), ("min_size", min_size)):
-        check_param(name, value)
     prob = as_map(prob)
     contours = outer_contours(prob, thresh)
     areas = np.fromiter(map(cv2.contourArea, contours), dtype=np.float64, count=len(contours))
@@ -87,9 +85,6 @@ def expand(
     orig_hw: tuple[int, int] | None = None,
 ) -> Result:
     """Stage 2: polygons (float32 (K, 2), original-image pixels) and scores of the surviving candidates."""
-    unclip = "polygon_unclip_ratio" if found.use_polygon else "box_unclip_ratio"
-    for name, value in (("box_thresh", box_thresh), (unclip, unclip_ratio), ("min_size", min_size)):
-        check_param(name, value)
     check_scale(scale)
     orig_hw = default_orig_hw(found.map_hw, scale, orig_hw)
     keep = np.flatnonzero((found.scores >= box_thresh) & (found.perimeters > 0))

@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -92,10 +93,8 @@ def reap(sweep: LocalSweep, trials: list[Trial], now: float) -> list[Trial]:
         if alive or (alive is None and now - trial.heartbeat <= HEARTBEAT_TIMEOUT_S):
             continue
         if is_alive(trial.process):
-            try:
+            with suppress(ProcessLookupError, PermissionError):
                 os.killpg(int(trial.process["pid"]), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
         trial.history, trial.summary = read_metrics(sweep.trial_dir(trial.run_id) / METRICS_FILE)
         trial.state, trial.ended = "crashed", now
         trial.note = f"agent pid {trial.agent.get('pid')} on {trial.agent.get('host')} died"

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ocr.targets.db_targets import FIELDS, DBTargets, check_target_params, make_db_targets, warm_up
+from ocr.targets.db_targets import FIELDS, DBTargets, make_db_targets, warm_up
 
 
 class DBCollate:
@@ -17,7 +17,6 @@ class DBCollate:
     def __init__(
         self, shrink_ratio: float = 0.4, thresh_min: float = 0.3, thresh_max: float = 0.7, min_text_size: float = 8
     ) -> None:
-        check_target_params(shrink_ratio, thresh_min, thresh_max, min_text_size)
         self.params = (shrink_ratio, thresh_min, thresh_max, min_text_size)
         warm_up()  # in the main process, before the DataLoader forks its workers
 

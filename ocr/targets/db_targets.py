@@ -22,7 +22,6 @@ import numba
 import numpy as np
 
 from ocr.targets.polygons import PolygonBatch, fill_polygons, fill_rectangles, pixel_boxes, prepare_polygons
-from ocr.utils.errors import UserError, require_number
 
 F32 = np.float32
 
@@ -37,20 +36,6 @@ class DBTargets(NamedTuple):
 
 
 FIELDS = DBTargets._fields
-
-
-def check_target_params(shrink_ratio: float, thresh_min: float, thresh_max: float, min_text_size: float) -> None:
-    """Raise ``UserError`` for target parameters outside their meaningful range."""
-    values = (shrink_ratio, thresh_min, thresh_max, min_text_size)
-    for name, value in zip(("shrink_ratio", "thresh_min", "thresh_max", "min_text_size"), values):
-        require_number(value, f"collate_fn.{name}")
-    if not 0.0 <= shrink_ratio < 1.0:
-        raise UserError(f"collate_fn.shrink_ratio={shrink_ratio} must be in [0, 1); DBNet uses 0.4")
-    if not 0.0 <= thresh_min <= thresh_max <= 1.0:
-        raise UserError(f"collate_fn.thresh_min={thresh_min}, thresh_max={thresh_max} must satisfy "
-                        "0 <= thresh_min <= thresh_max <= 1; DBNet uses 0.3 and 0.7")
-    if min_text_size < 0:
-        raise UserError(f"collate_fn.min_text_size={min_text_size} must be >= 0; DBNet uses 8")
 
 
 def allocate_targets(height: int, width: int) -> DBTargets:
@@ -187,7 +172,6 @@ def make_db_targets(
 ) -> DBTargets:
     """DB targets of an (height, width) image with (N, 2) float32 ``polygons``; ``ignore[i]`` flags polygon i,
     ``out`` (returned) holds (H, W) float32 arrays to write into. Never raises on degenerate polygons."""
-    check_target_params(shrink_ratio, thresh_min, thresh_max, min_text_size)
     out = allocate_targets(height, width) if out is None else out
     for name, array in zip(FIELDS, out):
         if array.shape != (height, width) or array.dtype != np.float32 or not array.flags.writeable:

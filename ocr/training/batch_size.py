@@ -6,7 +6,9 @@ import json
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from ocr.training.memory import Footprint, footprint
 MARGIN = 0.15
 REFERENCE_CARDS_GIB = (24, 80)  # the caps the preview shows when no GPU is visible
 PRECISION_KEY = "trainer.precision"
+PLAN_ENV = "OCR_BATCH_PLAN"  # rank zero's plan, for the ranks it starts (its children): every rank steps alike
 log = logging.getLogger(__name__)
 
 
@@ -34,11 +37,13 @@ def batch_cap(model: Footprint, image_size: int, free_bytes: float, margin: floa
 
 @dataclass(frozen=True)
 class BatchPlan:
-    """How a requested batch is run: `used` images per step, `accumulate` steps per optimizer update."""
+    """How a requested batch is run: `used` images per step, `accumulate` steps per optimizer update; validation
+    batches hold at most `val_cap` images (None: `used`)."""
 
     requested: int
     used: int
     accumulate: int
+    val_cap: int | None = None
 
 
 def plan_batch(requested: int, cap: int | None) -> BatchPlan:
@@ -53,21 +58,38 @@ def halve(plan: BatchPlan) -> BatchPlan | None:
     """The plan to retry with after an out-of-memory error, or None when already at batch 1."""
     if plan.used <= 1:
         return None
-    used = plan.used // 2
-    return BatchPlan(plan.requested, used, plan.accumulate * 2)
+    return replace(plan, used=plan.used // 2, accumulate=plan.accumulate * 2)
 
 
 def initial_plan(cfg: DictConfig) -> BatchPlan:
-    """The requested batch capped to what the visible GPU's free memory holds (no cap on the CPU)."""
+    """The requested batch capped to what the visible GPU's free memory holds (no cap on the CPU); with training
+    crops, validation batches are capped for the whole image as well. The ranks Lightning starts take rank zero's."""
+    inherited = json.loads(os.environ.get(PLAN_ENV) or "{}")
+    if inherited.pop("parent", None) == os.getppid():  # a rank Lightning started from rank zero
+        return BatchPlan(**inherited)
     free = visible_gpu()[0] if cfg.trainer.accelerator in ("auto", "gpu", "cuda") else None
     if free is None:
         return plan_batch(cfg.batch_size, None)
     model = footprint(OmegaConf.to_container(cfg.models, resolve=True), cfg.trainer.precision, log.info)
     plan = plan_batch(cfg.batch_size, batch_cap(model, train_size(cfg), free * 2**30))
+    if train_size(cfg) != cfg.image_size:  # validation reads whole images, larger than the crops
+        plan = replace(plan, val_cap=batch_cap(model, cfg.image_size, free * 2**30))
     if plan.used < plan.requested:
         log.info("batch_size=%d capped to %d x %d accumulation steps for %.1f GiB of free GPU memory",
                  plan.requested, plan.used, plan.accumulate, free)
+    if plan.val_cap is not None and plan.val_cap < plan.used:
+        log.info("validation batch capped to %d for whole images of image_size=%d", plan.val_cap, cfg.image_size)
     return plan
+
+
+@contextmanager
+def shared_with_ranks(plan: BatchPlan) -> Iterator[None]:
+    """`plan` in the environment of the ranks Lightning starts within the block: they run it instead of their own."""
+    os.environ[PLAN_ENV] = json.dumps({"parent": os.getpid(), **asdict(plan)})
+    try:
+        yield
+    finally:
+        os.environ.pop(PLAN_ENV, None)
 
 
 def cap_table(params: dict[str, Any], free_gib: float | None, device: str | None,

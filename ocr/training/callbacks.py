@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -48,17 +50,30 @@ class MetricsFile(L.Callback):
 
 
 class StopFile(L.Callback):
-    """Stops training within one step once `path` exists (checked before every training step and after validation,
-    on every rank at once); the stopped epoch's few steps are not validated."""
+    """Stops training within one step once `path` exists or this process gets SIGTERM (how W&B's agent stops a trial),
+    on every rank at once (checked before every training step and after validation); the stopped epoch's few steps
+    are not validated. `terminated`: the stop came from SIGTERM on some rank."""
 
     def __init__(self, path: str | None = None) -> None:
         self.path = Path(path) if path else None
-        self.stopped_early = False
+        self.stopped_early = self.terminated = False
+
+    def on_sanity_check_start(self, trainer: L.Trainer, *args: Any) -> None:
+        # replaces Lightning's SIGTERM handler (registered by now), whose broadcast breaks DDP's collectives
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    on_train_start = on_validation_start = on_sanity_check_start
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.terminated = True
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        if self.path is None or trainer.sanity_checking or self.stopped_early:
+        if trainer.sanity_checking or self.stopped_early:
             return
-        if trainer.strategy.reduce_boolean_decision(self.path.exists(), all=False):  # one rank sees it: all stop
+        asked = self.terminated or (self.path is not None and self.path.exists())
+        if trainer.strategy.reduce_boolean_decision(asked, all=False):  # one rank asks: all stop
+            self.terminated = trainer.strategy.reduce_boolean_decision(self.terminated, all=False)
             trainer.should_stop = self.stopped_early = True
             trainer.check_val_every_n_epoch = sys.maxsize  # Lightning would validate the partial epoch
 

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ocr.config.checks import check_config
 from ocr.data.datamodule import ReceiptDataModule
-from ocr.training.batch_size import BatchPlan, halve, initial_plan
+from ocr.training.batch_size import BatchPlan, halve, initial_plan, shared_with_ranks
 from ocr.training.build import build_datamodule, build_logger, build_module, build_trainer
 from ocr.training.callbacks import StopFile, append_json_line
 from ocr.training.layout import BEST_CHECKPOINT, CONFIG_FILE, METRICS_FILE
@@ -119,17 +119,23 @@ def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule
     """Train with `plan` (from `ckpt_path` if given), then validate the best checkpoint (caching its maps when asked);
     returns its metrics."""
     datamodule.batch_size = plan.used
+    if plan.val_cap is not None:  # crops: whole validation images take more memory than the training crops
+        datamodule.val_batch_size = min(cfg.data.val_batch_size or plan.used, plan.val_cap)
     module = build_module(cfg)
     trainer = build_trainer(cfg, run_dir, plan, logger, len(datamodule.datasets["train"]))
-    batch = {"batch/requested": plan.requested, "batch/used": plan.used, "batch/accumulate": plan.accumulate}
+    batch = {"batch/requested": plan.requested, "batch/used": plan.used, "batch/accumulate": plan.accumulate,
+             "batch/val": datamodule.val_batch_size or plan.used}
     if logger:
         logger.log_hyperparams(batch)
-    terminated = False
+    stops = [cb for cb in trainer.callbacks if isinstance(cb, StopFile)]
     with module.scorer:  # its worker processes serve every validation of the fit and the best checkpoint's
         try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-        except SIGTERMException:  # a W&B agent stopping the trial (hyperband): it sends SIGKILL 30 s later
+            with shared_with_ranks(plan):  # DDP's other ranks start in `fit`
+                trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            terminated = any(cb.terminated for cb in stops)
+        except SIGTERMException:  # Lightning's own handler, before StopFile takes SIGTERM over
             terminated = True
+        if terminated:  # a W&B agent stopping the trial (hyperband): it sends SIGKILL 30 s later
             log.warning("SIGTERM: training stopped; the metrics are the best epoch's, without re-validation")
         best = trainer.checkpoint_callback.best_model_path or None
         if terminated or not best:
@@ -143,7 +149,7 @@ def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule
                 final = trainer.validate(module, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
     if module.keep_maps:
         write_rank_caches(run_dir, module.val_maps, trainer.strategy)
-    stopped = terminated or any(isinstance(cb, StopFile) and cb.stopped_early for cb in trainer.callbacks)
+    stopped = terminated or any(cb.stopped_early for cb in stops)
     return {
         **{k: float(v) for k, v in final.items() if k.startswith("val/")},
         "best_epoch": module.checkpoint_epoch if best else None,

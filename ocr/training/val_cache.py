@@ -41,8 +41,8 @@ def cache_dir(run_dir: Path) -> Path:
 
 
 def write_val_cache(run_dir: Path, items: Iterable[tuple[dict, np.ndarray]]) -> Path:
-    """Write `items` = (sample meta, map cropped to the image) as `run_dir`'s cache, replacing any older one at once
-    (written under a temporary name, then renamed); returns its dir."""
+    """Write `items` = (sample meta, map cropped to the image) as `run_dir`'s cache, atomically replacing any older
+    one; returns its dir."""
     target = cache_dir(run_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{CACHE_DIR}-", dir=target.parent))
@@ -91,10 +91,10 @@ def load_val_cache(run_dir: Path) -> list[CachedImage]:
     """The cached images of `run_dir`; maps are read-only memory maps (cheap to open in many worker processes)."""
     path = cache_dir(run_dir)
     index_path, maps_path, checkpoint = path / INDEX_FILE, path / MAPS_FILE, Path(run_dir) / BEST_CHECKPOINT
-    if not (index_path.is_file() and maps_path.is_file()) and not checkpoint.is_file():
-        raise UserError(f"no validation cache in {path}, and the run has no checkpoint ({checkpoint} is missing: the "
-                        "run failed or is still running); pass a run that finished a validation epoch")
     if not (index_path.is_file() and maps_path.is_file()):
+        if not checkpoint.is_file():
+            raise UserError(f"no validation cache in {path}, and the run has no checkpoint ({checkpoint} is missing: "
+                            "the run failed or is still running); pass a run that finished a validation epoch")
         raise UserError(f"no validation cache in {path}: build it from the run's best checkpoint with "
                         f"`python wandb_sweep.py build-cache {run_dir}` (runs one validation pass)")
     try:

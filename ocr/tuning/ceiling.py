@@ -1,10 +1,10 @@
 """What a dataset allows before any training: counts and problems, text size, and the hmean ceiling per image size.
 
 The *ceiling* at an image size is the CLEval score of a model that reproduces its training targets exactly: each
-image's ground-truth map (the DB targets' shrunk kernels) through the real post-processing and CLEval, averaged over the images as validation does, for the
-post-processing settings of a sweep config, in polygon and box mode. Images are read as the training dataset reads
-them. Words the targets leave out (too small, or nothing left after shrinking) are *lost*: training never shows them
-as text, though a network may still find some of them, generalising from larger words.
+image (read as training reads it) has its ground-truth map (the DB targets' shrunk kernels) post-processed and scored,
+averaged over the images as validation does, for the post-processing settings of a sweep config, in polygon and box
+mode. Words the targets leave out (too small, or nothing left after shrinking) are *lost*: training never shows them
+as text, though a network may still find some.
 """
 
 from __future__ import annotations
@@ -123,9 +123,9 @@ def check_image_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
 
 
 @contextmanager
-def loader_messages(name: str = "ocr.data") -> Iterator[list[str]]:
+def loader_messages() -> Iterator[list[str]]:
     """The warnings the data loader logs inside the block, collected (and not printed)."""
-    logger, handler, messages = logging.getLogger(name), logging.Handler(logging.WARNING), []
+    logger, handler, messages = logging.getLogger("ocr.data"), logging.Handler(logging.WARNING), []
     handler.emit = lambda record: messages.append(record.getMessage())
     propagate, logger.propagate = logger.propagate, False
     logger.addHandler(handler)
@@ -421,15 +421,17 @@ def describe_settings(settings: Settings) -> str:
 def report(ins: Inspection) -> str:
     """The figures as printed: counts and problems, the table per image size, the recommendation."""
     s = ins.settings
-    lines = [f"dataset {ins.root}", f"  {'split':<8}{'images':>8}{'words':>9}{'undecodable':>13}{'loader warnings':>17}"]
+    lines = [f"dataset {ins.root}",
+             f"  {'split':<8}{'images':>8}{'words':>9}{'undecodable':>13}{'loader warnings':>17}"]
     for c in ins.counts:
         words = c.words if c.labelled else "no labels"
         lines.append(f"  {c.split:<8}{c.images:>8}{words:>9}{len(c.undecodable):>13}{len(c.problems):>17}")
     for c in ins.counts:
         lines += [f"  {c.split}: {message}" for message in c.problems]
         if c.undecodable:
-            lines.append(f"  {c.split}: {len(c.undecodable)} image(s) cannot be decoded (training reads each as a blank "
-                         f"image without words): {'; '.join(c.undecodable[:3])}{' ...' if len(c.undecodable) > 3 else ''}")
+            more = " ..." if len(c.undecodable) > 3 else ""
+            lines.append(f"  {c.split}: {len(c.undecodable)} image(s) cannot be decoded (training reads each as a "
+                         f"blank image without words): {'; '.join(c.undecodable[:3])}{more}")
     minimum = f"{s.min_text_size:g}"
     lines += [
         "",
@@ -444,7 +446,8 @@ def report(ins: Inspection) -> str:
     for size, words, h5, h50, h95, l50, below, lost, *scores in ins.rows()[1]:
         height = f"{h5:.1f}/{h50:.1f}/{h95:.1f}"
         cells = [f"{h:.3f} ({w:.3f}){r:>7.3f}{p:>7.3f}" for h, w, r, p in (scores[:4], scores[4:])]
-        lines.append(f"{size:>6}{words:>7}{height:>20}{l50:>12.1f}{below:>9.1%}{lost:>8.1%}{cells[0]:>36}{cells[1]:>34}")
+        lines.append(f"{size:>6}{words:>7}{height:>20}{l50:>12.1f}{below:>9.1%}{lost:>8.1%}"
+                     f"{cells[0]:>36}{cells[1]:>34}")
     modes = " and ".join(MODES[m] for m in s.modes)
     lines += ["", f"recommendation ({modes} mode, as the sweep runs): {ins.recommendation.text()}"]
     return "\n".join(lines)

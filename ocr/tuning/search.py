@@ -48,8 +48,7 @@ def run_search(
     trials: list[Trial] = []
 
     def record(batch: list[dict[str, Any]], tick: Progress | None) -> None:
-        for values, scores in zip(batch, evaluate([{**fixed, **v} for v in batch], tick)):
-            trials.append(Trial(values, scores))
+        trials.extend(map(Trial, batch, evaluate([{**fixed, **v} for v in batch], tick)))
 
     if config["method"] in ("grid", "random"):
         batch = draw_independent(config, count)

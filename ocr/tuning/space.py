@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ocr.config.checks import cleval_name, discrete_values
+from ocr.config.checks import check_combination, cleval_name, discrete_values
 from ocr.inference.tuned import PREFIX
-from ocr.postprocess.db_postprocess import PostprocessParams
 from ocr.sweep.engine import plain
 from ocr.sweep.spec import METHODS, check_parameter, read_yaml_mapping
 from ocr.utils.compat import import_sweeps
@@ -149,15 +148,13 @@ def search_config(
 
 
 def check_values(values: dict[str, list[Any]], base: dict[str, Any], where: str) -> None:
-    """Refuse values (post-processing key -> values) the post-processing rejects (e.g. thresh above 1)."""
+    """Refuse values (post-processing key -> values) the config rules reject beside the `base` values."""
     for key, listed in values.items():
         for value in listed:
             try:
-                PostprocessParams(**{**base, key: value})
+                check_combination({PREFIX + k: v for k, v in {**base, key: value}.items()})
             except UserError as err:
                 raise UserError(f"{where}: parameter {PREFIX + key!r}: {err}") from None
-            except TypeError:
-                raise UserError(f"{where}: parameter {PREFIX + key!r}: {value!r} is not a valid value") from None
 
 
 def suggestion_values(run_config: dict[str, Any]) -> dict[str, Any]:

@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ocr.config.checks import cleval_name, discrete_values
+from ocr.config.checks import check_value, cleval_name, discrete_values
 from ocr.inference.runs import load_run_config, load_run_metrics
 from ocr.inference.tuned import PREFIX, overrides, run_params, write_tuned
-from ocr.postprocess.db_postprocess import DBPostProcessor
 from ocr.training.val_cache import cache_dir
 from ocr.tuning.evaluate import CacheEvaluator, Progress
 from ocr.tuning.search import Trial, run_search
@@ -25,6 +24,8 @@ from ocr.tuning.space import check_values, default_config_path, read_yaml, searc
 from ocr.utils.errors import UserError, is_finite_number
 
 RESULT_FILE = "tune_postprocess.json"
+SCORES = ("hmean", "recall", "precision")
+NOT_IMPROVED = "no combination beat the run's own post-processing: tuned = the run's own values"
 log = logging.getLogger(__name__)
 
 
@@ -61,10 +62,15 @@ class TuneResult:
         """The scores of the saved parameters."""
         return self.best.scores if self.improved else self.default.scores
 
+    @property
+    def tuned_metrics(self) -> dict[str, float]:
+        """The tuned scores under their logged names (`val/cleval_hmean_tuned`, ...)."""
+        return {cleval_name(k, tuned=True): v for k, v in self.tuned_scores.items()}
+
 
 def edges_reached(result: TuneResult) -> list[tuple[str, Any, str]]:
     """(key, tuned value, "min" or "max") for each swept parameter tuned to an end of its searched numeric range
-    that DBPostProcessor accepts values beyond; empty when the search kept the run's values."""
+    that the config rules accept values beyond; empty when the search kept the run's values."""
     found = []
     for name, spec in sorted(result.space.items()) if result.improved else []:
         key = name.removeprefix(PREFIX)
@@ -75,15 +81,15 @@ def edges_reached(result: TuneResult) -> list[tuple[str, Any, str]]:
         for end, side, sign in ((min(ends), "min", -1), (max(ends), "max", 1)):
             if not np.isclose(value, end, rtol=0, atol=1e-9):
                 continue
-            with suppress(UserError):  # unless the end is the post-processor's own limit
-                DBPostProcessor(**{**result.tuned, key: value + sign * step})
+            with suppress(UserError):  # unless the end is the key's own limit
+                check_value(PREFIX + key, value + sign * step)
                 found.append((key, value, side))
     return found
 
 
 def search(
     run_dir: Path, method: str | None, count: int, config_path: Path | None, workers: int, seed: int | None,
-    progress: Callable[[int], Callable[[int], None]] | None = None,
+    progress: Callable[[int], Progress] | None = None,
 ) -> TuneResult:
     """Run the search and write the result files; `progress(total)` returns a callback advanced by the number of
     combinations scored."""
@@ -120,7 +126,7 @@ def write_results(result: TuneResult) -> list[Path]:
         "use: python -m ocr.train $(grep -v '^#' tuned_postprocess.txt)   or   predict --postprocess tuned",
     ]
     if not result.improved:
-        header.append("no combination beat the run's own post-processing: these are its own values")
+        header.append(NOT_IMPROVED)
     txt = write_tuned(result.run_dir, result.tuned_swept, header)
     summary = {
         "method": result.method, "config": str(result.config_path), "swept": result.swept, "images": result.n_images,
@@ -137,12 +143,10 @@ def log_to_wandb(result: TuneResult, run: Any) -> None:
     """Log the tuned hmean (and recall/precision), the tuned values and a table of trials to `run`."""
     import wandb
 
-    logged = {cleval_name(k, tuned=True): v for k, v in result.tuned_scores.items()}
-    logged.update({f"tuned/{k}": v for k, v in result.tuned.items()})
-    columns = [*result.swept, "hmean", "recall", "precision"]
-    rows = [[t.values.get(k.removeprefix(PREFIX)) for k in result.swept] + [t.hmean, t.scores["recall"], t.scores["precision"]]
+    logged = {**result.tuned_metrics, **{f"tuned/{k}": v for k, v in result.tuned.items()}}
+    rows = [[t.values.get(k.removeprefix(PREFIX)) for k in result.swept] + [t.scores[k] for k in SCORES]
             for t in result.trials]
-    run.log({**logged, "tuned/trials": wandb.Table(columns=columns, data=rows)})
+    run.log({**logged, "tuned/trials": wandb.Table(columns=[*result.swept, *SCORES], data=rows)})
     run.summary.update(logged)
     run.config.update({"tuned_postprocess": result.tuned}, allow_val_change=True)
 
@@ -159,12 +163,12 @@ def report(result: TuneResult) -> str:
         "",
         f"{'':32} {'hmean':>8} {'recall':>8} {'precision':>9}",
     ]
-    rows = {"run (metrics.json)": {k: result.run_metrics.get(cleval_name(k)) for k in ("hmean", "recall", "precision")},
+    rows = {"run (metrics.json)": {k: result.run_metrics.get(cleval_name(k)) for k in SCORES},
             "run's post-processing, cached": result.default.scores, "tuned": result.tuned_scores}
     for label, scores in rows.items():
         if scores["hmean"] is not None:
             lines.append(f"{label:32} " + " ".join(f"{scores[k]:>8.4f}" if scores[k] is not None else f"{'-':>8}"
-                                                   for k in ("hmean", "recall", "precision")))
+                                                   for k in SCORES))
     lines.append("")
     edges = edges_reached(result)
     if edges:
@@ -176,7 +180,7 @@ def report(result: TuneResult) -> str:
             "and tune again"
         )
     if not result.improved:
-        lines.append("no combination beat the run's own post-processing; tuned = the run's own values")
+        lines.append(NOT_IMPROVED)
     lines.append("best post-processing (Hydra overrides):")
     lines += [f"  {o}" for o in overrides(result.tuned_swept)]
     lines.append("written: " + ", ".join(str(p) for p in result.files))
@@ -197,6 +201,6 @@ def after_training(tuning: Any, seed: int) -> Callable[[Path, Any], dict[str, fl
                  result.default.hmean, result.tuned_scores["hmean"], len(result.trials), result.seconds, result.files[0])
         if logger:
             log_to_wandb(result, logger.experiment)
-        return {cleval_name(k, tuned=True): v for k, v in result.tuned_scores.items()}
+        return result.tuned_metrics
 
     return tune

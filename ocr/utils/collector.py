@@ -1,9 +1,5 @@
-"""Pausing Python's cyclic garbage collector around work that makes many short-lived lists.
-
-pyclipper takes and returns polygons as lists of ``[x, y]`` lists, thousands per image: made while the collector
-runs, they trigger passes that now and then scan every object of the process. Such work makes no reference cycles,
-so reference counting still frees the lists as before. Usable as a decorator.
-"""
+"""Pausing Python's cyclic garbage collector around work that makes many short-lived lists without reference cycles
+(pyclipper's ``[x, y]`` lists, thousands per image), whose collector passes would scan every object of the process."""
 
 from __future__ import annotations
 

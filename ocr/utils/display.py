@@ -1,13 +1,16 @@
 """How results are shown to users: paths relative to the working directory when they lie below it, images and
-figures as PNGs, the command that uploads an offline W&B run."""
+figures as PNGs, and the side W&B runs that hold them (where each went, how to upload it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ocr.utils.errors import UserError
+from ocr.utils.env import wandb_mode
+from ocr.utils.errors import UserError, first_line
 
 
 def shown_path(path: str | Path) -> str:
@@ -50,6 +53,43 @@ def save_figure(fig: Any, path: Path, dpi: int) -> Path:
     return path
 
 
-def sync_command(run: Any) -> str | None:
-    """`wandb sync <folder>`, which uploads what was logged to offline run `run`; None for an online run."""
-    return f"wandb sync {Path(run.dir).parent}" if run.offline else None
+def sync_command(run: Any, before: Iterable[Path] = ()) -> str | None:
+    """`wandb sync FOLDER...` that uploads offline run `run` (after the folders `before`); None for an online run."""
+    return f"wandb sync {' '.join(map(str, [*before, Path(run.dir).parent]))}" if run.offline else None
+
+
+def run_where(run: Any, note: str = "", before: Iterable[Path] = ()) -> str:
+    """Where `run` logged to: `offline run ID (NOTE; upload with `wandb sync ...`)` or `run ID (NOTE; URL)`."""
+    sync = sync_command(run, before)
+    details = [note, f"upload with `{sync}`" if sync else run.url]
+    return f"{'offline run' if sync else 'run'} {run.id} ({'; '.join(d for d in details if d)})"
+
+
+@contextmanager
+def wandb_run(job_type: str, **init: Any) -> Iterator[Any | None]:
+    """A W&B run of `job_type` in the environment's mode (`init`: more wandb.init arguments), finished with its files
+    complete on exit; None when W&B is disabled or the run cannot start (a warning says why)."""
+    mode, run = wandb_mode(), None
+    if mode != "disabled":
+        import wandb  # deferred: only the commands that log to W&B load it
+
+        try:  # silent: each command prints what it logged and where
+            run = wandb.init(mode=mode, job_type=job_type, settings=wandb.Settings(silent=True, init_timeout=30), **init)
+        except Exception as err:  # noqa: BLE001 - wandb raises many types for network/auth problems
+            print(f"warning: W&B: not logged (could not start a {job_type} run: {first_line(err)[:120]}); set "
+                  "WANDB_MODE=offline to log offline and `wandb sync` later", file=sys.stderr)
+    try:
+        yield run
+    finally:
+        if run is not None:
+            run.finish()
+            wandb.teardown()  # finish() returns before wandb-core has written the offline .wandb file
+
+
+def wandb_images(key: str, images: Iterable[tuple[str, Any]], caption: str = "") -> dict[str, Any]:
+    """`{key/<stem of name>: wandb.Image}` for each (name, RGB array or PNG path), one key each: receipts differ in
+    size, which W&B's image lists do not allow."""
+    import wandb  # deferred: only the commands that log to W&B load it
+
+    return {f"{key}/{Path(name).stem}": wandb.Image(image, caption=f"{name}: {caption}" if caption else None)
+            for name, image in images}

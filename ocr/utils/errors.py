@@ -8,7 +8,7 @@ import numbers
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import yaml
 
@@ -50,6 +50,24 @@ def positive_int(text: str) -> int:
     return value
 
 
+def list_of(cast: Callable[[str], Any], name: str) -> Callable[[str], tuple[Any, ...]]:
+    """argparse type: comma-separated `cast` values (at least one), `name` saying what they are."""
+    kind = {int: "an integer", positive_int: "a positive integer"}.get(cast, "valid")
+
+    def parse(text: str) -> tuple[Any, ...]:
+        values = []
+        for item in (s.strip() for s in text.split(",") if s.strip()):
+            try:
+                values.append(cast(item))
+            except (ValueError, argparse.ArgumentTypeError):
+                raise argparse.ArgumentTypeError(f"{item!r} is not {kind} (in {text!r})") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"expected one or more {name}")
+        return tuple(values)
+
+    return parse
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, with a mistake reported on one line (and where to read the usage) instead of the usage block."""
 
@@ -63,3 +81,9 @@ def yaml_error_text(path: Path, err: yaml.YAMLError) -> str:
     where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
     problem = getattr(err, "problem", None) or str(err).splitlines()[0]
     return f"{path}: malformed YAML{where}: {problem}"
+
+
+def first_line(err: BaseException) -> str:
+    """`Type: first line of the message` of an exception from another package."""
+    line = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {line}" if line else type(err).__name__

@@ -59,7 +59,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         help="sweep YAML whose models.head.postprocess.* ranges give the settings (ends and middle) "
                              "(default sweep_config.yaml)")
     parser.add_argument("--margin", type=_margin, default=DEFAULT_MARGIN, metavar="H",
-                        help=f"recommend the sizes whose ceiling hmean is within H of the best (default {DEFAULT_MARGIN})")
+                        help=f"recommend the sizes whose ceiling hmean is within H of the best "
+                             f"(default {DEFAULT_MARGIN})")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON to PATH")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="folder for the PNGs (default outputs/inspect-data/<dataset>-<split>)")

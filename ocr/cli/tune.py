@@ -65,28 +65,33 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                                         "(default: cuda when available, else cpu)")
 
     tune = sub.add_parser("tune-postprocess", parents=[run], help="search post-processing parameters on the cached "
-                          "validation maps", description="Search models.head.postprocess.* on RUN_DIR/val_cache with the "
-                          "sweeps engine; write RUN_DIR/tuned_postprocess.txt (Hydra overrides) and tune_postprocess.json; "
-                          "log val/cleval_hmean_tuned to a W&B run grouped with the training run's (when it logged to W&B).")
+                          "validation maps", description="Search models.head.postprocess.* on RUN_DIR/val_cache with "
+                          "the sweeps engine; write RUN_DIR/tuned_postprocess.txt (Hydra overrides) and "
+                          "tune_postprocess.json; log val/cleval_hmean_tuned to a W&B run grouped with the training "
+                          "run's (when it logged to W&B).")
     tune.add_argument("--method", choices=METHODS, default="grid",
-                      help="search method (default grid: each continuous range spread over evenly spaced values, "
-                           "about --count combinations in all, sharing work between them: the fastest)")
+                      help="search method (default grid: each continuous range spread over evenly spaced "
+                           "values, about --count combinations in all, sharing work between them: the fastest)")
     tune.add_argument("--count", type=positive_int, default=100,
                       help="combinations to score (default 100; a grid of listed values stops when done)")
-    tune.add_argument("--config", type=Path, help="sweep YAML whose models.head.postprocess.* parameters give the ranges "
-                                                  "(default: sweep_config.yaml)")
-    tune.add_argument("--workers", type=positive_int, default=default_workers(), help="scoring processes (default: all cores)")
+    tune.add_argument("--config", type=Path, help="sweep YAML whose models.head.postprocess.* parameters give the "
+                                                  "ranges (default: sweep_config.yaml)")
+    tune.add_argument("--workers", type=positive_int, default=default_workers(),
+                      help="scoring processes (default: all cores)")
     tune.add_argument("--seed", type=int, default=0, help="seed of the random and bayes suggestions (default 0)")
     tune.add_argument("--build-cache", action="store_true", help="build the validation cache first when it is missing")
     tune.add_argument("--overlays", type=int, default=0, metavar="N",
-                      help="also draw the first N validation images with the run's own and the tuned post-processing")
+                      help="also draw the first N validation images with the run's own and the tuned "
+                           "post-processing")
 
-    pred = sub.add_parser("predict", parents=[run], help="predict a split's images and write the competition CSV and JSON",
+    pred = sub.add_parser("predict", parents=[run],
+                          help="predict a split's images and write the competition CSV and JSON",
                           description="Predict every image of a split with the run's checkpoint; write "
                                       "<split>_<label>.csv (filename,polygons) and .json; upload both as a W&B "
                                       "artifact of a run grouped with the training run's (when it logged to W&B).")
     pred.add_argument("--split", default="test",
-                      help="split folder under DATA/images; every image in it is predicted, no labels needed (default test)")
+                      help="split folder under DATA/images; every image in it is predicted, no labels needed "
+                           "(default test)")
     pred.add_argument("--postprocess", nargs="+", metavar="CHOICE", help=POSTPROCESS_HELP)
     pred.add_argument("--out", type=Path, help="output folder (default RUN_DIR/submissions)")
     pred.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
@@ -94,10 +99,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     pred.add_argument("--num-workers", type=int, default=0, help="data loader workers (default 0)")
     pred.add_argument("--overlays", type=int, default=0, metavar="N", help="also draw the first N predicted images")
 
-    over = sub.add_parser("overlays", parents=[run], help="draw predicted and true polygons on cached validation images",
+    over = sub.add_parser("overlays", parents=[run],
+                          help="draw predicted and true polygons on cached validation images",
                           description="PNG overlays (true: green, predicted: red) of validation images post-processed "
-                                      "from the cache, under RUN_DIR/overlays/<label>/; W&B images when the run logged to W&B.")
-    over.add_argument("--images", type=positive_int, default=4, metavar="N", help="the first N cached images (default 4)")
+                                      "from the cache, under RUN_DIR/overlays/<label>/; W&B images when the run "
+                                      "logged to W&B.")
+    over.add_argument("--images", type=positive_int, default=4, metavar="N",
+                      help="the first N cached images (default 4)")
     over.add_argument("--names", nargs="+", metavar="NAME", help="these images instead (file names)")
     over.add_argument("--postprocess", nargs="+", metavar="CHOICE", help=POSTPROCESS_HELP)
     return parser
@@ -140,7 +148,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         if run is not None:
             log_to_wandb(result, run)
             for label, images in overlay_sets.items():
-                run.log(wandb_images(f"overlays/{label}", images, f"{label} post-processing ({describe(params[label])})"))
+                run.log(wandb_images(f"overlays/{label}", images,
+                                     f"{label} post-processing ({describe(params[label])})"))
             hmean = result.tuned_scores["hmean"]
             print(f"W&B: logged val/cleval_hmean_tuned={hmean:.4f} and the tuned values to "
                   f"{post_training_where(run_dir, run)}")
@@ -160,12 +169,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
                      args.num_workers, args.overlays, progress)
     run_dir = result.run.run_dir
     print(f"post-processing: {result.label} ({describe(result.params)})")
-    print(f"predicted {result.n_images} images, {result.n_polygons} polygons: " + ", ".join(str(p) for p in result.files))
+    print(f"predicted {result.n_images} images, {result.n_polygons} polygons: "
+          + ", ".join(str(p) for p in result.files))
     if result.n_boxed:
         print(f"{result.n_boxed} polygons of fewer than 4 points written as their 4-point minimum-area rectangle")
     if result.unreadable:
-        print(f"warning: {len(result.unreadable)} unreadable images got empty predictions: {', '.join(result.unreadable)}",
-              file=sys.stderr)
+        print(f"warning: {len(result.unreadable)} unreadable images got empty predictions: "
+              f"{', '.join(result.unreadable)}", file=sys.stderr)
     overlay_dir = (args.out or run_dir / "submissions") / f"overlays_{result.split}_{result.label}"
     if result.overlays:
         print(f"overlays: {len(write_pngs(overlay_dir, result.overlays))} PNGs in {overlay_dir}")
@@ -173,7 +183,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if run is not None:
             name = f"submission-{run.config['training_run_id']}"  # versions of one artifact per training run
             artifact = wandb.Artifact(name, type="submission",
-                                      metadata={"split": result.split, "postprocess": result.params, "label": result.label})
+                                      metadata={"split": result.split, "postprocess": result.params,
+                                                "label": result.label})
             for path in result.files:
                 artifact.add_file(str(path))
             run.log_artifact(artifact)
@@ -200,7 +211,8 @@ def cmd_overlays(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"build-cache": cmd_build_cache, "tune-postprocess": cmd_tune, "predict": cmd_predict, "overlays": cmd_overlays}
+COMMANDS = {"build-cache": cmd_build_cache, "tune-postprocess": cmd_tune, "predict": cmd_predict,
+            "overlays": cmd_overlays}
 
 
 def main(argv: list[str] | None = None, prog: str = "ocr-tune") -> int:

@@ -33,9 +33,9 @@ class ReceiptDataset(Dataset):
     `train` jitters brightness/contrast and, with `crop`, yields `crop.per_image` random crops (S = `crop.size`) of
     each image per epoch; without `labels` every image file is a sample and no JSON is read."""
 
-    def __init__(self, root: str | Path, split: str, image_size: int, train: bool = False, brightness_limit: float = 0.2,
-                 contrast_limit: float = 0.2, brightness_contrast_p: float = 0.5, reduced_decode: bool = True,
-                 labels: bool = True, crop: CropSpec | None = None) -> None:
+    def __init__(self, root: str | Path, split: str, image_size: int, train: bool = False,
+                 brightness_limit: float = 0.2, contrast_limit: float = 0.2, brightness_contrast_p: float = 0.5,
+                 reduced_decode: bool = True, labels: bool = True, crop: CropSpec | None = None) -> None:
         self.image_size, self.train, self.reduced_decode = int(image_size), train, reduced_decode
         self.brightness_limit, self.contrast_limit = brightness_limit, contrast_limit
         self.brightness_contrast_p = brightness_contrast_p
@@ -107,8 +107,9 @@ class ReceiptDataModule(L.LightningDataModule):
     `limit_train` / `limit_val` keep the first N images by name."""
 
     def __init__(self, dataset_base_path: str | None, image_size: int, batch_size: int, num_workers: int = 2,
-                 collate_fn: Callable | None = None, val_batch_size: int | None = None, synthetic: Mapping | None = None,
-                 augment: Mapping | None = None, limit_train: int | None = None, limit_val: int | None = None) -> None:
+                 collate_fn: Callable | None = None, val_batch_size: int | None = None,
+                 synthetic: Mapping | None = None, augment: Mapping | None = None, limit_train: int | None = None,
+                 limit_val: int | None = None) -> None:
         super().__init__()
         self.root = resolve_dataset_root(dataset_base_path)
         self.image_size, self.batch_size, self.num_workers = int(image_size), int(batch_size), int(num_workers)

@@ -25,8 +25,9 @@ def balanced_bce(logits: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, neg
 class DBLoss(nn.Module):
     """prob_w * BCE-OHEM(P) + thresh_w * L1(T) + binary_w * Dice(B); safe under bf16/fp16 autocast."""
 
-    def __init__(self, negative_ratio: float = 3.0, prob_map_loss_weight: float = 5.0, thresh_map_loss_weight: float = 10.0,
-                 binary_map_loss_weight: float = 1.0, eps: float = 1e-6, fallback_negatives: int = 1000) -> None:
+    def __init__(self, negative_ratio: float = 3.0, prob_map_loss_weight: float = 5.0,
+                 thresh_map_loss_weight: float = 10.0, binary_map_loss_weight: float = 1.0, eps: float = 1e-6,
+                 fallback_negatives: int = 1000) -> None:
         super().__init__()
         self.weights = (prob_map_loss_weight, thresh_map_loss_weight, binary_map_loss_weight)
         self.negative_ratio, self.eps, self.fallback_negatives = negative_ratio, eps, fallback_negatives

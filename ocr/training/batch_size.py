@@ -14,8 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ocr.config.checks import (BATCH_SIZE_KEY, CROP_KEY, DEFAULT_CONFIGS_DIR, IMAGE_SIZE_KEY, MODEL_KEY, discrete_values,
-                               train_size)
+from ocr.config.checks import (BATCH_SIZE_KEY, CROP_KEY, DEFAULT_CONFIGS_DIR, IMAGE_SIZE_KEY, MODEL_KEY,
+                               discrete_values, train_size)
 from ocr.training.memory import Footprint, footprint
 
 # Share of free GPU memory left out of the plan: allocator fragmentation, cuDNN workspaces, the gradients of

@@ -74,7 +74,8 @@ class ImageState:
 
     def _candidates(self, params: dict[str, Any]) -> Candidates:
         key = candidate_key(params)
-        return _recent(self.found, key, CANDIDATE_LRU, lambda: candidates(self.prob, *key[:3], float(params["min_size"])))
+        return _recent(self.found, key, CANDIDATE_LRU,
+                       lambda: candidates(self.prob, *key[:3], float(params["min_size"])))
 
     def survivors(self, params: dict[str, Any], floor: float | None = None) -> tuple[tuple, Output, tuple[int, ...]]:
         """(memo key, output, positions of the polygons kept) of this image post-processed with `params`;
@@ -160,7 +161,8 @@ class CacheEvaluator:
         self.run_dir = Path(run_dir)
         images = load_val_cache(self.run_dir)
         if not images:
-            raise UserError(f"validation cache {cache_dir(run_dir)} holds no images; rebuild it with `build-cache {run_dir}`")
+            raise UserError(f"validation cache {cache_dir(run_dir)} holds no images; "
+                            f"rebuild it with `build-cache {run_dir}`")
         self.n_images = len(images)
         costs = [im.prob.size / 5000.0 + len(im.gt_polygons) for im in images]  # map pixels (contours) + words (CLEval)
         self.shards = balanced_shards(costs, max(1, min(workers, self.n_images)))
@@ -188,9 +190,11 @@ class CacheEvaluator:
         self.worker_cpu_s = [cpu for _, cpu in answers]
         return [scores for scores, _ in answers]
 
-    def evaluate(self, params_list: Sequence[dict[str, Any]], progress: Progress | None = None) -> list[dict[str, float]]:
+    def evaluate(self, params_list: Sequence[dict[str, Any]],
+                 progress: Progress | None = None) -> list[dict[str, float]]:
         """Mean per-image recall, precision and hmean of each combination (the validation aggregate)."""
-        order = sorted(range(len(params_list)), key=lambda i: (output_key(params_list[i]), params_list[i]["box_thresh"]))
+        order = sorted(range(len(params_list)),
+                       key=lambda i: (output_key(params_list[i]), params_list[i]["box_thresh"]))
         table = np.empty((len(params_list), self.n_images, 3), dtype=np.float64)
         step = max(1, -(-len(order) // CHUNKS))
         for start in range(0, len(order), step):

@@ -102,8 +102,9 @@ def _as_grid(chosen: dict[str, dict[str, Any]], where: str, count: int) -> dict[
     for name in spread:
         if _distribution(chosen[name]) not in SPREAD_DISTRIBUTIONS:
             raise UserError(
-                f"{where}: --method grid spreads {' and '.join(SPREAD_DISTRIBUTIONS)} ranges over evenly spaced values; "
-                f"{name!r} has distribution {_distribution(chosen[name])!r}: list values for it, or use --method random or bayes"
+                f"{where}: --method grid spreads {' and '.join(SPREAD_DISTRIBUTIONS)} ranges over evenly spaced "
+                f"values; {name!r} has distribution {_distribution(chosen[name])!r}: list values for it, or use "
+                "--method random or bayes"
             )
     listed = int(np.prod([_enumerated(spec) for name, spec in chosen.items() if name not in spread]))
     points = [min(n, MAX_SPREAD) for n in grid_points(len(spread), max(1, count // max(1, listed)))]

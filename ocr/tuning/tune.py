@@ -110,7 +110,8 @@ def search(
     seconds = time.perf_counter() - start
     improved = best.hmean > default.hmean
     tuned = {**defaults, **best.values} if improved else defaults
-    metrics = {k: float(v) for k, v in load_run_metrics(run_dir).items() if k.startswith("val/cleval") and v is not None}
+    metrics = {k: float(v) for k, v in load_run_metrics(run_dir).items()
+               if k.startswith("val/cleval") and v is not None}
     result = TuneResult(run_dir, config["method"], config_path, config["parameters"], evaluator.n_images, metrics,
                         default, trials, best, tuned, improved, seconds)
     result.files = write_results(result)
@@ -121,8 +122,10 @@ def write_results(result: TuneResult) -> list[Path]:
     """`tuned_postprocess.txt` and `tune_postprocess.json` in the run directory."""
     scores = result.tuned_scores
     header = [
-        f"tune-postprocess: {result.method}, {len(result.trials)} combinations on {result.n_images} cached validation images",
-        f"val/cleval_hmean_tuned={scores['hmean']:.6f} (run's own post-processing on the cache: {result.default.hmean:.6f})",
+        f"tune-postprocess: {result.method}, {len(result.trials)} combinations on {result.n_images} "
+        "cached validation images",
+        f"val/cleval_hmean_tuned={scores['hmean']:.6f} "
+        f"(run's own post-processing on the cache: {result.default.hmean:.6f})",
         "use: python -m ocr.train $(grep -v '^#' tuned_postprocess.txt)   or   predict --postprocess tuned",
     ]
     if not result.improved:
@@ -176,8 +179,8 @@ def report(result: TuneResult) -> str:
         lines.append(
             "hint: " + ", ".join(f"{key}={value} (the {side})" for key, value, side in edges)
             + f" {'is' if one else 'are'} at the edge of the searched range: a better value may lie beyond; "
-            f"widen {'it' if one else 'them'} under {PREFIX}* in {result.config_path} (or in a copy passed as --config) "
-            "and tune again"
+            f"widen {'it' if one else 'them'} under {PREFIX}* in {result.config_path} "
+            "(or in a copy passed as --config) and tune again"
         )
     if not result.improved:
         lines.append(NOT_IMPROVED)
@@ -198,7 +201,8 @@ def after_training(tuning: Any, seed: int) -> Callable[[Path, Any], dict[str, fl
         config = Path(tuning.config) if tuning.config else None
         result = search(run_dir, tuning.method, int(tuning.count), config, int(tuning.workers), seed)
         log.info("post-processing search: val/cleval_hmean %.4f -> %.4f tuned (%d combinations, %.1f s; %s)",
-                 result.default.hmean, result.tuned_scores["hmean"], len(result.trials), result.seconds, result.files[0])
+                 result.default.hmean, result.tuned_scores["hmean"], len(result.trials), result.seconds,
+                 result.files[0])
         if logger:
             log_to_wandb(result, logger.experiment)
         return result.tuned_metrics

@@ -74,7 +74,8 @@ def wandb_run(job_type: str, **init: Any) -> Iterator[Any | None]:
         import wandb  # deferred: only the commands that log to W&B load it
 
         try:  # silent: each command prints what it logged and where
-            run = wandb.init(mode=mode, job_type=job_type, settings=wandb.Settings(silent=True, init_timeout=30), **init)
+            run = wandb.init(mode=mode, job_type=job_type, settings=wandb.Settings(silent=True, init_timeout=30),
+                             **init)
         except Exception as err:  # noqa: BLE001 - wandb raises many types for network/auth problems
             print(f"warning: W&B: not logged (could not start a {job_type} run: {first_line(err)[:120]}); set "
                   "WANDB_MODE=offline to log offline and `wandb sync` later", file=sys.stderr)

@@ -51,7 +51,8 @@ def wandb_mode() -> str:
     if mode in WANDB_MODES:
         return mode
     if mode:
-        raise UserError(f"WANDB_MODE={mode!r} is not one of {', '.join(WANDB_MODES)}; fix it in the environment or .env")
+        raise UserError(f"WANDB_MODE={mode!r} is not one of {', '.join(WANDB_MODES)}; "
+                        "fix it in the environment or .env")
     return "online" if wandb_key_is_set() else "offline"
 
 

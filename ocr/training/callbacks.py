@@ -50,9 +50,10 @@ class MetricsFile(L.Callback):
 
 
 class StopFile(L.Callback):
-    """Stops training within one step once `path` exists or this process gets SIGTERM (how W&B's agent stops a trial),
-    on every rank at once (checked before every training step and after validation); the stopped epoch's few steps
-    are not validated. `terminated`: the stop came from SIGTERM on some rank."""
+    """Stops training within one step once `path` exists or, on several devices, once a rank gets SIGTERM (how W&B's
+    agent stops a trial), on every rank at once (checked before every training step and after validation); the
+    stopped epoch's few steps are not validated. `terminated`: the stop came from SIGTERM on some rank. On one device
+    Lightning's own SIGTERM handling stays (it also ends a validation at once)."""
 
     def __init__(self, path: str | None = None) -> None:
         self.path = Path(path) if path else None
@@ -60,7 +61,7 @@ class StopFile(L.Callback):
 
     def on_sanity_check_start(self, trainer: L.Trainer, *args: Any) -> None:
         # replaces Lightning's SIGTERM handler (registered by now), whose broadcast breaks DDP's collectives
-        if threading.current_thread() is threading.main_thread():
+        if trainer.world_size > 1 and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._on_sigterm)
 
     on_train_start = on_validation_start = on_sanity_check_start

@@ -133,7 +133,7 @@ def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule
             with shared_with_ranks(plan):  # DDP's other ranks start in `fit`
                 trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
             terminated = any(cb.terminated for cb in stops)
-        except SIGTERMException:  # Lightning's own handler, before StopFile takes SIGTERM over
+        except SIGTERMException:  # Lightning's own handler: one device, or before StopFile takes SIGTERM over
             terminated = True
         if terminated:  # a W&B agent stopping the trial (hyperband): it sends SIGKILL 30 s later
             log.warning("SIGTERM: training stopped; the metrics are the best epoch's, without re-validation")

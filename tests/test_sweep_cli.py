@@ -62,6 +62,14 @@ def test_preview_shows_the_sweep_destination_and_batch_caps(capsys) -> None:
     assert not Path(".sweeps").exists(), "a preview creates nothing"
 
 
+def test_preview_caps_follow_the_experiment_a_sweep_fixes(capsys) -> None:
+    assert run_cli(["--config", str(REPO / "sweep_configs" / "demo_cpu.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "one trial would run: /usr/bin/env python -m ocr.train experiment=demo_cpu models." in out
+    rows = [line.split() for line in out.split("GiB/image")[1].splitlines()[1:] if line.startswith("  hrnet")]
+    assert [row[:2] for row in rows] == [["hrnet_w18_small", "160"]], "the demo's model and image size"
+
+
 def test_preview_narrowed_and_online_never_prints_the_key(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "0123456789abcdef0123456789abcdef01234567"
     monkeypatch.setenv("WANDB_API_KEY", secret)

@@ -453,5 +453,12 @@ def test_config_mistakes_are_one_line_before_anything_is_built(override: str, me
         check_config(compose_train(["models.encoder.pretrained=false", override]))
 
 
-def test_the_shipped_config_passes_its_checks() -> None:
-    check_config(compose_train([]))
+@pytest.mark.parametrize("overrides", [[], ["experiment=demo_cpu"]])
+def test_the_shipped_config_passes_its_checks(overrides: list[str]) -> None:
+    check_config(compose_train(overrides))
+
+
+def test_an_experiment_is_a_named_set_that_keys_beside_it_override() -> None:
+    cfg = compose_train(["experiment=demo_cpu", "image_size=64"])
+    assert (cfg.models.encoder.model_name, cfg.image_size, cfg.trainer.max_epochs) == ("hrnet_w18_small", 64, 4)
+    assert not cfg.scheduler and list(cfg.data.synthetic.size) == [160, 192]

@@ -138,11 +138,11 @@ def say_stderr(line: str) -> None:
 
 
 def sweep_base_config(params: dict[str, Any], configs_dir: Path) -> DictConfig:
-    """The training config with the sweep's fixed `models.*` values (those may change the model's memory)."""
+    """The training config with the sweep's fixed values (e.g. `experiment=...`, `models.*`: they may change the
+    model and its memory)."""
     from hydra import compose, initialize_config_dir
 
-    fixed = {k: v[0] for k, spec in params.items()
-             if k.startswith("models.") and k != MODEL_KEY and len(v := discrete_values(spec)) == 1}
+    fixed = {k: v[0] for k, spec in params.items() if len(v := discrete_values(spec)) == 1}
     overrides = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in fixed.items()]
     with initialize_config_dir(config_dir=str(Path(configs_dir).resolve()), version_base="1.3"):
         try:

@@ -453,9 +453,20 @@ def test_config_mistakes_are_one_line_before_anything_is_built(override: str, me
         check_config(compose_train(["models.encoder.pretrained=false", override]))
 
 
-@pytest.mark.parametrize("overrides", [[], ["experiment=demo_cpu"]])
+EXPERIMENTS = sorted(path.stem for path in (REPO / "configs" / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("overrides", [[], *([f"experiment={name}"] for name in EXPERIMENTS)])
 def test_the_shipped_config_passes_its_checks(overrides: list[str]) -> None:
     check_config(compose_train(overrides))
+
+
+def test_the_reference_best_run_is_one_word() -> None:
+    cfg = compose_train(["experiment=origin_w44"])
+    assert (cfg.models.encoder.model_name, cfg.image_size, cfg.batch_size, cfg.trainer.max_epochs) == (
+        "hrnet_w44", 1024, 2, 10)
+    assert cfg.optimizer._target_ == "torch.optim.AdamW" and cfg.scheduler.T_max == 10 and cfg.models.head.k == 45
+    assert cfg.models.head.postprocess.polygon_unclip_ratio == 1.97707 and cfg.collate_fn.thresh_max == 0.75069
 
 
 def test_an_experiment_is_a_named_set_that_keys_beside_it_override() -> None:

@@ -136,6 +136,17 @@ def test_settings_take_ends_and_middle_of_the_sweep_ranges(tmp_path: Path) -> No
     assert {c["box_unclip_ratio"] for c in s.grid(False)} == {s.base["box_unclip_ratio"]}
 
 
+def test_settings_follow_the_values_a_sweep_fixes_in_its_command(tmp_path: Path) -> None:
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump({"method": "random", "program": "ocr.train", "parameters": {
+        "models.head.postprocess.thresh": {"min": 0.2, "max": 0.3}}, "command": [
+        "${env}", "${interpreter}", "-m", "${program}", "experiment=origin_w44", "collate_fn.min_text_size=6",
+        "${args_no_hyphens}"]}))
+    s = load_settings(config)
+    assert (s.base["box_thresh"], s.base["polygon_unclip_ratio"]) == (0.43243, 1.97707), "the experiment's values"
+    assert (s.shrink_ratio, s.min_text_size) == (0.42858, 6.0)
+
+
 def test_thresh_does_not_change_a_ground_truth_map(boxes: Path, tmp_path: Path) -> None:
     config = tmp_path / "sweep.yaml"
     config.write_text(yaml.safe_dump({"parameters": {"models.head.postprocess.thresh": {"values": [0.05, 0.5, 0.95]}}}))

@@ -273,6 +273,15 @@ def test_values_training_refuses_are_refused_before_the_sweep_exists(parameters:
     assert expected in str(err.value) and "\n" not in str(err.value)
 
 
+def test_values_are_checked_against_what_the_command_fixes() -> None:
+    config = fake_sweep_config({"data.augment.crop_size": {"values": [128, 320]}})
+    config["command"].insert(4, "experiment=demo_cpu")  # image_size=160
+    with pytest.raises(UserError, match=r"crop_size=320 is larger than the rescaled receipt \(image_size=160 "):
+        check_against_training(config, "sweep.yaml")
+    config["parameters"]["data.augment.crop_size"] = {"values": [128, 160]}
+    check_against_training(config, "sweep.yaml")
+
+
 def test_a_misspelt_key_gets_the_closest_one() -> None:
     with pytest.raises(UserError, match=r"\(did you mean image_size\?\)"):
         check_parameters({"image_sze": {"value": 640}}, "sweep.yaml")

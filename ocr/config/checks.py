@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -270,6 +271,26 @@ def check_model_names(names: list[Any], where: str) -> None:
             raise UserError(f"{where}: {err}") from None
 
 
+def sweep_base_config(parameters: dict[str, Any], configs_dir: Path = DEFAULT_CONFIGS_DIR) -> DictConfig:
+    """The training config with a sweep's fixed values: its single-valued parameters and the `key=value` items of its
+    command (`ocr.sweep.spec.sweep_parameters`), e.g. `experiment=...`."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    fixed = {k: v[0] for k, spec in parameters.items() if len(v := discrete_values(spec)) == 1}
+    overrides = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in fixed.items()]
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(Path(configs_dir).resolve()), version_base="1.3"):
+            return compose(CONFIG_NAME, overrides=overrides)
+    except HydraException as err:
+        raise UserError(f"{configs_dir}: Hydra cannot compose {CONFIG_NAME!r} with the sweep's fixed values: "
+                        f"{str(err).splitlines()[0]}") from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
     """Every dotted key of a config (not resolved: values may need Hydra's runtime, e.g. ${hydra:...})."""
     if not isinstance(node, DictConfig):
@@ -340,6 +361,6 @@ def check_parameters(
             if round_trip and not _hydra_parses_back(name, value):
                 raise UserError(f"{bad}: value {value!r} does not survive as a Hydra override '{name}={value}' "
                                 "(avoid null, spaces, commas and quotes)")
-    check_combinations(parameters, base, where)
+    check_combinations(parameters, sweep_base_config(parameters, configs_dir), where)  # with what the sweep fixes
     if MODEL_KEY in parameters:
         check_model_names(discrete_values(parameters[MODEL_KEY]), f"{where}: parameter {MODEL_KEY!r}")

@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ocr.config.checks import (BATCH_SIZE_KEY, CROP_KEY, DEFAULT_CONFIGS_DIR, IMAGE_SIZE_KEY, MODEL_KEY,
-                               discrete_values, train_size)
+                               discrete_values, sweep_base_config, train_size)
 from ocr.training.memory import Footprint, footprint
 
 # Share of free GPU memory left out of the plan: allocator fragmentation, cuDNN workspaces, the gradients of
@@ -135,20 +135,6 @@ def aligned(rows: list[list[Any]]) -> list[str]:
 
 def say_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def sweep_base_config(params: dict[str, Any], configs_dir: Path) -> DictConfig:
-    """The training config with the sweep's fixed values (e.g. `experiment=...`, `models.*`: they may change the
-    model and its memory)."""
-    from hydra import compose, initialize_config_dir
-
-    fixed = {k: v[0] for k, spec in params.items() if len(v := discrete_values(spec)) == 1}
-    overrides = [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in fixed.items()]
-    with initialize_config_dir(config_dir=str(Path(configs_dir).resolve()), version_base="1.3"):
-        try:
-            return compose("train", overrides=overrides)
-        except Exception:  # noqa: BLE001 - a group option or odd value: the caps then use the config's defaults
-            return compose("train")
 
 
 def visible_gpu() -> tuple[float | None, str | None]:

@@ -21,14 +21,16 @@ from typing import Any
 
 import cv2
 import numpy as np
+from omegaconf import OmegaConf
 
-from ocr.config.checks import CONFIG_NAME, DEFAULT_CONFIGS_DIR, check_value, discrete_values
+from ocr.config.checks import DEFAULT_CONFIGS_DIR, check_value, sweep_base_config
 from ocr.data.annotations import PREDICTION_SPLIT, Word, load_split, split_paths
 from ocr.data.transforms import ImageDecodeError, fit_scale, load_resized, orient_points, scaled_hw
 from ocr.inference.tuned import PREFIX
 from ocr.metrics.cleval import ImageScore, mean_scores, prepare_ground_truth
 from ocr.metrics.scorer import process_context
 from ocr.sweep.engine import plain
+from ocr.sweep.spec import sweep_parameters
 from ocr.targets.db_targets import allocate_targets, rasterise
 from ocr.targets.polygons import prepare_polygons
 from ocr.training.val_cache import CachedImage
@@ -72,42 +74,23 @@ class Settings:
                 for values in itertools.product(*(self.swept[k] for k in keys))]
 
 
-def training_config(configs_dir: Path = DEFAULT_CONFIGS_DIR) -> dict[str, Any]:
-    """The composed training config (Hydra, no overrides) as plain containers."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(Path(configs_dir).resolve()), version_base="1.3"):
-            cfg = compose(CONFIG_NAME)
-    except HydraException as err:
-        raise UserError(f"{configs_dir}: Hydra cannot compose {CONFIG_NAME!r}: {str(err).splitlines()[0]}") from None
-    finally:
-        GlobalHydra.instance().clear()
-    return OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["models", "collate_fn", "data"]), resolve=False)
-
-
 def load_settings(config_path: Path | None = None, configs_dir: Path = DEFAULT_CONFIGS_DIR) -> Settings:
-    """The settings of the sweep YAML at `config_path` (default: `sweep_config.yaml`) over the training config; target
-    parameters the sweep fixes (one listed value) replace the training values, swept ones do not."""
+    """The settings of the sweep YAML at `config_path` (default: `sweep_config.yaml`) over the training config with the
+    values the sweep fixes (one listed value, or `key=value` in its command, e.g. `experiment=...`); swept target
+    parameters keep their training values."""
     config_path = Path(config_path) if config_path else default_config_path()
     raw, where = read_yaml(config_path), str(config_path)
-    cfg = training_config(configs_dir)
-    base = {k: v for k, v in cfg["models"]["head"]["postprocess"].items() if not k.startswith("_")}
     parameters = raw.get("parameters") if isinstance(raw.get("parameters"), dict) else {}
+    fixed = sweep_base_config(sweep_parameters({**raw, "parameters": parameters}, where), configs_dir)
+    cfg = OmegaConf.to_container(OmegaConf.masked_copy(fixed, ["models", "collate_fn", "data"]), resolve=False)
+    base = {k: v for k, v in cfg["models"]["head"]["postprocess"].items() if not k.startswith("_")}
     chosen = {str(k)[len(PREFIX):]: spec for k, spec in parameters.items() if str(k).startswith(PREFIX)}
     if chosen:
         search_config(raw, where, set(base), method="random")  # keys, specs and the engine's own checks
     swept = {key: ends_and_middle(PREFIX + key, spec, where) for key, spec in chosen.items()}
     check_values(swept, base, where)
     modes = tuple(dict.fromkeys(bool(v) for v in swept.get("use_polygon", [base["use_polygon"]])))
-    targets = {}
-    for key in TARGET_KEYS:
-        fixed = discrete_values(parameters.get(f"collate_fn.{key}") or {})
-        targets[key] = float(fixed[0] if len(fixed) == 1 else cfg["collate_fn"][key])
+    targets = {key: float(cfg["collate_fn"][key]) for key in TARGET_KEYS}
     project = raw.get("project") if isinstance(raw.get("project"), str) else None
     return Settings(config_path, base, swept, modes, **targets, synthetic=dict(cfg["data"].get("synthetic") or {}),
                     project=project)

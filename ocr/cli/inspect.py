@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from contextlib import ExitStack, suppress
@@ -20,7 +19,7 @@ from typing import Any
 
 from ocr.cli.tune import default_workers, progress_bars
 from ocr.data.paths import ENV_VAR, dataset_root, resolve_dataset_root
-from ocr.sweep.online import DEFAULT_PROJECT
+from ocr.sweep.online import project_name
 from ocr.tuning.ceiling import (
     DEFAULT_MARGIN, DEFAULT_SIZES, Inspection, inspect_dataset, load_settings, lost_overlays, report,
 )
@@ -110,7 +109,7 @@ def log_to_wandb(ins: Inspection, png: Path, overlays: list[tuple[str, Path]]) -
     config = {"dataset": str(ins.root), "split": ins.split, "image_sizes": [f.image_size for f in ins.sizes],
               "min_text_size": ins.settings.min_text_size, "shrink_ratio": ins.settings.shrink_ratio,
               "sweep_config": str(ins.settings.config_path)}
-    project = os.environ.get("WANDB_PROJECT") or ins.settings.project or DEFAULT_PROJECT
+    project = project_name(config=ins.settings.project)
     with wandb_run("inspect-data", project=project, config=config) as run:
         if run is None:
             return

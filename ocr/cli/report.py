@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from ocr.inference.tuned import TUNED_FILE
 from ocr.sweep import insight, online
 from ocr.sweep.report import fmt_duration, fmt_metric, ranked, reproduce
 from ocr.sweep.spec import maximize, metric_name
-from ocr.sweep.store import DEFAULT_ROOT, LOCAL_PREFIX, has_sweep, open_sweep, sweep_id_or_newest, sweep_ids
+from ocr.sweep.store import DEFAULT_ROOT, is_local_sweep, open_sweep, sweep_id_or_newest, sweep_ids
 from ocr.utils.display import run_where, wandb_images, wandb_run
 from ocr.utils.env import subcommand_main, wandb_key_is_set
 from ocr.utils.errors import ArgumentParser, UserError, first_line, positive_int
@@ -41,15 +40,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 def load(args: argparse.Namespace) -> tuple[str, dict[str, Any], list[insight.TrialRow], Path | None, str]:
     """(sweep id, config, rows, the local sweep's folder or None, W&B project) of the sweep asked for."""
     sweep_id = sweep_id_or_newest(args.store, args.sweep_id)
-    if has_sweep(args.store, sweep_id) or sweep_id.startswith(LOCAL_PREFIX):
+    if is_local_sweep(args.store, sweep_id):
         sweep = open_sweep(args.store, sweep_id)
         return sweep_id, sweep.config, insight.local_rows(sweep.config, sweep.trials()), sweep.dir, sweep.project
     if not wandb_key_is_set():
         raise UserError(f"no local sweep {sweep_id!r} in {args.store}/ (local sweeps: "
                         f"{', '.join(sweep_ids(args.store)) or 'none'}), and reading a W&B sweep needs an API key: "
                         "run `wandb login` or set WANDB_API_KEY in .env")
-    remote = online.fetch_sweep(sweep_id, os.environ.get("WANDB_PROJECT", online.DEFAULT_PROJECT),
-                                os.environ.get("WANDB_ENTITY"))
+    remote = online.fetch_sweep(sweep_id, online.project_name(), online.entity_name())
     try:
         rows = insight.wandb_rows(remote)
     except Exception as err:  # noqa: BLE001 - network or server errors of any kind

@@ -23,7 +23,7 @@ from ocr.sweep.spec import (
     METHODS, Narrowing, apply_narrowing, check_against_training, load_sweep_config, sweep_parameters,
 )
 from ocr.sweep.store import (
-    DEFAULT_ROOT, LOCAL_PREFIX, LocalSweep, Trial, create_sweep, has_sweep, open_sweep, sweep_id_or_newest, sweep_ids,
+    DEFAULT_ROOT, LocalSweep, Trial, create_sweep, is_local_sweep, open_sweep, sweep_id_or_newest, sweep_ids,
 )
 from ocr.training.batch_size import cap_table, visible_gpu
 from ocr.utils.env import load_env, wandb_key_is_set, wandb_mode
@@ -146,8 +146,8 @@ def destination(args: argparse.Namespace, config: dict[str, Any]) -> Destination
     return Destination(
         backend="embedded" if embedded else "wandb", key_set=wandb_key_is_set(), store=args.store,
         trial_mode=("disabled" if mode == "disabled" else "offline") if embedded else "online",
-        project=args.project or os.environ.get("WANDB_PROJECT") or config.get("project") or online.DEFAULT_PROJECT,
-        entity=args.entity or os.environ.get("WANDB_ENTITY") or config.get("entity"))
+        project=online.project_name(args.project, config.get("project")),
+        entity=online.entity_name(args.entity, config.get("entity")))
 
 
 def visible_gpus() -> int:
@@ -287,7 +287,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 def is_local(args: argparse.Namespace, sweep_id: str, dest: Destination) -> bool:
     """True for a sweep of the embedded controller (in the store, named local-..., or no W&B server in use); a
     W&B sweep path (entity/project/id) while W&B is not in use is a `UserError` saying so."""
-    if has_sweep(args.store, sweep_id) or sweep_id.startswith(LOCAL_PREFIX):
+    if is_local_sweep(args.store, sweep_id):
         return True
     if dest.backend == "embedded" and "/" in sweep_id:
         why = "--offline" if args.offline else "no W&B API key" if not dest.key_set else f"WANDB_MODE={wandb_mode()}"

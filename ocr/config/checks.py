@@ -330,8 +330,7 @@ def check_parameters(
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(configs_dir), version_base="1.3"):
-            base = compose(CONFIG_NAME)
-            keys = _dotted_keys(base)
+            keys = _dotted_keys(compose(CONFIG_NAME))
             loader = GlobalHydra.instance().config_loader()
             groups = {name: loader.get_group_options(name.replace(".", "/")) for name in parameters}
             top_groups = [g for g in loader.list_groups("") if g != "hydra"]

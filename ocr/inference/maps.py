@@ -199,7 +199,7 @@ def predict(
     cfg = load_run_config(run.run_dir)
     label, params = choose_params(postprocess, cfg, run.run_dir)
     dataset = run_dataset(cfg, data, split, labels=False)
-    post, chosen = DBPostProcessor(**params), pick_device(device)  # both checked before the model loads
+    post, chosen = DBPostProcessor(**params), pick_device(device)  # a bad device is one line before the model loads
     total, predictions = predict_split(load_model(run, cfg), cfg.trainer.precision, dataset, post, chosen, batch_size,
                                        num_workers)
     polygons, unreadable, rendered = {}, [], []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ocr.utils.env import wandb_base_url, wandb_key_is_set
@@ -10,6 +11,16 @@ from ocr.utils.errors import UserError
 DEFAULT_PROJECT = "OCR-HRNet-Sweep"  # W&B project when neither --project, WANDB_PROJECT nor the YAML names one
 OFFLINE_HINT = "to sweep without W&B, add --offline (or set WANDB_MODE=offline)"
 SERVER_HINT = "check the network (or WANDB_BASE_URL); a local sweep id starts with local- (list: --best --offline)"
+
+
+def project_name(option: str | None = None, config: str | None = None) -> str:
+    """The W&B project: `option` (e.g. --project), else $WANDB_PROJECT, else `config` (a sweep YAML's), else ours."""
+    return option or os.environ.get("WANDB_PROJECT") or config or DEFAULT_PROJECT
+
+
+def entity_name(option: str | None = None, config: str | None = None) -> str | None:
+    """The W&B entity: `option`, else $WANDB_ENTITY, else `config`, else None (the account's default)."""
+    return option or os.environ.get("WANDB_ENTITY") or config
 
 
 def require_api_key() -> None:

@@ -140,6 +140,11 @@ def has_sweep(root: Path, sweep_id: str) -> bool:
     return (root / sweep_id / "sweep.json").is_file()
 
 
+def is_local_sweep(root: Path, sweep_id: str) -> bool:
+    """A sweep of the embedded controller: in the store `root`, or named local-... (a missing one says so on open)."""
+    return has_sweep(root, sweep_id) or sweep_id.startswith(LOCAL_PREFIX)
+
+
 def open_sweep(root: Path, sweep_id: str) -> LocalSweep:
     """The sweep `sweep_id` in `root`; `UserError` listing the known ids when there is none."""
     if not has_sweep(root, sweep_id):

@@ -71,8 +71,9 @@ def initial_plan(cfg: DictConfig) -> BatchPlan:
     if free is None:
         return plan_batch(cfg.batch_size, None)
     model = footprint(OmegaConf.to_container(cfg.models, resolve=True), cfg.trainer.precision, log.info)
-    plan = plan_batch(cfg.batch_size, batch_cap(model, train_size(cfg), free * 2**30))
-    if train_size(cfg) != cfg.image_size:  # validation reads whole images, larger than the crops
+    side = train_size(cfg)
+    plan = plan_batch(cfg.batch_size, batch_cap(model, side, free * 2**30))
+    if side != cfg.image_size:  # validation reads whole images, larger than the crops
         plan = replace(plan, val_cap=batch_cap(model, cfg.image_size, free * 2**30))
     if plan.used < plan.requested:
         log.info("batch_size=%d capped to %d x %d accumulation steps for %.1f GiB of free GPU memory",

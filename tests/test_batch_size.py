@@ -138,7 +138,7 @@ def test_a_fixed_decoder_override_reaches_the_model_the_table_measures(monkeypat
 
 def test_initial_plan_caps_on_a_gpu_only(monkeypatch) -> None:
     monkeypatch.setattr(bs, "footprint", fake_footprint)
-    monkeypatch.setattr(bs, "visible_gpu", lambda: (10.0, "Some GPU"))
+    monkeypatch.setattr(bs, "visible_gpu", lambda devices=None: (10.0, "Some GPU"))
     cfg = compose_train(["batch_size=32", "image_size=1024"])
     assert initial_plan(cfg) == bs.BatchPlan(32, 4, 8)  # hrnet_w18: 0.29 GB + 1.89 GB per image in 9.1 GB
     cfg.trainer.accelerator = "cpu"
@@ -177,3 +177,36 @@ def test_a_rank_started_by_rank_zero_runs_its_plan(monkeypatch) -> None:
         monkeypatch.setattr(os, "getppid", os.getpid)  # as the ranks Lightning starts see rank zero
         assert initial_plan(cfg) == bs.BatchPlan(32, 4, 8)
     assert bs.PLAN_ENV not in os.environ and initial_plan(cfg) == bs.BatchPlan(32, 32, 1)
+
+
+@pytest.fixture
+def three_cards(monkeypatch) -> None:
+    """torch sees three CUDA cards with 20, 6 and 30 GiB free."""
+    free = {0: 20, 1: 6, 2: 30}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda i: (free[i] * 2**30, 40 * 2**30))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: f"card {i}")
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+
+
+@pytest.mark.parametrize("devices,expected", [
+    (None, (20.0, "card 0")), (1, (20.0, "card 0")), (2, (6.0, "card 1")), ("auto", (6.0, "card 1")),
+    (-1, (6.0, "card 1")), ([2], (30.0, "card 2")), ([0, 2], (20.0, "card 0")), ("0,2", (20.0, "card 0")),
+])
+def test_a_run_is_planned_for_the_card_with_least_free_memory(three_cards, devices, expected) -> None:
+    assert bs.visible_gpu(devices) == expected
+
+
+def test_a_rank_started_by_an_external_launcher_measures_its_own_card(three_cards, monkeypatch) -> None:
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert bs.visible_gpu(3) == (30.0, "card 2")
+
+
+def test_rank_zero_plans_a_multi_device_run_for_its_fullest_card(three_cards, monkeypatch) -> None:
+    monkeypatch.setattr(bs, "footprint", fake_footprint)
+    model = fake_footprint({"encoder": {"model_name": "hrnet_w18"}}, "32-true")
+    one = compose_train(["batch_size=32", "image_size=1024"])
+    two = compose_train(["batch_size=32", "image_size=1024", "trainer.devices=2"])
+    assert initial_plan(one).used == batch_cap(model, 1024, 20 * 2**30)
+    assert initial_plan(two).used == batch_cap(model, 1024, 6 * 2**30) < initial_plan(one).used

@@ -196,7 +196,7 @@ def test_batch_caps_follow_the_crop(monkeypatch: pytest.MonkeyPatch) -> None:
     assert train_size(cfg) == 320 and train_size(compose_train(["image_size=1024"])) == 1024
     model = Footprint(params=10**7, fixed=0, per_pixel=2000.0)
     monkeypatch.setattr(bs, "footprint", lambda *args, **kwargs: model)
-    monkeypatch.setattr(bs, "visible_gpu", lambda: (10.0, "Some GPU"))
+    monkeypatch.setattr(bs, "visible_gpu", lambda devices=None: (10.0, "Some GPU"))
     assert bs.initial_plan(cfg).used == bs.batch_cap(model, 320, 10 * 2**30) > bs.batch_cap(model, 1024, 10 * 2**30)
     table = bs.cap_table({"image_size": {"value": 1024}, "data.augment.crop_size": {"values": [256, 320]}}, None, None)
     assert "crop_size" in table.splitlines()[1] and len(table.splitlines()) == 4

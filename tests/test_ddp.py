@@ -142,7 +142,7 @@ from ocr.training import batch_size
 from ocr.training.memory import Footprint
 
 batch_size.footprint = lambda *args, **kwargs: Footprint(0, 0.0, 20000.0)  # 4 images of 64 px per 0.5 GiB
-batch_size.visible_gpu = lambda: (0.5 if os.environ.get("LOCAL_RANK", "0") == "0" else 0.25, "a test double")
+batch_size.visible_gpu = lambda devices=None: (0.5 if os.environ.get("LOCAL_RANK", "0") == "0" else 0.25, "a test double")
 '''
 
 
@@ -157,7 +157,8 @@ class RecordPlan(L.Callback):
 
 @pytest.mark.slow
 def test_every_rank_runs_rank_zeros_batch_plan(tmp_path: Path) -> None:
-    """Rank zero's GPU holds 4 images, rank one's 2: both run 4 x 2 accumulation steps, as rank zero planned."""
+    """A test double answers 4 images for rank zero and 2 for rank one: both run 4 x 2 accumulation steps, the plan
+    rank zero made (each planning its own hung)."""
     (tmp_path / "double").mkdir()
     (tmp_path / "double" / "sitecustomize.py").write_text(SITECUSTOMIZE)
     argv, env = small_ddp_run(tmp_path, path=[tmp_path / "double"], batch_size=8, **{

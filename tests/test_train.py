@@ -275,7 +275,7 @@ def test_with_crops_validation_batches_are_capped_for_the_whole_image(tmp_path: 
                                                                       monkeypatch) -> None:
     # 20,000 bytes per pixel in 0.85 GiB: 8 crops of 64 px fit, 2 whole images of 128 px
     monkeypatch.setattr(batch_size_lib, "footprint", lambda *args, **kwargs: Footprint(0, 0.0, 20000.0))
-    monkeypatch.setattr(batch_size_lib, "visible_gpu", lambda: (1.0, "a 1 GiB GPU"))
+    monkeypatch.setattr(batch_size_lib, "visible_gpu", lambda devices=None: (1.0, "a 1 GiB GPU"))
     RecordBatches.train, RecordBatches.val = [], []
     overrides = tiny_overrides(synthetic_dir, image_size=128, batch_size=4, **{
         "data.augment.crop_size": 64, "trainer.max_epochs": 1, "+callbacks.record._target_": f"{__name__}.RecordBatches"})

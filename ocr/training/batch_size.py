@@ -62,12 +62,13 @@ def halve(plan: BatchPlan) -> BatchPlan | None:
 
 
 def initial_plan(cfg: DictConfig) -> BatchPlan:
-    """The requested batch capped to what the visible GPU's free memory holds (no cap on the CPU); with training
-    crops, validation batches are capped for the whole image as well. The ranks Lightning starts take rank zero's."""
+    """The requested batch capped to what the free memory of the run's GPUs holds (the least free of them; no cap on
+    the CPU); with training crops, validation batches are capped for the whole image as well. The ranks Lightning
+    starts take rank zero's plan."""
     inherited = json.loads(os.environ.get(PLAN_ENV) or "{}")
     if inherited.pop("parent", None) == os.getppid():  # a rank Lightning started from rank zero
         return BatchPlan(**inherited)
-    free = visible_gpu()[0] if cfg.trainer.accelerator in ("auto", "gpu", "cuda") else None
+    free = visible_gpu(cfg.trainer.devices)[0] if cfg.trainer.accelerator in ("auto", "gpu", "cuda") else None
     if free is None:
         return plan_batch(cfg.batch_size, None)
     model = footprint(OmegaConf.to_container(cfg.models, resolve=True), cfg.trainer.precision, log.info)
@@ -138,12 +139,18 @@ def say_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def visible_gpu() -> tuple[float | None, str | None]:
-    """Free memory (GiB) and name of this process's CUDA device (`LOCAL_RANK` under DDP, else 0), or (None, None)
-    when none is visible."""
-    import torch  # deferred: the sweep preview imports this module and starts without torch
+def visible_gpu(devices: Any = None) -> tuple[float | None, str | None]:
+    """Free memory (GiB) and name of the CUDA device with the least free memory among `devices` (`trainer.devices`:
+    a count, indices, -1 or "auto"), or of this process's device (`LOCAL_RANK`, else 0) when `devices` is None or
+    an external launcher started this process as one rank; (None, None) when no GPU is visible."""
+    import torch  # deferred, with Lightning: the sweep preview imports this module and starts without them
+    from lightning.pytorch.accelerators import CUDAAccelerator
 
     if not torch.cuda.is_available():
         return None, None
-    index = int(os.environ.get("LOCAL_RANK", 0))
-    return torch.cuda.mem_get_info(index)[0] / 2**30, torch.cuda.get_device_name(index)
+    if devices is None or "LOCAL_RANK" in os.environ:
+        chosen = [int(os.environ.get("LOCAL_RANK", 0))]
+    else:  # every device the run's ranks will train on: rank zero's plan must fit the fullest card
+        chosen = CUDAAccelerator.parse_devices(-1 if devices == "auto" else devices) or [0]
+    free, index = min((torch.cuda.mem_get_info(i)[0], i) for i in chosen)
+    return free / 2**30, torch.cuda.get_device_name(index)

@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from ocr.config.checks import check_config
 from ocr.training import batch_size as batch_size_lib
 from ocr.training import build as build_lib
 from ocr.training import module as module_lib
-from ocr.training.build import log_interval
+from ocr.training.build import check_devices, log_interval
 from ocr.training.memory import Footprint
 from ocr.training.quiet import LIGHTNING_INFO, LIGHTNING_LOGGERS, quiet_lightning
 from ocr.sweep.controller import read_metrics
@@ -415,6 +415,31 @@ def test_cli_unknown_key_is_refused(tmp_path: Path) -> None:
 def test_cli_bad_image_size_is_refused(tmp_path: Path) -> None:
     proc = run_cli("image_size=100", "models.encoder.pretrained=false", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert proc.returncode == 2 and "multiple of 32" in proc.stderr
+
+
+def test_devices_lightning_refuses_are_one_line_before_the_data_and_wandb(tmp_path: Path) -> None:
+    proc = run_cli("experiment=smoke", "trainer.strategy=dpp", f"data.synthetic.dir={tmp_path}/synthetic",
+                   "dataset_base_path=null", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "trainer.strategy=dpp: Lightning cannot run this on this machine" in lines[0]
+    assert "invalid strategy name" in lines[0] and "wandb" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "synthetic").exists() and not (tmp_path / "run" / "wandb").exists()
+
+
+@pytest.mark.parametrize("keys, message", [
+    ({"devices": 0}, "trainer.devices=0 trainer.strategy=auto: Lightning cannot run this on this machine"),
+    ({"devices": "abc", "accelerator": "cpu"}, "(TypeError: `devices` selected with `CPUAccelerator`"),
+    ({"num_nodes": 0}, "trainer.num_nodes=0: Lightning cannot run this"),
+])
+def test_check_devices(keys: dict, message: str) -> None:
+    trainer = compose_train([]).trainer
+    OmegaConf.set_struct(trainer, False)
+    trainer.update(keys)
+    with pytest.raises(UserError) as err:
+        check_devices(trainer)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    check_devices(compose_train(["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp"]).trainer)
 
 
 def test_small_hrnet_learns_synthetic_receipts(learned) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +13,20 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from omegaconf import DictConfig
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from omegaconf import DictConfig, OmegaConf
 
 from ocr.data.datamodule import ReceiptDataModule
 from ocr.models.dbnet import DBNet, build_dbnet
 from ocr.training.batch_size import BatchPlan
 from ocr.training.layout import BEST_CHECKPOINT
 from ocr.training.module import DBNetModule
+from ocr.training.quiet import lightning_info_hidden
 from ocr.utils.env import wandb_mode
-from ocr.utils.errors import UserError
+from ocr.utils.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
+DEVICE_KEYS = ("accelerator", "devices", "strategy", "num_nodes")  # what Lightning checks against the machine
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -78,6 +82,21 @@ def log_interval(trainer: DictConfig, batches: int) -> int:
     elif isinstance(limit, int):
         batches = min(batches, limit)
     return max(1, min(int(trainer.log_every_n_steps), batches))
+
+
+def check_devices(trainer: DictConfig) -> None:
+    """`trainer.accelerator`, `devices`, `strategy` and `num_nodes` as Lightning accepts them on this machine (a
+    Trainer of those keys alone, a few ms): one `UserError` line before W&B and the model start."""
+    keys = {k: OmegaConf.to_object(trainer)[k] for k in DEVICE_KEYS if k in trainer}
+    try:
+        with lightning_info_hidden(), warnings.catch_warnings():  # the run's own Trainer shows them
+            warnings.simplefilter("ignore")
+            L.Trainer(**keys, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False)
+    except (MisconfigurationException, ValueError, TypeError, ImportError) as err:
+        given = " ".join(f"trainer.{k}={v}" for k, v in keys.items())
+        raise UserError(f"{given}: Lightning cannot run this on this machine ({first_line(err)}); e.g. "
+                        "trainer.accelerator=auto trainer.devices=1, or N devices of the GPUs visible here") from None
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, train_images: int) -> L.Trainer:

@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from ocr.config.checks import check_config
 from ocr.data.datamodule import ReceiptDataModule
 from ocr.training.batch_size import BatchPlan, halve, initial_plan, shared_with_ranks
-from ocr.training.build import build_datamodule, build_logger, build_module, build_trainer
+from ocr.training.build import build_datamodule, build_logger, build_module, build_trainer, check_devices
 from ocr.training.callbacks import StopFile, append_json_line
 from ocr.training.layout import BEST_CHECKPOINT, CONFIG_FILE, METRICS_FILE
 from ocr.training.quiet import quiet_lightning
@@ -38,6 +38,7 @@ def train(cfg: DictConfig, run_dir: Path, after_fit: AfterFit | None = None) -> 
     The dataset is checked before the W&B run and the model exist; the W&B run is finished (exit code 1 on error)."""
     check_config(cfg)
     quiet_lightning()
+    check_devices(cfg.trainer)
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")  # the dataset checks (folders, JSON files, empty splits) without decoding an image
     run_dir.mkdir(parents=True, exist_ok=True)

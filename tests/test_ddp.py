@@ -135,6 +135,43 @@ def test_every_rank_retries_an_out_of_memory_error_with_half_the_batch(tmp_path:
     assert (metrics["batch/used"], metrics["batch/accumulate"]) == (1, 4) and metrics["best_checkpoint"]
 
 
+class OOMOnOneRank(L.Callback):
+    """A simulated CUDA out-of-memory error on the rank `$OCR_TEST_OOM_RANK` only, for batches of more than one image."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx) -> None:
+        if trainer.global_rank == int(os.environ["OCR_TEST_OOM_RANK"]) and len(batch["images"]) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+
+
+SHORT_WAIT = '''"""Test double started with every rank: the ranks wait 5 s for each other after an out-of-memory error."""
+from ocr.training import run
+
+run.OOM_AGREE_S = 5.0
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rank", [0, 1])
+def test_out_of_memory_on_one_rank_ends_every_rank_with_one_line(tmp_path: Path, rank: int) -> None:
+    """The other rank waits in a collective that will never complete: every rank must end, with the reason."""
+    (tmp_path / "double").mkdir()
+    (tmp_path / "double" / "sitecustomize.py").write_text(SHORT_WAIT)
+    argv, env = small_ddp_run(tmp_path, path=[tmp_path / "double"], batch_size=4,
+                              **{"+callbacks.oom._target_": f"{__name__}.OOMOnOneRank"})
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=tmp_path, env={**env, "OCR_TEST_OOM_RANK": str(rank)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output = proc.communicate(timeout=180)[0]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # every rank, should one hang
+    print(f"ended in {time.monotonic() - start:.1f} s, exit {proc.returncode}")
+    assert proc.returncode != 0 and "Traceback" not in output, output[-3000:]
+    assert f"CUDA out of memory on rank {rank} of 2 only, at batch 4 per device" in output, output[-3000:]
+    assert "retrying" not in output and not (tmp_path / "run" / "metrics.json").exists()
+
+
 SITECUSTOMIZE = '''"""Test double started with every rank: a GPU whose free memory depends on the rank."""
 import os
 

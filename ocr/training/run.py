@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 AfterFit = Callable[[Path, Any], dict[str, Any]]
 RESUME_ENV = "OCR_RESUME"  # 1: a sweep agent starts an interrupted trial again in its run directory
 LAST_CHECKPOINT = BEST_CHECKPOINT.parent / "last.ckpt"  # ModelCheckpoint(save_last=True): the last validated epoch
+OOM_AGREE_S = 60.0  # how long a rank out of memory waits for the others: they run out within the same step, or never
 
 
 def train(cfg: DictConfig, run_dir: Path, after_fit: AfterFit | None = None) -> dict[str, Any]:
@@ -98,13 +101,13 @@ def fit_with_oom_retry(cfg: DictConfig, run_dir: Path, logger: Any, datamodule: 
 
 
 def caused_by_oom(err: BaseException | None) -> bool:
-    """Lightning's `is_oom_error` (CUDA, cuDNN, CPU allocator) on `err` or an exception it wraps."""
+    """Lightning's `is_oom_error` (CUDA, cuDNN, CPU allocator) on `err` or an exception it was raised from."""
     seen = set()
     while err is not None and id(err) not in seen:
         if is_oom_error(err):
             return True
         seen.add(id(err))
-        err = err.__cause__ or err.__context__
+        err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)  # `from None`: not caused
     return False
 
 
@@ -136,6 +139,10 @@ def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule
             terminated = any(cb.terminated for cb in stops)
         except SIGTERMException:  # Lightning's own handler: one device, or before StopFile takes SIGTERM over
             terminated = True
+        except Exception as err:
+            if trainer.world_size > 1:
+                settle_rank_failure(err, run_dir, plan, trainer)
+            raise
         if terminated:  # a W&B agent stopping the trial (hyperband): it sends SIGKILL 30 s later
             log.warning("SIGTERM: training stopped; the metrics are the best epoch's, without re-validation")
         best = trainer.checkpoint_callback.best_model_path or None
@@ -159,6 +166,27 @@ def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule
         "stopped_early": stopped,
         **batch,
     }
+
+
+def settle_rank_failure(err: BaseException, run_dir: Path, plan: BatchPlan, trainer: L.Trainer) -> None:
+    """Under DDP, an out-of-memory error is retried only when every rank ran out (each waits up to `OOM_AGREE_S` for
+    the others' marks in the run directory); when some did not, which would leave them waiting in a collective,
+    every rank ends with one line, rank zero stopping the ranks it started. Other errors pass unchanged."""
+    marks = run_dir / ".oom" / f"{os.environ.get('MASTER_PORT', 'run')}-{plan.used}"  # this launch, this attempt
+    if caused_by_oom(err):
+        marks.mkdir(parents=True, exist_ok=True)
+        (marks / str(trainer.global_rank)).touch()
+        deadline = time.monotonic() + OOM_AGREE_S
+        while len(list(marks.iterdir())) < trainer.world_size and time.monotonic() < deadline:
+            time.sleep(0.2)
+    ranks = sorted(int(p.name) for p in marks.iterdir()) if marks.is_dir() else []
+    if not ranks or len(ranks) == trainer.world_size:
+        return
+    if trainer.strategy.launcher is not None:
+        trainer.strategy.launcher.kill(signal.SIGKILL)  # rank zero: the ranks still waiting in a collective
+    raise UserError(f"CUDA out of memory on rank {', '.join(map(str, ranks))} of {trainer.world_size} only, at "
+                    f"batch {plan.used} per device: the ranks of a run can only retry together; lower batch_size or "
+                    "free the memory other processes hold on that GPU") from None
 
 
 def with_absolute_data_paths(cfg: DictConfig) -> DictConfig:

@@ -422,15 +422,15 @@ def test_devices_lightning_refuses_are_one_line_before_the_data_and_wandb(tmp_pa
                    "dataset_base_path=null", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "trainer.strategy=dpp: Lightning cannot run this on this machine" in lines[0]
+    assert len(lines) == 1 and "trainer.strategy=dpp trainer.precision=32-true: Lightning cannot run this" in lines[0]
     assert "invalid strategy name" in lines[0] and "wandb" not in proc.stdout + proc.stderr
     assert not (tmp_path / "synthetic").exists() and not (tmp_path / "run" / "wandb").exists()
 
 
 @pytest.mark.parametrize("keys, message", [
-    ({"devices": 0}, "trainer.devices=0 trainer.strategy=auto: Lightning cannot run this on this machine"),
+    ({"devices": 0}, "trainer.devices=0 trainer.strategy=auto trainer.precision=32-true: Lightning cannot run this on this"),
     ({"devices": "abc", "accelerator": "cpu"}, "(TypeError: `devices` selected with `CPUAccelerator`"),
-    ({"num_nodes": 0}, "trainer.num_nodes=0: Lightning cannot run this"),
+    ({"num_nodes": 0}, "trainer.num_nodes=0 trainer.precision=32-true: Lightning cannot run this"),
 ])
 def test_check_devices(keys: dict, message: str) -> None:
     trainer = compose_train([]).trainer

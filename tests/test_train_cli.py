@@ -32,6 +32,7 @@ CONFIGS = Path(ocr.__file__).resolve().parents[1] / "configs"
         (["collate_fn.shrink_ratio=1.5"], "collate_fn.shrink_ratio=1.5 must be in [0, 1); DBNet uses 0.4"),
         (["collate_fn.thresh_min=0.8"], "collate_fn.thresh_min=0.8, thresh_max=0.7 must satisfy"),
         (["data.limit_train=0"], "data.limit_train=0 must be null (every image) or an integer >= 1"),
+        (["trainer.strategy=ddp_spawn"], "trainer.strategy='ddp_spawn' trains in worker processes whose epochs"),
     ],
 )
 def test_bad_overrides_are_one_line(words: list[str], expected: str) -> None:

@@ -134,6 +134,13 @@ def _precision(key: str, value: Any) -> None:
         raise UserError(f"{key}={value!r} is not a Lightning precision (one of: {shown})")
 
 
+def _strategy(key: str, value: Any) -> None:
+    """Not a strategy that runs the fit in spawned or forked workers (their epochs and lines stay there)."""
+    if isinstance(value, str) and any(word in value for word in ("spawn", "fork", "notebook")):
+        raise UserError(f"{key}={value!r} trains in worker processes whose epochs, best epoch and progress lines do "
+                        "not reach the run; use ddp (what auto picks for several devices)")
+
+
 _PP, _LIMIT = f"{POSTPROCESS_KEY}.", " (the first N images by name)"
 RULES: dict[str, Rule] = {
     IMAGE_SIZE_KEY: Range(64, integer=True, multiple=32, hint=" (e.g. 640, 800, 1024, 1280)"),
@@ -142,6 +149,7 @@ RULES: dict[str, Rule] = {
     "optimizer.weight_decay": Range(0),
     EPOCHS_KEY: Range(1, integer=True, null="", also=(-1,), hint=" (or -1: no limit)"),  # null: Lightning's default
     "trainer.precision": _precision,
+    "trainer.strategy": _strategy,
     "data.limit_train": Range(1, integer=True, null="every image", typed=False, hint=_LIMIT),
     "data.limit_val": Range(1, integer=True, null="every image", typed=False, hint=_LIMIT),
     "data.augment": _keys(AUGMENT_KEYS),

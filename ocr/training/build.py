@@ -26,7 +26,7 @@ from ocr.utils.env import wandb_mode
 from ocr.utils.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
-DEVICE_KEYS = ("accelerator", "devices", "strategy", "num_nodes")  # what Lightning checks against the machine
+DEVICE_KEYS = ("accelerator", "devices", "strategy", "num_nodes", "precision")  # what Lightning checks on the machine
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -85,9 +85,10 @@ def log_interval(trainer: DictConfig, batches: int) -> int:
 
 
 def check_devices(trainer: DictConfig) -> None:
-    """`trainer.accelerator`, `devices`, `strategy` and `num_nodes` as Lightning accepts them on this machine (a
-    Trainer of those keys alone, a few ms): one `UserError` line before W&B and the model start."""
-    keys = {k: OmegaConf.to_object(trainer)[k] for k in DEVICE_KEYS if k in trainer}
+    """`trainer.accelerator`, `devices`, `strategy`, `num_nodes` and `precision` as Lightning accepts them on this
+    machine (a Trainer of those keys alone, a few ms): one `UserError` line before W&B and the model start."""
+    plain = OmegaConf.to_object(trainer)
+    keys = {k: plain[k] for k in DEVICE_KEYS if k in plain}
     try:
         with lightning_info_hidden(), warnings.catch_warnings():  # the run's own Trainer shows them
             warnings.simplefilter("ignore")
@@ -95,8 +96,9 @@ def check_devices(trainer: DictConfig) -> None:
                       enable_model_summary=False)
     except (MisconfigurationException, ValueError, TypeError, ImportError) as err:
         given = " ".join(f"trainer.{k}={v}" for k, v in keys.items())
-        raise UserError(f"{given}: Lightning cannot run this on this machine ({first_line(err)}); e.g. "
-                        "trainer.accelerator=auto trainer.devices=1, or N devices of the GPUs visible here") from None
+        raise UserError(f"{given}: Lightning cannot run this on this machine ({first_line(err)}); the defaults run "
+                        "anywhere: trainer.accelerator=auto trainer.devices=1 trainer.strategy=auto "
+                        "trainer.precision=32-true") from None
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, train_images: int) -> L.Trainer:

@@ -429,6 +429,10 @@ def test_datamodule_loader_settings(clean_env: Path) -> None:
     loader = dm.val_dataloader()
     assert loader.batch_size == 3 and loader.persistent_workers and loader.num_workers == 1
     assert loader.pin_memory == torch.cuda.is_available()
+    # workers never fork the training process (it holds threads): a forkserver with the data modules imported
+    assert loader.multiprocessing_context.get_start_method() in ("forkserver", "spawn")
+    batch = next(iter(loader))  # a worker started that way loads and collates a batch
+    assert batch["images"].shape == (1, 3, 64, 64) and batch["meta"][0]["image_name"] == "a.jpg"
 
 
 def test_datamodule_config_mistakes(clean_env: Path) -> None:

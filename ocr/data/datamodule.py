@@ -19,8 +19,12 @@ from ocr.data.paths import dataset_root, resolve_dataset_root
 from ocr.data.transforms import (ImageDecodeError, brightness_contrast, load_resized, orient_points, pad_square,
                                  sample_brightness_contrast, to_tensor)
 from ocr.utils.errors import UserError
+from ocr.utils.processes import process_context, start_server
 
 JITTER_KEYS = {"brightness_limit": "brightness_limit", "contrast_limit": "contrast_limit", "p": "brightness_contrast_p"}
+# Loader workers start from a forkserver that has imported these (Lightning too: its worker seeding): forking the
+# training process, which holds threads (gloo, W&B, earlier workers' queues), could leave a worker stuck in fork().
+WORKER_MODULES = ("ocr.data.datamodule", "ocr.targets.collate")
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
 log = logging.getLogger(__name__)
 
@@ -129,6 +133,8 @@ class ReceiptDataModule(L.LightningDataModule):
         self.dataset_root()
 
     def setup(self, stage: str | None = None) -> None:
+        if self.num_workers > 0:
+            start_server(*WORKER_MODULES)
         root = self.dataset_root()
         for split in STAGE_SPLITS.get(stage, ("train", "val")):
             if split in self.datasets:
@@ -148,9 +154,11 @@ class ReceiptDataModule(L.LightningDataModule):
             self.datasets[split] = dataset
 
     def _loader(self, split: str, batch_size: int | None = None, shuffle: bool = False) -> DataLoader:
+        workers = self.num_workers > 0
         return DataLoader(self.datasets[split], batch_size=batch_size or self.val_batch_size or self.batch_size,
                           shuffle=shuffle, num_workers=self.num_workers, collate_fn=self.collate_fn,
-                          persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available())
+                          persistent_workers=workers, pin_memory=torch.cuda.is_available(),
+                          multiprocessing_context=process_context(*WORKER_MODULES) if workers else None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)

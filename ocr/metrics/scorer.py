@@ -3,23 +3,12 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import AbstractContextManager
 
 from ocr.metrics.cleval import ImageScore, Sample, mean_scores, score_image
-
-
-def process_context(*preload: str) -> multiprocessing.context.BaseContext:
-    """forkserver (safe in a process holding threads or a CUDA context; its workers fork from a server that has
-    imported the modules `preload`), else spawn."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    if preload:
-        context.set_forkserver_preload(list(preload))
-    return context
+from ocr.utils.processes import process_context
 
 
 def score_samples(samples: Sequence[Sample]) -> list[ImageScore]:

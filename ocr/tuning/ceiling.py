@@ -28,7 +28,6 @@ from ocr.data.annotations import PREDICTION_SPLIT, Word, load_split, split_paths
 from ocr.data.transforms import ImageDecodeError, fit_scale, load_resized, orient_points, scaled_hw
 from ocr.inference.tuned import PREFIX
 from ocr.metrics.cleval import ImageScore, mean_scores, prepare_ground_truth
-from ocr.metrics.scorer import process_context
 from ocr.sweep.engine import plain
 from ocr.sweep.spec import sweep_parameters
 from ocr.targets.db_targets import allocate_targets, rasterise
@@ -38,6 +37,7 @@ from ocr.tuning.evaluate import ImageState, score_shard
 from ocr.tuning.space import check_values, default_config_path, ends_and_middle, read_yaml, search_config
 from ocr.utils.display import shown_path
 from ocr.utils.errors import UserError
+from ocr.utils.processes import process_context
 
 DEFAULT_SIZES = (640, 800, 1024, 1280)
 DEFAULT_MARGIN = 0.01  # hmean: sizes whose ceiling is within this of the best are recommended

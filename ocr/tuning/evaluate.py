@@ -21,11 +21,11 @@ import numpy as np
 from ocr.metrics.cleval import (
     Detections, GroundTruth, ImageScore, mean_scores, prepare_detections, prepare_ground_truth, score_prepared,
 )
-from ocr.metrics.scorer import process_context
 from ocr.postprocess.db_postprocess import PostprocessParams
 from ocr.postprocess.stages import Candidates, candidates, expand
 from ocr.training.val_cache import CachedImage, cache_dir, load_val_cache
 from ocr.utils.errors import UserError
+from ocr.utils.processes import process_context
 
 OUTPUT_LRU = 8  # post-processing outputs kept per image
 CANDIDATE_LRU = 16  # stage-1 candidate sets kept per image (about 10 KiB each)

@@ -143,14 +143,15 @@ def visible_gpu(devices: Any = None) -> tuple[float | None, str | None]:
     """Free memory (GiB) and name of the CUDA device with the least free memory among `devices` (`trainer.devices`:
     a count, indices, -1 or "auto"), or of this process's device (`LOCAL_RANK`, else 0) when `devices` is None or
     an external launcher started this process as one rank; (None, None) when no GPU is visible."""
-    import torch  # deferred, with Lightning: the sweep preview imports this module and starts without them
-    from lightning.pytorch.accelerators import CUDAAccelerator
+    import torch  # deferred: the sweep preview imports this module and starts without torch
 
     if not torch.cuda.is_available():
         return None, None
     if devices is None or "LOCAL_RANK" in os.environ:
         chosen = [int(os.environ.get("LOCAL_RANK", 0))]
     else:  # every device the run's ranks will train on: rank zero's plan must fit the fullest card
+        from lightning.pytorch.accelerators import CUDAAccelerator  # deferred: the preview (devices None) needs none
+
         chosen = CUDAAccelerator.parse_devices(-1 if devices == "auto" else devices) or [0]
     free, index = min((torch.cuda.mem_get_info(i)[0], i) for i in chosen)
     return free / 2**30, torch.cuda.get_device_name(index)

@@ -9,7 +9,8 @@ import os
 import signal
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,17 +133,14 @@ def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule
     if logger:
         logger.log_hyperparams(batch)
     stops = [cb for cb in trainer.callbacks if isinstance(cb, StopFile)]
-    with module.scorer:  # its worker processes serve every validation of the fit and the best checkpoint's
+    # the scorer's worker processes serve every validation of the fit and the best checkpoint's
+    with module.scorer, failures_settled_across_ranks(run_dir, plan, trainer):
         try:
             with shared_with_ranks(plan):  # DDP's other ranks start in `fit`
                 trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
             terminated = any(cb.terminated for cb in stops)
         except SIGTERMException:  # Lightning's own handler: one device, or before StopFile takes SIGTERM over
             terminated = True
-        except Exception as err:
-            if trainer.world_size > 1:
-                settle_rank_failure(err, run_dir, plan, trainer)
-            raise
         if terminated:  # a W&B agent stopping the trial (hyperband): it sends SIGKILL 30 s later
             log.warning("SIGTERM: training stopped; the metrics are the best epoch's, without re-validation")
         best = trainer.checkpoint_callback.best_model_path or None
@@ -168,25 +166,31 @@ def fit(cfg: DictConfig, run_dir: Path, plan: BatchPlan, logger: Any, datamodule
     }
 
 
-def settle_rank_failure(err: BaseException, run_dir: Path, plan: BatchPlan, trainer: L.Trainer) -> None:
-    """Under DDP, an out-of-memory error is retried only when every rank ran out (each waits up to `OOM_AGREE_S` for
-    the others' marks in the run directory); when some did not, which would leave them waiting in a collective,
-    every rank ends with one line, rank zero stopping the ranks it started. Other errors pass unchanged."""
-    marks = run_dir / ".oom" / f"{os.environ.get('MASTER_PORT', 'run')}-{plan.used}"  # this launch, this attempt
-    if caused_by_oom(err):
-        marks.mkdir(parents=True, exist_ok=True)
-        (marks / str(trainer.global_rank)).touch()
-        deadline = time.monotonic() + OOM_AGREE_S
-        while len(list(marks.iterdir())) < trainer.world_size and time.monotonic() < deadline:
-            time.sleep(0.2)
-    ranks = sorted(int(p.name) for p in marks.iterdir()) if marks.is_dir() else []
-    if not ranks or len(ranks) == trainer.world_size:
-        return
-    if trainer.strategy.launcher is not None:
-        trainer.strategy.launcher.kill(signal.SIGKILL)  # rank zero: the ranks still waiting in a collective
-    raise UserError(f"CUDA out of memory on rank {', '.join(map(str, ranks))} of {trainer.world_size} only, at "
-                    f"batch {plan.used} per device: the ranks of a run can only retry together; lower batch_size or "
-                    "free the memory other processes hold on that GPU") from None
+@contextmanager
+def failures_settled_across_ranks(run_dir: Path, plan: BatchPlan, trainer: L.Trainer) -> Iterator[None]:
+    """Under DDP, an out-of-memory error in the block is retried only when every rank ran out (each waits up to
+    `OOM_AGREE_S` for the others' marks in the run directory); when some did not, which would leave them waiting in a
+    collective, every rank ends with one line, rank zero stopping the ranks it started. Other errors pass unchanged."""
+    try:
+        yield
+    except Exception as err:
+        if trainer.world_size == 1:
+            raise
+        marks = run_dir / ".oom" / f"{os.environ.get('MASTER_PORT', 'run')}-{plan.used}"  # this launch, this attempt
+        if caused_by_oom(err):
+            marks.mkdir(parents=True, exist_ok=True)
+            (marks / str(trainer.global_rank)).touch()
+            deadline = time.monotonic() + OOM_AGREE_S
+            while len(list(marks.iterdir())) < trainer.world_size and time.monotonic() < deadline:
+                time.sleep(0.2)
+        ranks = sorted(int(p.name) for p in marks.iterdir()) if marks.is_dir() else []
+        if ranks and len(ranks) < trainer.world_size:
+            if trainer.strategy.launcher is not None:
+                trainer.strategy.launcher.kill(signal.SIGKILL)  # rank zero: the ranks still waiting in a collective
+            raise UserError(f"CUDA out of memory on rank {', '.join(map(str, ranks))} of {trainer.world_size} only, "
+                            f"at batch {plan.used} per device: the ranks of a run can only retry together; lower "
+                            "batch_size or free the memory other processes hold on that GPU") from None
+        raise
 
 
 def with_absolute_data_paths(cfg: DictConfig) -> DictConfig:

@@ -23,12 +23,6 @@ def is_finite_number(value: object, integer: bool = False) -> bool:
     return isinstance(value, kinds) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def require_number(value: object, key: str, integer: bool = False) -> None:
-    """Raise `UserError` (`KEY=VALUE must be ...`) unless `value` is a finite number (an integer if `integer`)."""
-    if not is_finite_number(value, integer):
-        raise UserError(f"{key}={value!r} must be {'an integer' if integer else 'a finite number'}")
-
-
 @contextmanager
 def exit_on_user_error(prog: str) -> Iterator[None]:
     """Turn a `UserError` raised inside the block into `prog: error: <message>` and exit status 2."""
